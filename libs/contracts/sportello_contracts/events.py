@@ -1,0 +1,307 @@
+"""Payload models of every integration event and the routing key of each.
+
+The routing key of an event is its ``type`` (``ticket.created``). Fields may
+grow additively; consumers ignore fields they do not know. A breaking change
+is a new ``schema_version`` published side by side until consumers move.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+from sportello_contracts.enums import (
+    Author,
+    Channel,
+    ContractTier,
+    CustomerType,
+    EscalationKind,
+    Impact,
+    Priority,
+    SlaMetric,
+    SupportLevel,
+    TicketStatus,
+    Urgency,
+    Visibility,
+)
+from sportello_contracts.envelope import EventEnvelope
+
+SHORT = 200
+LONG = 20_000
+
+
+class EventPayload(BaseModel):
+    """Base of every payload; ``event_type`` is the routing key."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    event_type: ClassVar[str]
+    ticket_id: str = Field(min_length=1, max_length=SHORT)
+
+
+class Requester(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1, max_length=SHORT)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=50)
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    department: str | None = Field(default=None, max_length=SHORT)
+    customer_type: CustomerType = CustomerType.PRIVATE
+    contract_tier: ContractTier | None = None
+
+
+# --- intake -----------------------------------------------------------------
+
+
+class TicketCreated(EventPayload):
+    event_type: ClassVar[str] = "ticket.created"
+
+    number: str = Field(max_length=50)
+    channel: Channel
+    requester: Requester
+    subject: str = Field(max_length=SHORT)
+    description: str = Field(max_length=LONG)
+    category_hint: str | None = Field(default=None, max_length=SHORT)
+    created_at: AwareDatetime
+
+
+class TicketMessageAdded(EventPayload):
+    event_type: ClassVar[str] = "ticket.message_added"
+
+    number: str
+    message_id: str
+    author: Author
+    visibility: Visibility
+    channel: Channel | None = None
+    body: str = Field(max_length=LONG)
+    at: AwareDatetime
+
+
+class TicketStatusChanged(EventPayload):
+    event_type: ClassVar[str] = "ticket.status_changed"
+
+    number: str
+    from_status: TicketStatus
+    to_status: TicketStatus
+    reason: str | None = Field(default=None, max_length=SHORT)
+    version: int = Field(ge=1, description="The ticket's version after the change")
+
+
+class TicketResolved(EventPayload):
+    event_type: ClassVar[str] = "ticket.resolved"
+
+    number: str
+    resolution: str = Field(max_length=LONG)
+    resolved_by: str | None = None
+
+
+class TicketClosed(EventPayload):
+    event_type: ClassVar[str] = "ticket.closed"
+
+    number: str
+    reason: str = Field(default="closed", max_length=SHORT)
+    subject: str = Field(default="", max_length=SHORT)
+    description: str = Field(default="", max_length=LONG)
+    resolution: str | None = Field(default=None, max_length=LONG)
+    category: str | None = None
+
+
+class TicketReopened(EventPayload):
+    event_type: ClassVar[str] = "ticket.reopened"
+
+    number: str
+    reason: str | None = Field(default=None, max_length=SHORT)
+
+
+class TicketRated(EventPayload):
+    event_type: ClassVar[str] = "ticket.rated"
+
+    number: str
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=LONG)
+
+
+# --- routing ----------------------------------------------------------------
+
+
+class TicketTriaged(EventPayload):
+    event_type: ClassVar[str] = "ticket.triaged"
+
+    category: str
+    priority: Priority
+    impact: Impact
+    urgency: Urgency
+    customer_type: CustomerType
+    contract_tier: ContractTier | None = None
+    department: str | None = None
+    rules_version: int | None = None
+
+
+class TicketAssigned(EventPayload):
+    event_type: ClassVar[str] = "ticket.assigned"
+
+    level: SupportLevel
+    group_id: str
+    group_name: str
+    agent_id: str | None = None
+    sequence: int = Field(ge=1, description="Routing's per-ticket sequence; newer wins")
+
+
+class TicketEscalated(EventPayload):
+    event_type: ClassVar[str] = "ticket.escalated"
+
+    from_level: SupportLevel
+    to_level: SupportLevel
+    from_group: str | None = None
+    to_group: str
+    kind: EscalationKind
+    reason: str = Field(max_length=SHORT)
+    actor: str | None = None
+    sequence: int = Field(ge=1)
+
+
+class TicketPriorityChanged(EventPayload):
+    event_type: ClassVar[str] = "ticket.priority_changed"
+
+    from_priority: Priority | None = None
+    to_priority: Priority
+    reason: str = Field(max_length=SHORT)
+    actor: str | None = None
+
+
+# --- sla --------------------------------------------------------------------
+
+
+class _SlaClockEvent(EventPayload):
+    clock_id: str
+    metric: SlaMetric
+    priority: Priority | None = None
+    level: SupportLevel | None = None
+    due_at: AwareDatetime
+
+
+class SlaWarning(_SlaClockEvent):
+    event_type: ClassVar[str] = "sla.warning"
+
+    threshold_percent: int = Field(ge=1, le=99)
+
+
+class SlaBreached(_SlaClockEvent):
+    event_type: ClassVar[str] = "sla.breached"
+
+
+class SlaMet(_SlaClockEvent):
+    event_type: ClassVar[str] = "sla.met"
+
+    stopped_at: AwareDatetime
+
+
+# --- knowledge --------------------------------------------------------------
+
+
+class KbArticlePublished(BaseModel):
+    """Not about one ticket, so not an ``EventPayload``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    event_type: ClassVar[str] = "kb.article_published"
+
+    article_id: str
+    title: str = Field(max_length=SHORT)
+    version: int = Field(ge=1)
+    language: str = "en"
+
+
+class KbCandidateCreated(EventPayload):
+    event_type: ClassVar[str] = "kb.candidate_created"
+
+    candidate_id: str
+    title: str = Field(max_length=SHORT)
+
+
+class ArticleSuggestion(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    article_id: str
+    title: str = Field(max_length=SHORT)
+    url: str | None = None
+    score: float
+
+
+class KbSuggestionsReady(EventPayload):
+    event_type: ClassVar[str] = "kb.suggestions_ready"
+
+    suggestions: list[ArticleSuggestion]
+
+
+AnyPayload = (
+    TicketCreated
+    | TicketMessageAdded
+    | TicketStatusChanged
+    | TicketResolved
+    | TicketClosed
+    | TicketReopened
+    | TicketRated
+    | TicketTriaged
+    | TicketAssigned
+    | TicketEscalated
+    | TicketPriorityChanged
+    | SlaWarning
+    | SlaBreached
+    | SlaMet
+    | KbArticlePublished
+    | KbCandidateCreated
+    | KbSuggestionsReady
+)
+
+EVENT_PAYLOADS: dict[str, type[BaseModel]] = {
+    model.event_type: model
+    for model in AnyPayload.__args__
+}
+"""Routing key -> payload model, for every event in DESIGN.md."""
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def new_event(
+    payload: BaseModel,
+    *,
+    producer: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> EventEnvelope:
+    """Wrap a payload in an envelope whose type is the payload's routing key."""
+    event_type: str = payload.event_type  # type: ignore[attr-defined]
+    extra: dict[str, Any] = {}
+    if occurred_at is not None:
+        extra["occurred_at"] = occurred_at
+    if event_id is not None:
+        extra["event_id"] = event_id
+    return EventEnvelope(
+        type=event_type,
+        producer=producer,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        ticket_id=getattr(payload, "ticket_id", None),
+        payload=payload.model_dump(mode="json"),
+        **extra,
+    )
+
+
+def parse_payload(envelope: EventEnvelope, model: type[P] | None = None) -> P:
+    """Validate an envelope's payload against its type's model (raises on mismatch)."""
+    registered = EVENT_PAYLOADS.get(envelope.type)
+    if registered is None:
+        raise UnknownEventType(f"unknown event type {envelope.type!r}")
+    target = model or registered
+    if model is not None and model is not registered:
+        raise UnknownEventType(f"{envelope.type!r} does not carry {model.__name__}")
+    return target.model_validate(envelope.payload)  # type: ignore[return-value]

@@ -1,0 +1,201 @@
+"""The app factory: one place that gives every service the same doors and the same lifecycle.
+
+A service describes itself with a ``ServiceWiring`` (its routers, event
+handlers, indexes, outbox collections, background loops) built from the
+shared ``Service`` components; the factory adds health, metrics, tracing,
+JSON logs, error bodies, body-size limits and a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import IndexModel
+
+from sportello_runtime.bus import EventBus, Handler, Topology
+from sportello_runtime.http import (
+    BodySizeLimit,
+    HttpMetrics,
+    install_error_handlers,
+    service_token_guard,
+)
+from sportello_runtime.logs import configure_logging
+from sportello_runtime.metrics import ServiceMetrics
+from sportello_runtime.outbox import OutboxRelay
+from sportello_runtime.settings import ServiceSettings
+from sportello_runtime.store import MongoStore, ProcessedEvents
+from sportello_runtime.tracing import configure_tracing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """The shared components a service wires its own parts onto."""
+
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    store: MongoStore
+    bus: EventBus
+    relay: OutboxRelay
+    processed: ProcessedEvents
+
+
+@dataclass
+class ServiceWiring:
+    """What a service adds: see each service's ``app.py``."""
+
+    internal_routers: Sequence[APIRouter] = ()
+    """Routes for other services and the gateway: behind the service token."""
+    public_routers: Sequence[APIRouter] = ()
+    """Routes that authenticate their callers themselves (channels, requesters)."""
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    indexes: Mapping[str, Sequence[IndexModel]] = field(default_factory=dict)
+    outbox_collections: Sequence[str] = ()
+    on_startup: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+def build_service(settings: ServiceSettings) -> Service:
+    metrics = ServiceMetrics(settings.service_name)
+    store = MongoStore(
+        settings.mongo_url,
+        settings.mongo_database,
+        app_name=settings.service_name,
+        timeout_ms=settings.mongo_timeout_ms,
+    )
+    processed = ProcessedEvents(store)
+    bus = EventBus(
+        amqp_url=settings.amqp_url,
+        topology=Topology(
+            namespace=settings.bus_namespace,
+            service=settings.service_name,
+            retry_delays_ms=tuple(settings.bus_retry_delays_ms),
+            delivery_limit=settings.bus_delivery_limit,
+        ),
+        metrics=metrics,
+        processed=processed,
+        prefetch=settings.bus_prefetch,
+        max_attempts=settings.bus_max_attempts,
+        publish_timeout_s=settings.bus_publish_timeout_s,
+        reconnect_interval_s=settings.bus_reconnect_interval_s,
+    )
+    relay = OutboxRelay(
+        bus,
+        metrics,
+        sweep_interval_s=settings.outbox_sweep_interval_s,
+        stale_after_s=settings.outbox_stale_after_s,
+    )
+    return Service(settings, metrics, store, bus, relay, processed)
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    wire: Callable[[Service], ServiceWiring],
+    *,
+    title: str,
+    description: str,
+    version: str = "0.1.0",
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level)
+    provider = configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
+    service = build_service(settings)
+    wiring = wire(service)
+    for event_type, handler in wiring.handlers.items():
+        service.bus.subscribe(event_type, handler)
+    for name in wiring.outbox_collections:
+        service.relay.watch(service.store.collection(name))
+    service.bus.on_connected(service.relay.wake)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.store.ensure_indexes({**service.processed.indexes(), **wiring.indexes})
+        for hook in wiring.on_startup:
+            await hook()
+        service.bus.start(consume=True)
+        service.relay.start()
+        loops = [asyncio.create_task(loop()) for loop in wiring.background]
+        log.info("%s started on port %s", settings.service_name, settings.service_port)
+        try:
+            yield
+        finally:
+            log.info("%s stopping", settings.service_name)
+            await service.bus.stop_consuming(settings.shutdown_grace_s)
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await service.relay.stop(settings.shutdown_grace_s)
+            await service.bus.close()
+            await service.store.close()
+            log.info("%s stopped", settings.service_name)
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.service = service
+    for key, value in wiring.state.items():
+        setattr(app.state, key, value)
+
+    token = settings.service_token.get_secret_value() if settings.service_token else None
+    guard = Depends(service_token_guard(token))
+    for router in wiring.internal_routers:
+        app.include_router(router, dependencies=[guard])
+    for router in wiring.public_routers:
+        app.include_router(router)
+    app.include_router(_operations_router(service))
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=service.metrics)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls="health/live,health/ready,metrics"
+    )
+    return app
+
+
+def _operations_router(service: Service) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        """The process answers: restart it if this fails."""
+        return {"status": "ok"}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        """Broker and database reachable: send traffic only when this is 200."""
+        database = await service.store.ping()
+        broker = service.bus.is_connected
+        ok = database and broker
+        return JSONResponse(
+            status_code=200 if ok else 503,
+            content={
+                "status": "ready" if ok else "not_ready",
+                "checks": {"database": database, "broker": broker},
+            },
+        )
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def current_trace_id() -> str | None:
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None

@@ -1,0 +1,476 @@
+"""The event bus on RabbitMQ (aio-pika).
+
+Topology, per service, under a namespace (default ``sportello``)::
+
+    {ns}.events                topic exchange, durable; routing key = event type
+    {ns}.{service}             quorum queue bound to the types the service handles;
+                               x-delivery-limit dead-letters messages that keep
+                               crashing the consumer into the DLQ (at-least-once)
+    {ns}.{service}.retry.Nms   classic TTL queues; expired messages go back to
+                               {ns}.{service} through the default exchange
+    {ns}.{service}.dlq         quorum queue of parked messages, with the reason
+                               in the headers
+
+A handler's exception sends the message to the next retry tier; after
+``max_attempts`` it is parked in the DLQ. A message that can never succeed
+(bad JSON, unknown type, payload failing validation, ``PermanentFailure``) is
+parked at once. Messages are acked only after the handler's write and the
+dedupe record, so a crash means redelivery, never loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from opentelemetry import trace
+from pamqp.commands import Basic
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from sportello_contracts import EventEnvelope, UnknownEventType, utc_now
+from sportello_runtime.logs import log_context
+from sportello_runtime.metrics import ServiceMetrics
+from sportello_runtime.store import ProcessedEvents
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EventEnvelope], Awaitable[None]]
+
+ATTEMPT_HEADER = "x-sportello-attempt"
+REASON_HEADER = "x-sportello-reason"
+ERROR_HEADER = "x-sportello-error"
+MAX_HEADER_CHARS = 2_000
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler for a message that no retry can fix: parked in the DLQ at once."""
+
+
+class BusNotConnected(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    service: str
+    retry_delays_ms: tuple[int, ...]
+    delivery_limit: int
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.namespace}.{self.service}"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.{self.service}.dlq"
+
+    def retry_queue(self, delay_ms: int) -> str:
+        return f"{self.namespace}.{self.service}.retry.{delay_ms}ms"
+
+    def retry_queue_for(self, attempt: int) -> str:
+        """Attempt 1 failed -> first tier; later attempts climb the tiers and stay on the last."""
+        index = min(max(attempt, 1), len(self.retry_delays_ms)) - 1
+        return self.retry_queue(self.retry_delays_ms[index])
+
+    def queue_names(self) -> list[str]:
+        return [
+            self.work_queue,
+            self.dead_letter_queue,
+            *(self.retry_queue(d) for d in self.retry_delays_ms),
+        ]
+
+
+class EventBus:
+    """One robust connection per process: a confirming publish channel and a consume channel."""
+
+    def __init__(
+        self,
+        *,
+        amqp_url: str,
+        topology: Topology,
+        metrics: ServiceMetrics,
+        processed: ProcessedEvents | None,
+        prefetch: int = 32,
+        max_attempts: int = 6,
+        publish_timeout_s: float = 5.0,
+        reconnect_interval_s: float = 1.0,
+    ) -> None:
+        self.topology = topology
+        self._url = amqp_url
+        self._metrics = metrics
+        self._processed = processed
+        self._prefetch = prefetch
+        self._max_attempts = max_attempts
+        self._publish_timeout = publish_timeout_s
+        self._reconnect_interval = reconnect_interval_s
+        self._handlers: dict[str, Handler] = {}
+        self._tracer = trace.get_tracer("sportello.bus")
+
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._consume_channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._default_exchange: AbstractExchange | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._want_consuming = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._connected_listeners: list[Callable[[], None]] = []
+
+    # -- wiring ---------------------------------------------------------------
+
+    def subscribe(self, event_type: str, handler: Handler) -> None:
+        if event_type in self._handlers:
+            raise ValueError(f"{event_type} already has a handler in {self.topology.service}")
+        self._handlers[event_type] = handler
+
+    def on_connected(self, listener: Callable[[], None]) -> None:
+        """Called after the first connection and after every reconnection."""
+        self._connected_listeners.append(listener)
+
+    @property
+    def is_connected(self) -> bool:
+        connection = self._connection
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+            and self._exchange is not None
+        )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self, *, consume: bool = True) -> None:
+        """Connect in the background: the service starts (and accepts work) with the broker down."""
+        self._want_consuming = consume and bool(self._handlers)
+        if self._connect_task is None:
+            self._connect_task = asyncio.create_task(self._connect_forever(), name="bus-connect")
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.is_connected:
+            if time.monotonic() > deadline:
+                raise BusNotConnected(f"not connected to the broker after {timeout_s}s")
+            await asyncio.sleep(0.05)
+
+    async def _connect_forever(self) -> None:
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=self._reconnect_interval * 5),
+            retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError)),
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning("broker unreachable, retrying (attempt %s)",
+                                attempt.retry_state.attempt_number)
+                await self._connect()
+
+    async def _connect(self) -> None:
+        connection = await aio_pika.connect_robust(
+            self._url,
+            reconnect_interval=self._reconnect_interval,
+            client_properties={"connection_name": self.topology.service},
+        )
+        try:
+            publish_channel = await connection.channel(publisher_confirms=True)
+            consume_channel = await connection.channel()
+            await consume_channel.set_qos(prefetch_count=self._prefetch)
+            exchange = await publish_channel.declare_exchange(
+                self.topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await self._declare_queues(consume_channel)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+        self._publish_channel = publish_channel
+        self._consume_channel = consume_channel
+        self._exchange = exchange
+        self._default_exchange = publish_channel.default_exchange
+        self._queue = queue
+        connection.reconnect_callbacks.add(self._notify_connected)
+        if self._want_consuming and queue is not None:
+            self._consumer_tag = await queue.consume(self._on_message)
+        log.info("connected to the broker; consuming=%s", self._consumer_tag is not None)
+        self._notify_connected()
+
+    def _notify_connected(self, *_: Any) -> None:
+        for listener in self._connected_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("connected listener failed")
+
+    async def _declare_queues(self, channel: AbstractRobustChannel) -> AbstractQueue | None:
+        if not self._handlers:
+            return None
+        t = self.topology
+        await channel.declare_exchange(t.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        await channel.declare_queue(
+            t.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        queue = await channel.declare_queue(
+            t.work_queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": t.delivery_limit,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": t.dead_letter_queue,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+        for delay in t.retry_delays_ms:
+            await channel.declare_queue(
+                t.retry_queue(delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": delay,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": t.work_queue,
+                },
+            )
+        for event_type in sorted(self._handlers):
+            await queue.bind(t.exchange, routing_key=event_type)
+        return queue
+
+    async def stop_consuming(self, grace_s: float) -> None:
+        """Stop taking messages and let the in-flight handlers finish (graceful shutdown)."""
+        self._want_consuming = False
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=2)
+            except Exception:
+                log.warning("could not cancel the consumer cleanly", exc_info=True)
+            self._consumer_tag = None
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=grace_s)
+        except TimeoutError:
+            log.warning("%s handlers still running after %ss", self._in_flight, grace_s)
+
+    async def close(self) -> None:
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+            await asyncio.gather(self._connect_task, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._exchange = None
+
+    # -- publishing -------------------------------------------------------------
+
+    async def publish(self, envelope: EventEnvelope) -> None:
+        """Publish with a broker confirm; raises when the broker did not take it."""
+        exchange = self._exchange
+        if exchange is None or not self.is_connected:
+            self._metrics.events_published.labels(envelope.type, "failed").inc()
+            raise BusNotConnected("not connected to the broker")
+        message = aio_pika.Message(
+            envelope.to_json(),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+            message_id=str(envelope.event_id),
+            correlation_id=envelope.correlation_id,
+            type=envelope.type,
+            app_id=envelope.producer,
+            timestamp=envelope.occurred_at,
+        )
+        try:
+            confirmation = await asyncio.wait_for(
+                exchange.publish(message, routing_key=envelope.type, mandatory=False),
+                timeout=self._publish_timeout,
+            )
+            if not isinstance(confirmation, Basic.Ack):
+                raise BusNotConnected(f"broker did not confirm {envelope.type}: {confirmation!r}")
+        except BaseException:
+            self._metrics.events_published.labels(envelope.type, "failed").inc()
+            raise
+        self._metrics.events_published.labels(envelope.type, "ok").inc()
+
+    async def _publish_to_queue(self, queue_name: str, message: aio_pika.Message) -> None:
+        exchange = self._default_exchange
+        if exchange is None:
+            raise BusNotConnected("not connected to the broker")
+        confirmation = await asyncio.wait_for(
+            exchange.publish(message, routing_key=queue_name, mandatory=True),
+            timeout=self._publish_timeout,
+        )
+        if not isinstance(confirmation, Basic.Ack):
+            raise BusNotConnected(f"{queue_name} did not take the message: {confirmation!r}")
+
+    # -- consuming --------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._process(message)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        routing_key = message.routing_key or "unknown"
+        try:
+            envelope = EventEnvelope.from_json(message.body)
+            handler = self._handlers.get(envelope.type)
+            if handler is None:
+                raise UnknownEventType(
+                    f"{self.topology.service} has no handler for {envelope.type!r}"
+                )
+        except (ValidationError, UnknownEventType, ValueError) as exc:
+            await self._park(message, routing_key, f"invalid event: {_describe(exc)}", exc)
+            return
+
+        event_id = str(envelope.event_id)
+        with (
+            log_context(
+                ticket_id=envelope.ticket_id,
+                event_id=event_id,
+                correlation_id=envelope.correlation_id,
+            ),
+            self._tracer.start_as_current_span(
+                f"handle {envelope.type}",
+                attributes={
+                    "sportello.service": self.topology.service,
+                    "sportello.event_type": envelope.type,
+                    "sportello.event_id": event_id,
+                    "sportello.ticket_id": envelope.ticket_id or "",
+                },
+            ),
+        ):
+            started = time.perf_counter()
+            try:
+                if self._processed is not None and await self._processed.seen(
+                    self.topology.service, event_id
+                ):
+                    await message.ack()
+                    self._metrics.events_consumed.labels(envelope.type, "duplicate").inc()
+                    log.info("duplicate %s ignored", envelope.type)
+                    return
+                await handler(envelope)
+                if self._processed is not None:
+                    await self._processed.remember(self.topology.service, event_id)
+            except (PermanentFailure, ValidationError, UnknownEventType) as exc:
+                await self._park(message, envelope.type, _describe(exc), exc)
+                return
+            except Exception as exc:
+                await self._retry_or_park(message, envelope.type, exc)
+                return
+            finally:
+                self._metrics.handler_duration.labels(envelope.type).observe(
+                    time.perf_counter() - started
+                )
+            await message.ack()
+            self._metrics.events_consumed.labels(envelope.type, "ok").inc()
+            log.info("handled %s", envelope.type)
+
+    async def _retry_or_park(
+        self, message: AbstractIncomingMessage, event_type: str, exc: Exception
+    ) -> None:
+        attempt = _attempt_of(message) + 1
+        if attempt >= self._max_attempts:
+            await self._park(
+                message, event_type, f"failed {attempt} times, last: {_describe(exc)}", exc
+            )
+            return
+        retry_queue = self.topology.retry_queue_for(attempt)
+        log.warning("%s failed (attempt %s), retrying via %s: %s",
+                    event_type, attempt, retry_queue, _describe(exc))
+        headers = dict(message.headers or {})
+        headers[ATTEMPT_HEADER] = attempt
+        headers[ERROR_HEADER] = _describe(exc)
+        await self._forward(message, retry_queue, headers, event_type, "retried")
+
+    async def _park(
+        self,
+        message: AbstractIncomingMessage,
+        event_type: str,
+        reason: str,
+        exc: BaseException | None,
+    ) -> None:
+        log.error("%s parked in %s: %s", event_type, self.topology.dead_letter_queue, reason)
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                REASON_HEADER: reason[:MAX_HEADER_CHARS],
+                ATTEMPT_HEADER: _attempt_of(message) + 1,
+                "x-sportello-consumer": self.topology.service,
+                "x-sportello-original-routing-key": message.routing_key or "",
+                "x-sportello-failed-at": utc_now().isoformat(),
+            }
+        )
+        if exc is not None:
+            headers[ERROR_HEADER] = "".join(
+                traceback.format_exception_only(type(exc), exc)
+            )[-MAX_HEADER_CHARS:]
+        await self._forward(
+            message, self.topology.dead_letter_queue, headers, event_type, "dead_lettered"
+        )
+
+    async def _forward(
+        self,
+        message: AbstractIncomingMessage,
+        queue_name: str,
+        headers: dict[str, Any],
+        event_type: str,
+        outcome: str,
+    ) -> None:
+        """Copy to another queue, then ack: a crash in between means a duplicate, not a loss."""
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type=message.content_type,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            app_id=message.app_id,
+            timestamp=message.timestamp,
+        )
+        try:
+            await self._publish_to_queue(queue_name, copy)
+        except Exception:
+            log.exception("could not move %s to %s; requeueing", event_type, queue_name)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        self._metrics.events_consumed.labels(event_type, outcome).inc()
+
+
+def _attempt_of(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()[:10]
+        )
+        return f"validation failed: {problems}"[:MAX_HEADER_CHARS]
+    return f"{type(exc).__name__}: {exc}"[:MAX_HEADER_CHARS]

@@ -1,0 +1,74 @@
+"""Structured JSON logs, one line per event, carrying ticket, event and correlation ids."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from opentelemetry import trace
+from pythonjsonlogger.json import JsonFormatter
+
+_ticket_id: ContextVar[str | None] = ContextVar("ticket_id", default=None)
+_event_id: ContextVar[str | None] = ContextVar("event_id", default=None)
+_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        for name, var in (
+            ("ticket_id", _ticket_id),
+            ("event_id", _event_id),
+            ("correlation_id", _correlation_id),
+        ):
+            if not hasattr(record, name):
+                setattr(record, name, var.get())
+        span_context = trace.get_current_span().get_span_context()
+        record.trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route every logger through one JSON handler on stderr (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_sportello", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._sportello = True  # type: ignore[attr-defined]
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s "
+            "%(ticket_id)s %(event_id)s %(correlation_id)s %(trace_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    handler.addFilter(_ContextFilter(service))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("aiormq", "aio_pika", "pymongo", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+@contextmanager
+def log_context(
+    *, ticket_id: str | None = None, event_id: str | None = None, correlation_id: str | None = None
+) -> Iterator[None]:
+    """Ids attached to every log line written inside the block."""
+    tokens = [
+        (_ticket_id, _ticket_id.set(ticket_id)),
+        (_event_id, _event_id.set(event_id)),
+        (_correlation_id, _correlation_id.set(correlation_id)),
+    ]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)

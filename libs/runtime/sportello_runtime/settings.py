@@ -1,0 +1,49 @@
+"""Settings every service shares, read once from environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Environment names are the field names upper-cased (``AMQP_URL``, ``MONGO_URL``...).
+
+    A service subclasses this and sets ``service_name``, ``service_port`` and
+    ``mongo_database`` defaults; everything else is common.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str
+    service_host: str = "127.0.0.1"
+    service_port: int = Field(ge=0, le=65535)
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="When set, the service's internal API demands it as a bearer token"
+    )
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    bus_namespace: str = Field(
+        default="sportello",
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,60}$",
+        description="Prefix of the exchange and queue names; tests use one per test",
+    )
+    bus_prefetch: int = Field(default=32, ge=1, le=1000)
+    bus_retry_delays_ms: list[int] = Field(default=[1_000, 5_000, 30_000, 120_000], min_length=1)
+    bus_max_attempts: int = Field(default=6, ge=1, le=100)
+    bus_delivery_limit: int = Field(default=10, ge=1)
+    bus_publish_timeout_s: float = Field(default=5.0, gt=0)
+    bus_reconnect_interval_s: float = Field(default=1.0, gt=0)
+
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_database: str
+    mongo_timeout_ms: int = Field(default=10_000, ge=100)
+
+    outbox_sweep_interval_s: float = Field(default=1.0, gt=0)
+    outbox_stale_after_s: float = Field(default=2.0, ge=0)
+
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+    otel_exporter_otlp_endpoint: str | None = None

@@ -1,0 +1,39 @@
+"""OpenTelemetry: one trace per ticket journey, from the HTTP request through every event hop.
+
+Exports over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, nothing
+otherwise. A tracer provider installed before (tests install one with an
+in-memory exporter) is kept.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+_lock = threading.Lock()
+
+
+def configure_tracing(service_name: str, otlp_endpoint: str | None) -> trace.TracerProvider:
+    with _lock:
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            provider = current
+        else:
+            provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+            if otlp_endpoint:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+
+                endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
+                provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+            trace.set_tracer_provider(provider)
+        instrumentor = AioPikaInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+        return provider

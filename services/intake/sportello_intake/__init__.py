@@ -1,0 +1,1 @@
+"""Intake: where requests are collected and where the ticket record lives."""

@@ -1,0 +1,1 @@
+"""Routing: who works on a ticket, and moving it up the support levels."""

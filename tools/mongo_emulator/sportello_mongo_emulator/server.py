@@ -1,0 +1,490 @@
+"""mongomock behind mockupdb's wire-protocol server.
+
+mockupdb parses OP_MSG / OP_QUERY requests and writes replies; every request
+is answered by ``MongoEmulator.handle`` which runs the command on one shared
+``mongomock.MongoClient``. Commands are executed one at a time (mockupdb
+holds its server lock while a request is handled, and we hold ours), which
+gives single-document atomicity like a real server.
+
+Anything mongomock does not implement, and any option that would change a
+command's meaning that we do not carry over, is answered with an error
+(``ok: 0`` with a code), never with a guess.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import mongomock
+from bson.int64 import Int64
+from mockupdb import OP_MSG_FLAGS, MockupDB, OpMsg
+from mongomock import filtering
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+log = logging.getLogger(__name__)
+
+Db = Any
+"""A mongomock database (mongomock's own annotations are partial)."""
+
+MAX_WIRE_VERSION = 21  # MongoDB 7.0
+DEFAULT_BATCH = 101
+MAX_BATCH = 5_000
+
+# Server error codes (src/mongo/base/error_codes.yml).
+BAD_VALUE = 2
+NAMESPACE_NOT_FOUND = 26
+CURSOR_NOT_FOUND = 43
+NAMESPACE_EXISTS = 48
+COMMAND_NOT_FOUND = 59
+ILLEGAL_OPERATION = 20
+NOT_IMPLEMENTED = 238
+DUPLICATE_KEY = 11000
+
+IGNORED_FIELDS = {
+    "$db", "lsid", "$clusterTime", "$readPreference", "readConcern", "writeConcern",
+    "apiVersion", "apiStrict", "apiDeprecationErrors", "comment", "maxTimeMS",
+    "bypassDocumentValidation", "$client", "noCursorTimeout",
+}
+"""Fields that do not change a command's result on a single standalone server."""
+
+
+class CommandError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unsupported(CommandError):
+    def __init__(self, what: str) -> None:
+        super().__init__(NOT_IMPLEMENTED, f"mongo emulator: {what} is not supported")
+
+
+class MongoEmulator:
+    def __init__(self, host: str = "127.0.0.1", port: int = 27017) -> None:
+        self._mongo: Any = mongomock.MongoClient()
+        self._lock = threading.Lock()
+        self._cursors: dict[int, tuple[str, list[Any]]] = {}
+        self._cursor_ids = itertools.count(1_000_001)
+        self._connections = itertools.count(1)
+        self._server = MockupDB(port=port, request_timeout=int(1e6))
+        self._server._address = (host, port)  # mockupdb binds 'localhost' unless told
+        self._server.autoresponds(self._respond)
+        self._commands: dict[str, Callable[[Db, dict[str, Any]], dict[str, Any]]]
+        self._commands = {
+            "hello": self._hello,
+            "ismaster": self._hello,
+            "ping": self._ok,
+            "buildinfo": self._build_info,
+            "endsessions": self._ok,
+            "find": self._find,
+            "getmore": self._get_more,
+            "killcursors": self._kill_cursors,
+            "insert": self._insert,
+            "update": self._update,
+            "delete": self._delete,
+            "findandmodify": self._find_and_modify,
+            "aggregate": self._aggregate,
+            "count": self._count,
+            "distinct": self._distinct,
+            "createindexes": self._create_indexes,
+            "listindexes": self._list_indexes,
+            "dropindexes": self._drop_indexes,
+            "drop": self._drop,
+            "dropdatabase": self._drop_database,
+            "listcollections": self._list_collections,
+            "listdatabases": self._list_databases,
+            "create": self._create,
+        }
+
+    # -- server ---------------------------------------------------------------
+
+    def start(self) -> int:
+        return int(self._server.run())
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    @property
+    def uri(self) -> str:
+        host, port = self._server.address
+        return f"mongodb://{host}:{port}"
+
+    def _respond(self, request: Any) -> bool:
+        command = dict(request.doc)
+        database = command.pop("$db", None) or request.namespace or "admin"
+        if database.endswith(".$cmd"):
+            database = database[: -len(".$cmd")]
+        try:
+            with self._lock:
+                reply = self.execute(database, command)
+        except CommandError as exc:
+            reply = {"ok": 0.0, "errmsg": str(exc), "code": exc.code}
+        except DuplicateKeyError as exc:
+            reply = {"ok": 0.0, "errmsg": str(exc), "code": DUPLICATE_KEY}
+        except OperationFailure as exc:
+            reply = {"ok": 0.0, "errmsg": str(exc), "code": exc.code or BAD_VALUE}
+        except NotImplementedError as exc:
+            reply = {"ok": 0.0, "errmsg": f"mongo emulator (mongomock): {exc}",
+                     "code": NOT_IMPLEMENTED}
+        except Exception as exc:
+            log.exception("command failed: %r", command)
+            reply = {"ok": 0.0, "errmsg": f"mongo emulator: {type(exc).__name__}: {exc}",
+                     "code": BAD_VALUE}
+        if isinstance(request, OpMsg) and request.flags & OP_MSG_FLAGS["moreToCome"]:
+            return True  # unacknowledged write: the client expects no reply
+        request.replies(reply)
+        return True
+
+    def execute(self, database: str, command: dict[str, Any]) -> dict[str, Any]:
+        """Run one command document; the reply document (errors raise)."""
+        if not command:
+            raise CommandError(BAD_VALUE, "empty command")
+        in_transaction = "txnNumber" in command and command.get("autocommit") is False
+        if command.get("startTransaction") or in_transaction:
+            raise Unsupported("multi-document transactions")
+        name = next(iter(command))
+        handler = self._commands.get(name.lower())
+        if handler is None:
+            raise CommandError(COMMAND_NOT_FOUND, f"mongo emulator: no such command: '{name}'")
+        return handler(self._mongo[database], command)
+
+    # -- admin ------------------------------------------------------------------
+
+    def _hello(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ismaster": True,
+            "isWritablePrimary": True,
+            "helloOk": True,
+            "maxBsonObjectSize": 16 * 1024 * 1024,
+            "maxMessageSizeBytes": 48_000_000,
+            "maxWriteBatchSize": 100_000,
+            "localTime": datetime.now(UTC),
+            "logicalSessionTimeoutMinutes": 30,
+            "connectionId": next(self._connections),
+            "minWireVersion": 0,
+            "maxWireVersion": MAX_WIRE_VERSION,
+            "readOnly": False,
+            "ok": 1.0,
+        }
+
+    def _ok(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": 1.0}
+
+    def _build_info(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
+        return {"version": "7.0.0-mongomock", "versionArray": [7, 0, 0, 0], "ok": 1.0}
+
+    # -- cursors ----------------------------------------------------------------
+
+    def _cursor_reply(
+        self, namespace: str, docs: list[Any], batch_size: int | None, single_batch: bool = False
+    ) -> dict[str, Any]:
+        size = DEFAULT_BATCH if batch_size is None or batch_size <= 0 else batch_size
+        first, rest = docs[:size], docs[size:]
+        cursor_id = 0
+        if rest and not single_batch:
+            cursor_id = next(self._cursor_ids)
+            self._cursors[cursor_id] = (namespace, rest)
+        return {"cursor": {"id": Int64(cursor_id), "ns": namespace, "firstBatch": first}, "ok": 1.0}
+
+    def _get_more(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        cursor_id = int(command["getMore"])
+        if cursor_id not in self._cursors:
+            raise CommandError(CURSOR_NOT_FOUND, f"cursor id {cursor_id} not found")
+        namespace, docs = self._cursors.pop(cursor_id)
+        size = int(command.get("batchSize") or MAX_BATCH)
+        batch, rest = docs[:size], docs[size:]
+        next_id = 0
+        if rest:
+            next_id = cursor_id
+            self._cursors[cursor_id] = (namespace, rest)
+        return {"cursor": {"id": Int64(next_id), "ns": namespace, "nextBatch": batch}, "ok": 1.0}
+
+    def _kill_cursors(self, _: Db, command: dict[str, Any]) -> dict[str, Any]:
+        killed: list[Any] = []
+        missing: list[Any] = []
+        for cursor_id in command.get("cursors", []):
+            (killed if self._cursors.pop(int(cursor_id), None) else missing).append(cursor_id)
+        return {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [],
+                "cursorsUnknown": [], "ok": 1.0}
+
+    # -- reads ------------------------------------------------------------------
+
+    def _find(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        _refuse_options(command, "find", {"collation", "min", "max", "returnKey", "showRecordId",
+                                          "tailable", "awaitData", "allowPartialResults", "let"})
+        name = command["find"]
+        limit = int(command.get("limit") or 0)
+        cursor = db[name].find(
+            command.get("filter") or {},
+            command.get("projection") or None,
+            skip=int(command.get("skip") or 0),
+            limit=abs(limit),
+            sort=_sort_spec(command.get("sort")),
+        )
+        docs = list(cursor)
+        return self._cursor_reply(
+            f"{db.name}.{name}", docs, command.get("batchSize"),
+            single_batch=bool(command.get("singleBatch")) or limit < 0,
+        )
+
+    def _aggregate(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        _refuse_options(command, "aggregate", {"collation", "explain", "let"})
+        name = command["aggregate"]
+        if not isinstance(name, str):
+            raise Unsupported("database-level aggregate")
+        pipeline = command.get("pipeline") or []
+        for stage in pipeline:
+            if set(stage) & {"$out", "$merge", "$changeStream", "$search", "$vectorSearch"}:
+                raise Unsupported(f"aggregation stage {next(iter(stage))}")
+        docs = list(db[name].aggregate(pipeline))
+        batch = (command.get("cursor") or {}).get("batchSize")
+        return self._cursor_reply(f"{db.name}.{name}", docs, batch)
+
+    def _count(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        _refuse_options(command, "count", {"collation"})
+        kwargs: dict[str, Any] = {}
+        if command.get("skip"):
+            kwargs["skip"] = int(command["skip"])
+        if command.get("limit"):
+            kwargs["limit"] = abs(int(command["limit"]))
+        n = db[command["count"]].count_documents(command.get("query") or {}, **kwargs)
+        return {"n": n, "ok": 1.0}
+
+    def _distinct(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        _refuse_options(command, "distinct", {"collation"})
+        values = db[command["distinct"]].distinct(command["key"], command.get("query") or None)
+        return {"values": values, "ok": 1.0}
+
+    # -- writes -----------------------------------------------------------------
+
+    def _insert(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        collection = db[command["insert"]]
+        ordered = command.get("ordered", True)
+        inserted, errors = 0, []
+        for index, document in enumerate(command.get("documents", [])):
+            try:
+                collection.insert_one(document)
+                inserted += 1
+            except (DuplicateKeyError, OperationFailure) as exc:
+                errors.append(_write_error(index, exc))
+                if ordered:
+                    break
+        return _write_reply(inserted, errors)
+
+    def _update(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        collection = db[command["update"]]
+        ordered = command.get("ordered", True)
+        matched, modified, upserted, errors = 0, 0, [], []
+        for index, spec in enumerate(command.get("updates", [])):
+            _refuse_options(spec, "update", {"collation", "hint", "sort"})
+            query, update = spec.get("q") or {}, spec.get("u")
+            upsert, multi = bool(spec.get("upsert")), bool(spec.get("multi"))
+            try:
+                if isinstance(update, list):
+                    raise Unsupported("pipeline-style updates")
+                if not isinstance(update, dict):
+                    raise CommandError(BAD_VALUE, "update must be a document")
+                if _is_replacement(update):
+                    if multi:
+                        raise CommandError(BAD_VALUE, "multi update needs update operators")
+                    result = collection.replace_one(query, update, upsert=upsert)
+                else:
+                    kwargs: dict[str, Any] = {"upsert": upsert}
+                    if spec.get("arrayFilters"):
+                        kwargs["array_filters"] = spec["arrayFilters"]
+                    method = collection.update_many if multi else collection.update_one
+                    result = method(query, update, **kwargs)
+            except (DuplicateKeyError, OperationFailure, CommandError, NotImplementedError) as exc:
+                errors.append(_write_error(index, exc))
+                if ordered:
+                    break
+                continue
+            matched += result.matched_count
+            modified += result.modified_count
+            if result.upserted_id is not None:
+                upserted.append({"index": index, "_id": result.upserted_id})
+        reply = _write_reply(matched + len(upserted), errors)
+        reply["nModified"] = modified
+        if upserted:
+            reply["upserted"] = upserted
+        return reply
+
+    def _delete(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        collection = db[command["delete"]]
+        ordered = command.get("ordered", True)
+        deleted, errors = 0, []
+        for index, spec in enumerate(command.get("deletes", [])):
+            _refuse_options(spec, "delete", {"collation", "hint"})
+            try:
+                if int(spec.get("limit", 0)) == 1:
+                    deleted += collection.delete_one(spec.get("q") or {}).deleted_count
+                else:
+                    deleted += collection.delete_many(spec.get("q") or {}).deleted_count
+            except OperationFailure as exc:
+                errors.append(_write_error(index, exc))
+                if ordered:
+                    break
+        return _write_reply(deleted, errors)
+
+    def _find_and_modify(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        _refuse_options(command, "findAndModify", {"collation", "hint", "let"})
+        name = str(command.get("findAndModify") or command.get("findandmodify"))
+        collection = db[name]
+        query = command.get("query") or {}
+        sort = _sort_spec(command.get("sort"))
+        fields = command.get("fields") or None
+        existing = collection.find_one(query, {"_id": 1}, sort=sort)
+        if command.get("remove"):
+            value = collection.find_one_and_delete(query, projection=fields, sort=sort)
+            return {"lastErrorObject": {"n": int(value is not None)}, "value": value, "ok": 1.0}
+        update = command.get("update")
+        if isinstance(update, list):
+            raise Unsupported("pipeline-style updates")
+        if not isinstance(update, dict):
+            raise CommandError(BAD_VALUE, "either an update or remove=true must be specified")
+        upsert = bool(command.get("upsert"))
+        return_document = ReturnDocument.AFTER if command.get("new") else ReturnDocument.BEFORE
+        kwargs: dict[str, Any] = {}
+        if command.get("arrayFilters"):
+            kwargs["array_filters"] = command["arrayFilters"]
+        if _is_replacement(update):
+            method = collection.find_one_and_replace
+        else:
+            method = collection.find_one_and_update
+        value = method(query, update, projection=fields, sort=sort, upsert=upsert,
+                       return_document=return_document, **kwargs)
+        last_error: dict[str, Any] = {"n": 1 if existing is not None or upsert else 0,
+                                      "updatedExisting": existing is not None}
+        if existing is None and upsert:
+            created = collection.find_one(query, {"_id": 1}, sort=sort)
+            if created is not None:
+                last_error["upserted"] = created["_id"]
+        return {"lastErrorObject": last_error, "value": value, "ok": 1.0}
+
+    # -- indexes and namespaces ---------------------------------------------------
+
+    def _create_indexes(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        name = command["createIndexes"]
+        existed = name in db.list_collection_names()
+        collection = db[name]
+        before = len(collection.index_information()) if existed else 1
+        for spec in command.get("indexes", []):
+            unknown = set(spec) - {"key", "name", "unique", "sparse", "expireAfterSeconds",
+                                   "partialFilterExpression", "background", "v"}
+            if unknown:
+                raise Unsupported(f"index options {sorted(unknown)}")
+            keys = list(spec["key"].items())
+            for field, direction in keys:
+                if direction not in (1, -1):
+                    raise Unsupported(f"{direction!r} indexes (field {field})")
+            kwargs: dict[str, Any] = {"name": spec.get("name"), "unique": bool(spec.get("unique")),
+                                      "sparse": bool(spec.get("sparse"))}
+            if "expireAfterSeconds" in spec:
+                kwargs["expireAfterSeconds"] = spec["expireAfterSeconds"]
+            if "partialFilterExpression" in spec:
+                kwargs["partialFilterExpression"] = spec["partialFilterExpression"]
+            collection.create_index(keys, **kwargs)
+        after = len(collection.index_information())
+        return {"createdCollectionAutomatically": not existed, "numIndexesBefore": before,
+                "numIndexesAfter": after, "ok": 1.0}
+
+    def _list_indexes(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        name = command["listIndexes"]
+        if name not in db.list_collection_names():
+            raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {db.name}.{name}")
+        specs = []
+        for index_name, info in db[name].index_information().items():
+            spec = {k: v for k, v in info.items() if k != "key"}
+            spec["key"] = dict(info["key"])
+            spec["name"] = index_name
+            specs.append(spec)
+        return self._cursor_reply(f"{db.name}.{name}", specs, None)
+
+    def _drop_indexes(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        name, which = command["dropIndexes"], command.get("index", "*")
+        if which == "*":
+            db[name].drop_indexes()
+        else:
+            db[name].drop_index(which)
+        return {"ok": 1.0}
+
+    def _drop(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        db.drop_collection(command["drop"])
+        return {"ns": f"{db.name}.{command['drop']}", "ok": 1.0}
+
+    def _drop_database(self, db: Db, _: dict[str, Any]) -> dict[str, Any]:
+        self._mongo.drop_database(db.name)
+        return {"dropped": db.name, "ok": 1.0}
+
+    def _create(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        _refuse_options(command, "create", {"capped", "timeseries", "validator", "viewOn",
+                                            "clusteredIndex", "collation"})
+        name = command["create"]
+        if name in db.list_collection_names():
+            raise CommandError(NAMESPACE_EXISTS, f"Collection {db.name}.{name} already exists.")
+        db.create_collection(name)
+        return {"ok": 1.0}
+
+    def _list_collections(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
+        query = command.get("filter") or {}
+        infos = [
+            {"name": name, "type": "collection", "options": {}, "info": {"readOnly": False}}
+            for name in sorted(db.list_collection_names())
+        ]
+        if command.get("nameOnly"):
+            infos = [{"name": i["name"], "type": i["type"]} for i in infos]
+        matching = [info for info in infos if filtering.filter_applies(query, info)]  # type: ignore[no-untyped-call]
+        return self._cursor_reply(f"{db.name}.$cmd.listCollections", matching, None)
+
+    def _list_databases(self, _: Db, command: dict[str, Any]) -> dict[str, Any]:
+        names = sorted(self._mongo.list_database_names())
+        if command.get("nameOnly"):
+            return {"databases": [{"name": n} for n in names], "ok": 1.0}
+        return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": False} for n in names],
+                "totalSize": 0, "ok": 1.0}
+
+
+def _refuse_options(command: dict[str, Any], what: str, refused: set[str]) -> None:
+    present = sorted(k for k in refused if command.get(k) not in (None, False, {}, []))
+    if present:
+        raise Unsupported(f"{what} with {', '.join(present)}")
+
+
+def _sort_spec(sort: Any) -> list[tuple[str, int]] | None:
+    if not sort:
+        return None
+    spec = []
+    for field, direction in dict(sort).items():
+        if not isinstance(direction, int) or direction not in (1, -1):
+            raise Unsupported(f"sort by {direction!r} on {field}")
+        spec.append((field, direction))
+    return spec
+
+
+def _is_replacement(update: dict[str, Any]) -> bool:
+    return bool(update) and not any(key.startswith("$") for key in update)
+
+
+def _write_error(index: int, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, DuplicateKeyError):
+        code = DUPLICATE_KEY
+    elif isinstance(exc, CommandError):
+        code = exc.code
+    elif isinstance(exc, OperationFailure):
+        code = exc.code or BAD_VALUE
+    else:
+        code = NOT_IMPLEMENTED
+    return {"index": index, "code": code, "errmsg": str(exc)}
+
+
+def _write_reply(n: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    reply: dict[str, Any] = {"n": n, "ok": 1.0}
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
