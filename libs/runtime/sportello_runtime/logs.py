@@ -23,6 +23,7 @@ class _ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate
         for name, var in (
             ("ticket_id", _ticket_id),
             ("event_id", _event_id),
@@ -45,9 +46,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     handler._sportello = True  # type: ignore[attr-defined]
     handler.setFormatter(
         JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s "
+            "%(levelname)s %(name)s %(message)s %(service)s "
             "%(ticket_id)s %(event_id)s %(correlation_id)s %(trace_id)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
         )
     )
     handler.addFilter(_ContextFilter(service))
