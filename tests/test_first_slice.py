@@ -68,6 +68,8 @@ async def test_ticket_numbers_are_unique_across_intake_replicas(system: System) 
 async def test_internal_api_demands_the_service_token(system: System) -> None:
     await system.start("intake")
     async with system.client("intake") as intake:
-        response = await intake.get("/tickets/HD-2026-000001", headers={"Authorization": "Bearer x"})
+        response = await intake.get(
+            "/tickets/HD-2026-000001", headers={"Authorization": "Bearer x"}
+        )
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"

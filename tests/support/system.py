@@ -1,7 +1,8 @@
-"""Sportello services as real uvicorn processes, isolated per test by a bus namespace and DB names."""
+"""Sportello services as real uvicorn processes, isolated per test by bus namespace and DBs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -190,9 +191,7 @@ async def delete_namespace(amqp_url: str, namespace: str, services: list[str]) -
                     if not channel.is_closed:
                         await channel.close()
         channel = await connection.channel()
-        try:
+        with contextlib.suppress(aio_pika.exceptions.AMQPError):
             await channel.exchange_delete(f"{namespace}.events")
-        except aio_pika.exceptions.AMQPError:
-            pass
     finally:
         await connection.close()

@@ -21,7 +21,9 @@ def ticket_body(n: int = 0, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def wait_assigned(client: httpx.AsyncClient, number: str, timeout: float = 20) -> dict[str, Any]:
+async def wait_assigned(
+    client: httpx.AsyncClient, number: str, timeout: float = 20
+) -> dict[str, Any]:
     async def assigned() -> dict[str, Any] | None:
         response = await client.get(f"/tickets/{number}")
         response.raise_for_status()

@@ -17,7 +17,7 @@ async def eventually(
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
-    """Call ``probe`` until it returns something truthy; fail with the last value at the deadline."""
+    """Call ``probe`` until it returns a truthy value; fail with the last value at the deadline."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while True:

@@ -53,6 +53,8 @@ Handler = Callable[[EventEnvelope], Awaitable[None]]
 ATTEMPT_HEADER = "x-sportello-attempt"
 REASON_HEADER = "x-sportello-reason"
 ERROR_HEADER = "x-sportello-error"
+ROUTING_KEY_HEADER = "x-sportello-original-routing-key"
+"""Retries come back through the default exchange, so the event's own key travels here."""
 MAX_HEADER_CHARS = 2_000
 
 
@@ -403,6 +405,7 @@ class EventBus:
         headers = dict(message.headers or {})
         headers[ATTEMPT_HEADER] = attempt
         headers[ERROR_HEADER] = _describe(exc)
+        headers.setdefault(ROUTING_KEY_HEADER, message.routing_key or "")
         await self._forward(message, retry_queue, headers, event_type, "retried")
 
     async def _park(
@@ -419,10 +422,10 @@ class EventBus:
                 REASON_HEADER: reason[:MAX_HEADER_CHARS],
                 ATTEMPT_HEADER: _attempt_of(message) + 1,
                 "x-sportello-consumer": self.topology.service,
-                "x-sportello-original-routing-key": message.routing_key or "",
                 "x-sportello-failed-at": utc_now().isoformat(),
             }
         )
+        headers.setdefault(ROUTING_KEY_HEADER, message.routing_key or "")
         if exc is not None:
             headers[ERROR_HEADER] = "".join(
                 traceback.format_exception_only(type(exc), exc)

@@ -264,7 +264,7 @@ class MongoEmulator:
     # -- writes -----------------------------------------------------------------
 
     def _insert(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
-        collection = db[command["insert"]]
+        collection = _existing(db, command["insert"])
         ordered = command.get("ordered", True)
         inserted, errors = 0, []
         for index, document in enumerate(command.get("documents", [])):
@@ -278,7 +278,7 @@ class MongoEmulator:
         return _write_reply(inserted, errors)
 
     def _update(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
-        collection = db[command["update"]]
+        collection = _existing(db, command["update"])
         ordered = command.get("ordered", True)
         matched, modified, upserted, errors = 0, 0, [], []
         for index, spec in enumerate(command.get("updates", [])):
@@ -335,7 +335,7 @@ class MongoEmulator:
     def _find_and_modify(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
         _refuse_options(command, "findAndModify", {"collation", "hint", "let"})
         name = str(command.get("findAndModify") or command.get("findandmodify"))
-        collection = db[name]
+        collection = _existing(db, name)
         query = command.get("query") or {}
         sort = _sort_spec(command.get("sort"))
         fields = command.get("fields") or None
@@ -448,6 +448,14 @@ class MongoEmulator:
             return {"databases": [{"name": n} for n in names], "ok": 1.0}
         return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": False} for n in names],
                 "totalSize": 0, "ok": 1.0}
+
+
+def _existing(db: Db, name: str) -> Any:
+    """A write creates the collection, which then outlives its documents (as in MongoDB;
+    mongomock alone forgets a collection once it is empty)."""
+    if name not in db.list_collection_names():
+        db.create_collection(name)
+    return db[name]
 
 
 def _refuse_options(command: dict[str, Any], what: str, refused: set[str]) -> None:

@@ -1,0 +1,164 @@
+"""The bus's failure paths against a real RabbitMQ and MongoDB: retry tiers, the DLQ, dedupe."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+
+from sportello_contracts import EventEnvelope, new_event
+from sportello_contracts.events import TicketRated, TicketReopened
+from sportello_runtime.bus import (
+    ATTEMPT_HEADER,
+    REASON_HEADER,
+    ROUTING_KEY_HEADER,
+    EventBus,
+    Topology,
+)
+from sportello_runtime.metrics import ServiceMetrics
+from sportello_runtime.store import MongoStore, ProcessedEvents
+from support.dlq import dead_letters
+from support.system import delete_namespace
+from support.wait import eventually
+
+pytestmark = pytest.mark.e2e
+
+DELAYS = (100, 200)
+
+
+@dataclass
+class Harness:
+    bus: EventBus
+    metrics: ServiceMetrics
+    topology: Topology
+    amqp_url: str
+
+
+@pytest.fixture
+async def harness(amqp_url: str, mongo_url: str) -> AsyncIterator[Harness]:
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    topology = Topology(namespace, "flaky", DELAYS, delivery_limit=5)
+    metrics = ServiceMetrics("flaky")
+    store = MongoStore(mongo_url, f"{namespace.replace('-', '_')}_flaky", app_name="test")
+    bus = EventBus(
+        amqp_url=amqp_url, topology=topology, metrics=metrics,
+        processed=ProcessedEvents(store), max_attempts=3, reconnect_interval_s=0.5,
+    )
+    yield Harness(bus, metrics, topology, amqp_url)
+    await bus.close()
+    await store.client.drop_database(store.db.name)
+    await store.close()
+    await _delete_queues(amqp_url, topology)
+    await delete_namespace(amqp_url, namespace, [])  # the exchange
+
+
+async def _delete_queues(amqp_url: str, topology: Topology) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for queue in topology.queue_names():
+            await channel.queue_delete(queue)
+    finally:
+        await connection.close()
+
+
+def rated(ticket_id: str) -> EventEnvelope:
+    return new_event(TicketRated(ticket_id=ticket_id, number="HD-1", score=2),
+                     producer="test", correlation_id=ticket_id)
+
+
+async def test_a_handler_that_always_fails_is_retried_then_parked_and_others_flow(
+    harness: Harness,
+) -> None:
+    attempts: list[str] = []
+    handled: list[EventEnvelope] = []
+
+    async def printer_on_fire(envelope: EventEnvelope) -> None:
+        attempts.append(str(envelope.event_id))
+        raise RuntimeError("printer on fire")
+
+    async def works(envelope: EventEnvelope) -> None:
+        handled.append(envelope)
+
+    harness.bus.subscribe("ticket.rated", printer_on_fire)
+    harness.bus.subscribe("ticket.reopened", works)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+
+    doomed = rated("t-doomed")
+    await harness.bus.publish(doomed)
+    fine = new_event(TicketReopened(ticket_id="t-fine", number="HD-2"), producer="test",
+                     correlation_id="t-fine")
+    await harness.bus.publish(fine)
+
+    async def fine_handled() -> bool:
+        return any(e.event_id == fine.event_id for e in handled)
+
+    await eventually(fine_handled, what="the healthy event handled")
+    parked = await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=1)
+    assert len(parked) == 1
+    message = parked[0]
+    assert EventEnvelope.from_json(message.body).event_id == doomed.event_id
+    assert message.headers[ATTEMPT_HEADER] == 3
+    reason = str(message.headers[REASON_HEADER])
+    assert "failed 3 times" in reason
+    assert "printer on fire" in reason
+    assert message.headers[ROUTING_KEY_HEADER] == "ticket.rated"
+    assert attempts == [str(doomed.event_id)] * 3
+
+    consumed = harness.metrics.events_consumed
+    assert consumed.labels("ticket.rated", "retried")._value.get() == 2
+    assert consumed.labels("ticket.rated", "dead_lettered")._value.get() == 1
+    assert consumed.labels("ticket.reopened", "ok")._value.get() == 1
+
+
+async def test_a_handler_that_fails_once_succeeds_on_retry_and_is_not_repeated(
+    harness: Harness,
+) -> None:
+    calls: list[int] = []
+
+    async def flaky(envelope: EventEnvelope) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("database hiccup")
+
+    harness.bus.subscribe("ticket.rated", flaky)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    event = rated("t-flaky")
+    await harness.bus.publish(event)
+    await harness.bus.publish(event)  # and a redelivery of the same event
+
+    async def settled() -> bool:
+        consumed = harness.metrics.events_consumed
+        return (consumed.labels("ticket.rated", "ok")._value.get()
+                + consumed.labels("ticket.rated", "duplicate")._value.get()) == 2
+
+    await eventually(settled, what="first success and the duplicate")
+    # One failure, one success; the duplicate was recognised by its event_id and not handled.
+    assert len(calls) == 2
+    assert harness.metrics.events_consumed.labels("ticket.rated", "retried")._value.get() == 1
+
+
+async def test_unknown_event_types_are_parked_not_dropped(harness: Harness) -> None:
+    async def ignore(_: EventEnvelope) -> None:
+        return None
+
+    harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    mislabelled = EventEnvelope(type="ticket.teleported", producer="test", correlation_id="x")
+
+    connection = await aio_pika.connect(harness.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(harness.topology.exchange)
+        # Sent with a key the queue is bound to, but an envelope type nobody handles.
+        await exchange.publish(aio_pika.Message(mislabelled.to_json()), routing_key="ticket.rated")
+    finally:
+        await connection.close()
+    parked = await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=1)
+    assert "no handler for 'ticket.teleported'" in str(parked[0].headers[REASON_HEADER])

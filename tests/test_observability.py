@@ -1,0 +1,160 @@
+"""One trace per ticket journey, and the metrics SREs scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
+
+from sportello_intake.app import create_app as create_intake
+from sportello_intake.settings import IntakeSettings
+from sportello_routing.app import create_app as create_routing
+from sportello_routing.settings import RoutingSettings
+from support.proxy import free_port
+from support.system import System
+from support.tickets import ticket_body, wait_assigned
+from support.wait import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def in_memory_exporter() -> InMemorySpanExporter:
+    """Spans of this process, whether or not a provider was installed before us."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+async def serve_in_process(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+
+    async def ready() -> bool:
+        async with httpx.AsyncClient() as client:
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/health/ready")
+            except httpx.HTTPError:
+                return False
+            return response.status_code == 200
+
+    await eventually(ready, what=f"in-process service on {port}")
+    return server, task
+
+
+def ancestors(span: ReadableSpan, spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    by_id = {s.context.span_id: s for s in spans}
+    chain = []
+    parent = span.parent
+    while parent is not None and parent.span_id in by_id:
+        span = by_id[parent.span_id]
+        chain.append(span)
+        parent = span.parent
+    return chain
+
+
+async def test_one_trace_covers_the_http_request_on_intake_and_the_handler_in_routing(
+    system: System,
+) -> None:
+    """Both services in this process (so one in-memory exporter sees both), over real HTTP,
+    real RabbitMQ and the run's MongoDB."""
+    exporter = in_memory_exporter()
+    key = secrets.token_urlsafe(16)
+    common = {
+        "amqp_url": system.amqp_url, "mongo_url": system.mongo_url,
+        "bus_namespace": system.namespace, "bus_retry_delays_ms": [200, 400],
+    }
+    intake_port, routing_port = free_port(), free_port()
+    intake_app = create_intake(IntakeSettings(
+        service_port=intake_port, mongo_database=system.database("intake"),
+        channel_keys={"web": key}, **common,  # type: ignore[arg-type]
+    ))
+    routing_app = create_routing(RoutingSettings(
+        service_port=routing_port, mongo_database=system.database("routing"),
+        **common,  # type: ignore[arg-type]
+    ))
+    servers = [await serve_in_process(intake_app, intake_port),
+               await serve_in_process(routing_app, routing_port)]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{intake_port}") as intake:
+            response = await intake.post("/tickets", json=ticket_body(), headers={"X-Api-Key": key})
+            assert response.status_code == 201
+            await wait_assigned(intake, response.json()["number"])
+    finally:
+        for server, _ in servers:
+            server.should_exit = True
+        await asyncio.gather(*(task for _, task in servers))
+
+    spans = list(exporter.get_finished_spans())
+    http = next(s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /tickets")
+    routing_handler = next(
+        s for s in spans
+        if s.name == "handle ticket.created"
+        and (s.attributes or {}).get("sportello.service") == "routing"
+    )
+    intake_handler = next(s for s in spans if s.name == "handle ticket.assigned")
+    assert routing_handler.context.trace_id == http.context.trace_id
+    assert intake_handler.context.trace_id == http.context.trace_id
+    # The handler descends from the HTTP request through the publish and receive hops.
+    chain = ancestors(routing_handler, spans)
+    assert http in chain
+    kinds = [s.kind for s in chain]
+    assert SpanKind.CONSUMER in kinds
+    assert SpanKind.PRODUCER in kinds
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def test_metrics_expose_http_red_and_events_by_type_and_outcome(system: System) -> None:
+    await system.start("intake")
+    await system.start("routing")
+    async with system.channel_client("web") as channel:
+        number = (await channel.post("/tickets", json=ticket_body())).json()["number"]
+        assert (await channel.post("/tickets", json={})).status_code == 422
+    async with system.client("intake") as intake, system.client("routing") as routing:
+        await wait_assigned(intake, number)
+        intake_text = (await intake.get("/metrics")).text
+        routing_text = (await routing.get("/metrics")).text
+
+    requests = samples(intake_text, "http_requests_total")
+    assert requests[(("method", "POST"), ("route", "/tickets"), ("status", "201"))] == 1
+    assert requests[(("method", "POST"), ("route", "/tickets"), ("status", "422"))] == 1
+    assert requests[(("method", "GET"), ("route", "/tickets/{number}"), ("status", "200"))] >= 1
+    latency = samples(intake_text, "http_request_duration_seconds_count")
+    assert latency[(("method", "POST"), ("route", "/tickets"))] == 2
+
+    published = samples(intake_text, "events_published_total")
+    assert published[(("outcome", "ok"), ("type", "ticket.created"))] == 1
+    assert published[(("outcome", "ok"), ("type", "ticket.status_changed"))] == 1
+    consumed = samples(intake_text, "events_consumed_total")
+    assert consumed[(("outcome", "ok"), ("type", "ticket.assigned"))] == 1
+    assert samples(intake_text, "tickets_created_total")[(("channel", "web"),)] == 1
+
+    assert samples(routing_text, "events_consumed_total")[
+        (("outcome", "ok"), ("type", "ticket.created"))] == 1
+    assert samples(routing_text, "events_published_total")[
+        (("outcome", "ok"), ("type", "ticket.assigned"))] == 1
+    assert samples(routing_text, "event_handler_duration_seconds_count")[
+        (("type", "ticket.created"),)] == 1
+    assert samples(routing_text, "tickets_assigned_total")[
+        (("group", "service-desk"), ("level", "L1"))] == 1
