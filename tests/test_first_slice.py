@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 
@@ -48,6 +49,15 @@ async def test_posted_ticket_is_assigned_to_the_default_l1_group(
     )
     assert by_type["ticket.assigned"].payload["level"] == "L1"
     assert by_type["ticket.status_changed"].payload["to_status"] == "assigned"
+
+    # SIGTERM: stop consuming, finish in-flight work, close connections, then exit.
+    # (uvicorn re-raises the signal once its shutdown is complete, hence -SIGTERM.)
+    for name in ("routing", "intake"):
+        service = system.services[name]
+        assert service.stop() in (0, -signal.SIGTERM), service.log_tail()
+        tail = service.log_tail(10)
+        assert f'"message": "{name} stopped"' in tail
+        assert "Application shutdown complete" in tail
 
 
 async def test_ticket_numbers_are_unique_across_intake_replicas(system: System) -> None:

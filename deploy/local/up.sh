@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make up`: run Sportello on this machine. Starts what it needs: RabbitMQ (installed if
+# missing), MongoDB (MONGO_URL, else a Docker container, else the emulator), then every
+# service under honcho. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/.venv/bin:$PATH"
+mkdir -p .run
+
+bash deploy/local/ensure-rabbitmq.sh
+
+# Secrets are generated on first run and kept out of git (.run/ is ignored).
+if [ ! -f .run/secrets.env ]; then
+  python - <<'PY' > .run/secrets.env
+import json, secrets
+keys = {c: secrets.token_urlsafe(24) for c in ("web", "email", "chat", "phone", "api")}
+print(f"export SERVICE_TOKEN='{secrets.token_urlsafe(32)}'")
+print(f"export CHANNEL_KEYS='{json.dumps(keys)}'")
+PY
+  chmod 600 .run/secrets.env
+fi
+# shellcheck disable=SC1091
+source .run/secrets.env
+
+cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+if [ -n "${MONGO_URL:-}" ]; then
+  echo "MongoDB: MONGO_URL=$MONGO_URL"
+elif docker info >/dev/null 2>&1; then
+  docker run -d --rm --name sportello-mongo -p 27017:27017 mongo:7.0 >/dev/null 2>&1 || true
+  export MONGO_URL="mongodb://127.0.0.1:27017"
+  echo "MongoDB: Docker container sportello-mongo (mongo:7.0) at $MONGO_URL"
+else
+  port="${MONGO_EMULATOR_PORT:-27017}"
+  python -m sportello_mongo_emulator --port "$port" --port-file .run/mongo.port > .run/mongo-emulator.log 2>&1 &
+  EMULATOR_PID=$!
+  for _ in $(seq 1 100); do [ -f .run/mongo.port ] && break; sleep 0.1; done
+  export MONGO_URL="mongodb://127.0.0.1:$(cat .run/mongo.port)"
+  cat <<WARN
+
+  ###########################################################################
+  #  WARNING: no MongoDB server and no Docker here. Using the MongoDB        #
+  #  wire-protocol EMULATOR (mongomock behind mockupdb) at $MONGO_URL  #
+  #  It keeps everything IN MEMORY: all data is lost when it stops.         #
+  #  Set MONGO_URL to a real MongoDB for anything but development.          #
+  ###########################################################################
+
+WARN
+fi
+rm -f .run/mongo.port
+
+export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
+cat <<INFO
+Sportello is starting:
+  intake   http://127.0.0.1:8001  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
+  routing  http://127.0.0.1:8002
+  internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
+INFO
+honcho start -f deploy/local/Procfile -e /dev/null
