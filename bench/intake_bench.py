@@ -164,8 +164,7 @@ async def main() -> int:
         await system.start("routing", OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
         await watcher.start()
         limits = httpx.Limits(max_connections=args.concurrency * 2)
-        async with system.channel_client("api") as client:
-            client._transport = httpx.AsyncHTTPTransport(limits=limits)  # noqa: SLF001
+        async with system.channel_client("api", limits=limits, timeout=60) as client:
             tp = await throughput(client, args.tickets, args.concurrency)
 
             async def drained() -> bool:
@@ -202,7 +201,8 @@ async def main() -> int:
     print(json.dumps(report, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"intake-{report['when'].replace(':', '')}.json").write_text(json.dumps(report, indent=2))
+    path = out / f"intake-{report['when'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2))
     return 0 if report["loss_check"]["lost"] == 0 else 1
 
 

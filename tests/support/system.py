@@ -150,11 +150,11 @@ class System:
             timeout=10,
         )
 
-    def channel_client(self, channel: str = "web") -> httpx.AsyncClient:
+    def channel_client(self, channel: str = "web", **options: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.services["intake"].url,
             headers={"X-Api-Key": CHANNEL_KEYS[channel]},
-            timeout=10,
+            **{"timeout": 10, **options},
         )
 
     def mongo(self) -> AsyncMongoClient[dict[str, Any]]:
