@@ -69,7 +69,7 @@ def _may_match(document: Mapping[str, Any], equalities: list[tuple[str, Any]]) -
 
 def _iter_documents(self: Any, spec: Any) -> Iterator[Any]:
     if spec is None or not isinstance(spec, Mapping) or not spec:
-        return _original_iter_documents(self, spec)  # type: ignore[no-any-return]
+        return _original_iter_documents(self, spec)
     ids = _candidate_ids(spec)
     if ids is not None:
         documents = self._store._documents
@@ -79,7 +79,7 @@ def _iter_documents(self: Any, spec: Any) -> Iterator[Any]:
     else:
         equalities = _scalar_equalities(spec)
         if not equalities:
-            return _original_iter_documents(self, spec)  # type: ignore[no-any-return]
+            return _original_iter_documents(self, spec)
         candidates = [d for d in _all(self._store) if _may_match(d, equalities)]
         if not candidates:
             filter_applies(spec, {})
