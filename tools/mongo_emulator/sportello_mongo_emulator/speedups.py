@@ -10,10 +10,20 @@ narrows the documents it is asked about:
 - top-level equalities on plain scalars drop documents whose field can
   neither equal the value nor contain it (a superset of the real matches is
   kept; mongomock's matcher then decides);
+- every declared index is also a hash map from key to ``_id``s, so an
+  equality on all of an index's fields, and each unique-index check, looks
+  candidates up instead of scanning (documents whose key holds an array or
+  an embedded document are always candidates);
 - unique indexes compare key tuples directly instead of running a filter
   per document;
 - TTL expiry runs at most once a second per collection (MongoDB's own TTL
   monitor runs every 60 seconds).
+
+The hash maps stay exact because every change to a document passes through
+one of three places: the store's ``__setitem__`` (inserts, restores),
+``__delitem__`` (deletes, TTL expiry), or ``Collection._update`` (in-place
+updates, replacements, upserts), after which the matched documents are
+re-keyed.
 """
 
 from __future__ import annotations
@@ -67,45 +77,153 @@ def _may_match(document: Mapping[str, Any], equalities: list[tuple[str, Any]]) -
     return True
 
 
+class _HashIndex:
+    """Key tuple -> ids for one declared index of one collection."""
+
+    def __init__(self, fields: list[str]) -> None:
+        self.fields = fields
+        self.ids: dict[tuple[Any, ...], set[Any]] = {}
+        self.key_of: dict[Any, tuple[Any, ...] | None] = {}
+        self.unkeyable: set[Any] = set()  # documents whose key holds an array or a document
+
+    def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
+        self.remove(doc_id)
+        key = _key_of(document, self.fields)
+        if any(isinstance(v, (list, dict)) for v in key):
+            self.unkeyable.add(doc_id)
+            self.key_of[doc_id] = None
+            return
+        try:
+            self.ids.setdefault(key, set()).add(doc_id)
+        except TypeError:  # an unhashable scalar we do not know: scan it every time
+            self.unkeyable.add(doc_id)
+            self.key_of[doc_id] = None
+            return
+        self.key_of[doc_id] = key
+
+    def remove(self, doc_id: Any) -> None:
+        if doc_id not in self.key_of:
+            return
+        key = self.key_of.pop(doc_id)
+        self.unkeyable.discard(doc_id)
+        if key is not None:
+            bucket = self.ids.get(key)
+            if bucket is not None:
+                bucket.discard(doc_id)
+                if not bucket:
+                    del self.ids[key]
+
+    def candidates(self, key: tuple[Any, ...]) -> set[Any]:
+        try:
+            found = self.ids.get(key, set())
+        except TypeError:
+            return set(self.key_of)
+        return found | self.unkeyable
+
+
+def _hash_indexes(collection_store: Any) -> dict[str, _HashIndex]:
+    """The store's hash maps, (re)built when the declared indexes changed."""
+    declared = {
+        name: [field for field, _ in index["key"]]
+        for name, index in collection_store.indexes.items()
+        if name != "_id_"
+    }
+    cached = getattr(collection_store, "_sportello_indexes", None)
+    if cached is not None and {n: i.fields for n, i in cached.items()} == declared:
+        return cached  # type: ignore[no-any-return]
+    built = {name: _HashIndex(fields) for name, fields in declared.items()}
+    for doc_id, document in collection_store._documents.items():
+        for index in built.values():
+            index.put(doc_id, document)
+    collection_store._sportello_indexes = built
+    return built
+
+
+def _reindex(collection_store: Any, doc_id: Any) -> None:
+    indexes = getattr(collection_store, "_sportello_indexes", None)
+    if not indexes:
+        return
+    document = collection_store._documents.get(doc_id)
+    for index in indexes.values():
+        if document is None:
+            index.remove(doc_id)
+        else:
+            index.put(doc_id, document)
+
+
+def _setitem(self: Any, key: Any, value: Any) -> None:
+    _original_setitem(self, key, value)
+    _reindex(self, key)
+
+
+def _delitem(self: Any, key: Any) -> None:
+    _original_delitem(self, key)
+    _reindex(self, key)
+
+
+def _drop(self: Any) -> None:
+    _original_drop(self)
+    self._sportello_indexes = None
+
+
+def _update(self: Any, spec: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+    matched = [d["_id"] for d in _iter_documents(self, spec)] if isinstance(spec, Mapping) else []
+    try:
+        return _original_update(self, spec, document, *args, **kwargs)
+    finally:
+        for doc_id in matched:
+            _reindex(self._store, doc_id)
+
+
 def _iter_documents(self: Any, spec: Any) -> Iterator[Any]:
     if spec is None or not isinstance(spec, Mapping) or not spec:
         return _original_iter_documents(self, spec)
+    documents = self._store._documents
     ids = _candidate_ids(spec)
     if ids is not None:
-        documents = self._store._documents
         candidates = [documents[i] for i in ids if i in documents]
-        if not candidates:
-            filter_applies(spec, {})  # still validate the filter, as mongomock does
     else:
         equalities = _scalar_equalities(spec)
         if not equalities:
             return _original_iter_documents(self, spec)
-        candidates = [d for d in _all(self._store) if _may_match(d, equalities)]
-        if not candidates:
-            filter_applies(spec, {})
+        self._store._remove_expired_documents()
+        by_field = dict(equalities)
+        index = next(
+            (ix for ix in _hash_indexes(self._store).values()
+             if all(f in by_field for f in ix.fields)),
+            None,
+        )
+        if index is not None:
+            key = tuple(by_field[f] for f in index.fields)
+            candidates = [documents[i] for i in index.candidates(key) if i in documents]
+        else:
+            candidates = [d for d in _all(self._store) if _may_match(d, equalities)]
+    if not candidates:
+        filter_applies(spec, {})  # still validate the filter, as mongomock does
     return (d for d in candidates if filter_applies(spec, d))
 
 
 def _ensure_uniques(self: Any, new_data: Mapping[str, Any]) -> None:
-    for index in self._store.indexes.values():
-        if not index.get("unique"):
+    indexes = _hash_indexes(self._store)
+    for name, declared in self._store.indexes.items():
+        if not declared.get("unique") or name == "_id_":
             continue
-        if index.get("partialFilterExpression") is not None:
+        if declared.get("partialFilterExpression") is not None:
             _original_ensure_uniques(self, new_data)
             return
-        fields = [key for key, _ in index["key"]]
+        fields = [key for key, _ in declared["key"]]
         wanted = _key_of(new_data, fields)
-        if index.get("sparse") and all(v is None for v in wanted):
+        if declared.get("sparse") and all(v is None for v in wanted):
             continue
         if any(isinstance(v, (list, dict)) for v in wanted):
             _original_ensure_uniques(self, new_data)  # multikey or embedded: mongomock's way
             return
-        same = 0
-        for document in _all(self._store):
-            if _key_of(document, fields) == wanted:
-                same += 1
-                if same > 1:  # new_data is already in the store, so one match is itself
-                    raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+        documents = self._store._documents
+        for doc_id in indexes[name].candidates(wanted):
+            if doc_id == new_data.get("_id") or doc_id not in documents:
+                continue
+            if _key_of(documents[doc_id], fields) == wanted:
+                raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
 
 
 def _all(collection_store: Any) -> list[Any]:
@@ -137,7 +255,11 @@ def _remove_expired_documents(self: Any) -> None:
 
 _original_iter_documents = mm_collection.Collection._iter_documents
 _original_ensure_uniques = mm_collection.Collection._ensure_uniques
+_original_update = mm_collection.Collection._update
 _original_remove_expired = store.CollectionStore._remove_expired_documents
+_original_setitem = store.CollectionStore.__setitem__
+_original_delitem = store.CollectionStore.__delitem__
+_original_drop = store.CollectionStore.drop
 
 
 def apply() -> None:
@@ -146,5 +268,9 @@ def apply() -> None:
         return
     mm_collection.Collection._iter_documents = _iter_documents
     mm_collection.Collection._ensure_uniques = _ensure_uniques
+    mm_collection.Collection._update = _update
     store.CollectionStore._remove_expired_documents = _remove_expired_documents
+    store.CollectionStore.__setitem__ = _setitem
+    store.CollectionStore.__delitem__ = _delitem
+    store.CollectionStore.drop = _drop
     _applied = True

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
-from pymongo.errors import OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from sportello_mongo_emulator import MongoEmulator
 
@@ -71,3 +71,51 @@ async def test_mongomock_gaps_surface_as_operation_failures(
 ) -> None:
     with pytest.raises(OperationFailure):
         await client.emulated.c.find_one({"$where": "this.a == 1"})
+
+
+async def test_hash_indexes_follow_every_kind_of_change(client: AsyncMongoClient[Doc]) -> None:
+    """The emulator's key lookups must never miss a document mongomock would match."""
+    db = client.indexes_follow
+    await db.t.create_index("number", unique=True)
+    await db.t.create_index([("tags", 1)])
+    await db.t.insert_one({"_id": "a", "number": 1, "tags": ["vpn", "network"]})
+    await db.t.update_one({"_id": "a"}, {"$set": {"number": 2}})  # in place
+    assert [d["_id"] async for d in db.t.find({"number": 2})] == ["a"]
+    assert await db.t.find_one({"number": 1}) is None
+    await db.t.insert_one({"_id": "b", "number": 1})  # the old key is free again
+    with pytest.raises(DuplicateKeyError):
+        await db.t.insert_one({"_id": "c", "number": 2})
+    with pytest.raises(DuplicateKeyError):
+        await db.t.update_one({"_id": "b"}, {"$set": {"number": 2}})
+    assert (await db.t.find_one({"_id": "b"}) or {}).get("number") == 1  # left as it was
+
+    await db.t.find_one_and_update({"_id": "a"}, {"$set": {"number": 7}})
+    await db.t.replace_one({"_id": "b"}, {"number": 8, "tags": "printer"})
+    await db.t.update_one({"number": 9}, {"$set": {"tags": ["email"]}}, upsert=True)
+    assert sorted([d["number"] async for d in db.t.find({})]) == [7, 8, 9]
+    assert [d["number"] async for d in db.t.find({"tags": "vpn"})] == [7]  # array element
+    assert [d["number"] async for d in db.t.find({"tags": "printer"})] == [8]
+    assert [d["number"] async for d in db.t.find({"tags": "email"})] == [9]
+
+    await db.t.delete_one({"number": 7})
+    assert await db.t.find_one({"tags": "vpn"}) is None
+    await db.t.insert_one({"_id": "d", "number": 7})  # the deleted key is free
+    await db.t.drop()
+    await db.t.create_index("number", unique=True)
+    await db.t.insert_one({"_id": "e", "number": 7})
+    assert [d["_id"] async for d in db.t.find({"number": 7})] == ["e"]
+
+
+async def test_compound_unique_index_on_the_dedupe_pattern(
+    client: AsyncMongoClient[Doc],
+) -> None:
+    db = client.dedupe_pattern
+    await db.p.create_index([("consumer", 1), ("event_id", 1)], unique=True)
+    for n in range(300):
+        await db.p.insert_one({"consumer": "routing", "event_id": f"e{n}"})
+    await db.p.insert_one({"consumer": "intake", "event_id": "e1"})
+    with pytest.raises(DuplicateKeyError):
+        await db.p.insert_one({"consumer": "routing", "event_id": "e299"})
+    found = await db.p.find_one({"consumer": "routing", "event_id": "e150"})
+    assert found is not None
+    assert await db.p.count_documents({"event_id": "e1"}) == 2
