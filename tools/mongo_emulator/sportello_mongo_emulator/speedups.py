@@ -130,7 +130,7 @@ def _hash_indexes(collection_store: Any) -> dict[str, _HashIndex]:
     }
     cached = getattr(collection_store, "_sportello_indexes", None)
     if cached is not None and {n: i.fields for n, i in cached.items()} == declared:
-        return cached  # type: ignore[no-any-return]
+        return cached
     built = {name: _HashIndex(fields) for name, fields in declared.items()}
     for doc_id, document in collection_store._documents.items():
         for index in built.values():
