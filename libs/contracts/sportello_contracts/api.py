@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from sportello_contracts.enums import Channel, SupportLevel, TicketStatus
+from sportello_contracts.enums import Channel, Impact, SupportLevel, TicketStatus, Urgency
 from sportello_contracts.events import LONG, SHORT, Requester
 
 
@@ -18,6 +18,8 @@ class TicketCreateRequest(BaseModel):
     description: str = Field(min_length=1, max_length=LONG)
     channel: Channel
     category_hint: str | None = Field(default=None, max_length=SHORT)
+    impact: Impact | None = Field(default=None, description="When the channel knows it")
+    urgency: Urgency | None = Field(default=None, description="When the channel knows it")
 
 
 class TicketView(BaseModel):
@@ -34,6 +36,7 @@ class TicketView(BaseModel):
     group_id: str | None = None
     group_name: str | None = None
     agent_id: str | None = None
+    resolution: str | None = None
     version: int
     created_at: AwareDatetime
     updated_at: AwareDatetime

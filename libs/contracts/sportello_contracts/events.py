@@ -65,6 +65,8 @@ class TicketCreated(EventPayload):
     subject: str = Field(max_length=SHORT)
     description: str = Field(max_length=LONG)
     category_hint: str | None = Field(default=None, max_length=SHORT)
+    impact: Impact | None = None
+    urgency: Urgency | None = None
     created_at: AwareDatetime
 
 
@@ -148,6 +150,7 @@ class TicketAssigned(EventPayload):
     group_name: str
     agent_id: str | None = None
     sequence: int = Field(ge=1, description="Routing's per-ticket sequence; newer wins")
+    reason: str | None = Field(default=None, max_length=SHORT)
 
 
 class TicketEscalated(EventPayload):

@@ -7,13 +7,22 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from sportello_contracts import utc_now
 from sportello_contracts.api import TicketCreateRequest, TicketView
-from sportello_contracts.enums import Channel
-from sportello_intake.domain import Ticket, format_number, open_ticket
+from sportello_contracts.enums import Channel, TicketStatus
+from sportello_intake.domain import (
+    SET_BY_ROUTING,
+    IllegalTransition,
+    MissingResolution,
+    Ticket,
+    change_status,
+    format_number,
+    open_ticket,
+)
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import TicketStore
+from sportello_intake.store import ConcurrencyConflict, TicketStore
 from sportello_runtime.http import ApiError
 
 channels = APIRouter(tags=["channels"])
@@ -62,6 +71,7 @@ def to_view(ticket: Ticket) -> TicketView:
         group_id=ticket.group_id,
         group_name=ticket.group_name,
         agent_id=ticket.agent_id,
+        resolution=ticket.resolution,
         version=ticket.version,
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
@@ -113,3 +123,46 @@ async def get_ticket(
     if ticket is None:
         raise ApiError(404, "not_found", f"no ticket {number}")
     return to_view(ticket)
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: TicketStatus
+    expected_version: int | None = Field(
+        default=None, ge=1, description="The version you saw; 409 when the ticket changed since"
+    )
+    reason: str | None = Field(default=None, max_length=200)
+    resolution: str | None = Field(default=None, max_length=20_000)
+    actor: str | None = Field(default=None, max_length=100)
+
+
+@internal.post("/tickets/{number}/status", response_model=TicketView)
+async def change_ticket_status(
+    number: str, body: StatusChange, tickets: Annotated[TicketStore, Depends(tickets_of)]
+) -> TicketView:
+    """Move the ticket along its lifecycle; an illegal move gets 409 with the allowed ones."""
+    if body.status in SET_BY_ROUTING:
+        raise ApiError(422, "validation_failed",
+                       f"{body.status.value} follows from routing and cannot be set",
+                       field="status")
+    ticket = await tickets.by_number(number)
+    if ticket is None:
+        raise ApiError(404, "not_found", f"no ticket {number}")
+    if body.expected_version is not None and body.expected_version != ticket.version:
+        raise ApiError(409, "conflict", f"the ticket is at version {ticket.version}",
+                       field="expected_version", extra={"version": ticket.version})
+    try:
+        change = change_status(ticket, body.status, reason=body.reason, actor=body.actor,
+                               resolution=body.resolution, now=utc_now())
+    except IllegalTransition as exc:
+        raise ApiError(409, "illegal_transition", str(exc), field="status",
+                       extra={"allowed": [s.value for s in exc.allowed]}) from exc
+    except MissingResolution as exc:
+        raise ApiError(422, "validation_failed", str(exc), field="resolution") from exc
+    try:
+        await tickets.save(change.ticket, expected_version=ticket.version, events=change.events)
+    except ConcurrencyConflict as exc:
+        raise ApiError(409, "conflict", "the ticket changed meanwhile; reload it",
+                       field="expected_version") from exc
+    return to_view(change.ticket)

@@ -13,7 +13,15 @@ from typing import Any
 from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.api import TicketCreateRequest
 from sportello_contracts.enums import Channel, SupportLevel, TicketStatus
-from sportello_contracts.events import Requester, TicketAssigned, TicketCreated, TicketStatusChanged
+from sportello_contracts.events import (
+    Requester,
+    TicketAssigned,
+    TicketClosed,
+    TicketCreated,
+    TicketReopened,
+    TicketResolved,
+    TicketStatusChanged,
+)
 
 PRODUCER = "intake"
 
@@ -46,6 +54,62 @@ def check_transition(current: TicketStatus, wanted: TicketStatus) -> None:
         raise IllegalTransition(current, wanted)
 
 
+SET_BY_ROUTING = frozenset({S.NEW, S.ASSIGNED})
+"""Statuses that follow from routing's decisions, never set by hand."""
+
+
+class MissingResolution(ValueError):
+    pass
+
+
+def change_status(
+    ticket: Ticket,
+    wanted: TicketStatus,
+    *,
+    reason: str | None,
+    actor: str | None,
+    resolution: str | None,
+    now: datetime,
+) -> Change:
+    """An agent (or the requester, or the auto-close timer) moves the ticket on."""
+    check_transition(ticket.status, wanted)
+    if wanted is S.RESOLVED and not (resolution or "").strip():
+        raise MissingResolution("a resolved ticket needs its resolution")
+    updated = replace(
+        ticket,
+        status=wanted,
+        version=ticket.version + 1,
+        updated_at=now,
+        resolution=resolution if wanted is S.RESOLVED else ticket.resolution,
+        history=(
+            *ticket.history,
+            HistoryEntry(now, "status_changed", {"from": ticket.status.value, "to": wanted.value,
+                                                 "reason": reason, "actor": actor}),
+        ),
+    )
+
+    def event(payload: Any) -> EventEnvelope:
+        return new_event(payload, producer=PRODUCER, correlation_id=ticket.id, occurred_at=now)
+
+    events = [event(TicketStatusChanged(
+        ticket_id=ticket.id, number=ticket.number, from_status=ticket.status, to_status=wanted,
+        reason=reason, version=updated.version,
+    ))]
+    if wanted is S.RESOLVED:
+        events.append(event(TicketResolved(ticket_id=ticket.id, number=ticket.number,
+                                           resolution=resolution or "", resolved_by=actor)))
+    elif wanted is S.CLOSED:
+        events.append(event(TicketClosed(
+            ticket_id=ticket.id, number=ticket.number, reason=reason or "closed",
+            subject=ticket.subject, description=ticket.description,
+            resolution=updated.resolution, category=ticket.category_hint,
+        )))
+    elif wanted is S.REOPENED:
+        events.append(event(TicketReopened(ticket_id=ticket.id, number=ticket.number,
+                                           reason=reason)))
+    return Change(updated, tuple(events))
+
+
 def format_number(prefix: str, year: int, sequence: int) -> str:
     """``HD-2026-000042``: short enough to read on the phone, unique across replicas."""
     return f"{prefix}-{year}-{sequence:06d}"
@@ -76,6 +140,7 @@ class Ticket:
     group_name: str | None = None
     agent_id: str | None = None
     routing_sequence: int = 0
+    resolution: str | None = None
     history: tuple[HistoryEntry, ...] = ()
 
 
@@ -112,6 +177,8 @@ def open_ticket(
             subject=request.subject,
             description=request.description,
             category_hint=request.category_hint,
+            impact=request.impact,
+            urgency=request.urgency,
             created_at=now,
         ),
         producer=PRODUCER,

@@ -1,56 +1,444 @@
-"""Routing's internal HTTP routes."""
+"""Routing's internal HTTP API: groups, agents, triage policy, queues, and moving tickets.
+
+Operators reach it through the gateway, which authenticates them and checks
+their role; here every route is behind the service token.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from sportello_contracts.enums import SupportLevel
-from sportello_routing.store import AssignmentStore
+from sportello_contracts import utc_now
+from sportello_contracts.enums import (
+    ContractTier,
+    CustomerType,
+    Impact,
+    Priority,
+    SupportLevel,
+    Urgency,
+)
+from sportello_routing import domain
+from sportello_routing.domain import (
+    Agent,
+    Assignment,
+    Group,
+    IllegalMove,
+    InvalidPolicy,
+    RoutingError,
+    TriagePolicy,
+    TriageRule,
+)
+from sportello_routing.service import NotFound, Router
+from sportello_routing.store import ConcurrencyConflict
 from sportello_runtime.http import ApiError
 
-internal = APIRouter(tags=["assignments"])
+internal = APIRouter()
+
+SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Slug = Annotated[str, Path(pattern=SLUG)]
+T = TypeVar("T")
+
+
+def router_of(request: Request) -> Router:
+    router: Router = request.app.state.router
+    return router
+
+
+RouterDep = Annotated[Router, Depends(router_of)]
+
+
+async def refusing(call: Awaitable[T]) -> T:
+    """Turn the rules' refusals into clear HTTP errors."""
+    try:
+        return await call
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc), field=exc.field) from exc
+    except InvalidPolicy as exc:
+        raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
+    except IllegalMove as exc:
+        raise ApiError(409, "illegal_move", str(exc), field=exc.field) from exc
+    except ConcurrencyConflict as exc:
+        raise ApiError(409, "conflict", f"changed meanwhile: {exc}") from exc
+    except RoutingError as exc:
+        raise ApiError(409, "refused", str(exc), field=exc.field) from exc
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- groups -------------------------------------------------------------------------
+
+
+class GroupIn(Model):
+    name: str = Field(min_length=1, max_length=100)
+    level: SupportLevel
+    categories: list[Annotated[str, Field(pattern=SLUG)]] = Field(default=[], max_length=50)
+    escalates_to: str | None = Field(default=None, pattern=SLUG)
+    default_for_level: bool = False
+    vendor_contact: str | None = Field(default=None, max_length=200)
+
+
+class GroupOut(GroupIn):
+    id: str
+
+
+def group_out(g: Group) -> GroupOut:
+    return GroupOut(id=g.id, name=g.name, level=g.level, categories=list(g.categories),
+                    escalates_to=g.escalates_to, default_for_level=g.default_for_level,
+                    vendor_contact=g.vendor_contact)
+
+
+@internal.get("/groups", response_model=list[GroupOut], tags=["admin"])
+async def list_groups(router: RouterDep) -> list[GroupOut]:
+    return [group_out(g) for g in await router.store.groups()]
+
+
+@internal.put("/groups/{group_id}", response_model=GroupOut, tags=["admin"])
+async def put_group(group_id: Slug, body: GroupIn, router: RouterDep,
+                    response: Response) -> GroupOut:
+    """Create or replace a group; refused when its escalation chain is unknown, loops, or
+    does not go up."""
+    group = Group(group_id, body.name, body.level, tuple(body.categories), body.escalates_to,
+                  body.default_for_level, body.vendor_contact)
+    existing = await router.store.groups()
+    others = [g for g in existing if g.id != group_id]
+
+    async def check() -> None:
+        domain.check_groups([*others, group])
+
+    await refusing(check())
+    await router.store.put_group(group)
+    if len(others) == len(existing):
+        response.status_code = status.HTTP_201_CREATED
+    return group_out(group)
+
+
+@internal.delete("/groups/{group_id}", status_code=204, tags=["admin"])
+async def delete_group(group_id: Slug, router: RouterDep) -> None:
+    groups = await router.store.groups()
+    if not any(g.id == group_id for g in groups):
+        raise ApiError(404, "not_found", f"no group {group_id}")
+    if any(g.escalates_to == group_id for g in groups):
+        raise ApiError(409, "in_use", f"other groups escalate to {group_id}")
+    if await router.store.agents(group_id):
+        raise ApiError(409, "in_use", f"agents still belong to {group_id}")
+    if await router.store.view(level=None, group_id=group_id, agent_id=None, state=None,
+                               limit=1):
+        raise ApiError(409, "in_use", f"{group_id} still holds open tickets")
+    await router.store.delete_group(group_id)
+
+
+# --- agents -------------------------------------------------------------------------
+
+
+class AgentIn(Model):
+    name: str = Field(min_length=1, max_length=100)
+    level: SupportLevel
+    groups: list[Annotated[str, Field(pattern=SLUG)]] = Field(min_length=1, max_length=20)
+    skills: list[Annotated[str, Field(pattern=SLUG)]] = Field(default=[], max_length=50)
+    capacity: int = Field(ge=0, le=200, description="Most open tickets the agent holds at once")
+    available: bool = True
+
+
+class AgentOut(AgentIn):
+    id: str
+    open_tickets: int
+    last_assigned_at: datetime | None
+
+
+class Availability(Model):
+    available: bool
+
+
+def agent_out(a: Agent) -> AgentOut:
+    return AgentOut(id=a.id, name=a.name, level=a.level, groups=list(a.groups),
+                    skills=list(a.skills), capacity=a.capacity, available=a.available,
+                    open_tickets=a.open_tickets, last_assigned_at=a.last_assigned_at)
+
+
+@internal.get("/agents", response_model=list[AgentOut], tags=["admin"])
+async def list_agents(router: RouterDep,
+                      group_id: Annotated[str | None, Query(pattern=SLUG)] = None
+                      ) -> list[AgentOut]:
+    return [agent_out(a) for a in await router.store.agents(group_id)]
+
+
+@internal.get("/agents/{agent_id}", response_model=AgentOut, tags=["admin"])
+async def get_agent(agent_id: Slug, router: RouterDep) -> AgentOut:
+    agent = await router.store.agent(agent_id)
+    if agent is None:
+        raise ApiError(404, "not_found", f"no agent {agent_id}")
+    return agent_out(agent)
+
+
+@internal.put("/agents/{agent_id}", response_model=AgentOut, tags=["admin"])
+async def put_agent(agent_id: Slug, body: AgentIn, router: RouterDep,
+                    response: Response) -> AgentOut:
+    known = {g.id for g in await router.store.groups()}
+    unknown = [g for g in body.groups if g not in known]
+    if unknown:
+        raise ApiError(422, "invalid", f"unknown groups: {', '.join(unknown)}", field="groups")
+    agent = Agent(agent_id, body.name, body.level, tuple(body.groups), tuple(body.skills),
+                  body.capacity, body.available)
+    if await router.store.add_agent(agent):
+        response.status_code = status.HTTP_201_CREATED
+    else:
+        await _update_agent(router, agent_id, lambda current: agent)
+    await router.drain(agent.groups)
+    stored = await router.store.agent(agent_id)
+    assert stored is not None
+    return agent_out(stored)
+
+
+@internal.put("/agents/{agent_id}/availability", response_model=AgentOut, tags=["admin"])
+async def set_availability(agent_id: Slug, body: Availability, router: RouterDep) -> AgentOut:
+    """On shift or away; coming on shift takes waiting tickets at once."""
+    agent = await _update_agent(
+        router, agent_id,
+        lambda current: Agent(current.id, current.name, current.level, current.groups,
+                              current.skills, current.capacity, body.available),
+    )
+    await router.drain(agent.groups)
+    stored = await router.store.agent(agent_id)
+    assert stored is not None
+    return agent_out(stored)
+
+
+async def _update_agent(router: Router, agent_id: str,
+                        change: Callable[[Agent], Agent]) -> Agent:
+    for _ in range(8):
+        doc = await router.store.agent_document(agent_id)
+        current = await router.store.agent(agent_id)
+        if doc is None or current is None:
+            raise ApiError(404, "not_found", f"no agent {agent_id}")
+        updated = change(current)
+        try:
+            await router.store.update_agent(updated, expected_version=doc["version"],
+                                            open_tickets=current.open_tickets)
+        except ConcurrencyConflict:
+            continue
+        return updated
+    raise ApiError(409, "conflict", f"agent {agent_id} keeps changing; try again")
+
+
+@internal.delete("/agents/{agent_id}", status_code=204, tags=["admin"])
+async def delete_agent(agent_id: Slug, router: RouterDep) -> None:
+    agent = await router.store.agent(agent_id)
+    if agent is None:
+        raise ApiError(404, "not_found", f"no agent {agent_id}")
+    if agent.open_tickets:
+        raise ApiError(409, "in_use", f"{agent_id} still holds {agent.open_tickets} tickets")
+    await router.store.delete_agent(agent_id)
+
+
+# --- triage policy ---------------------------------------------------------------------
+
+
+class RuleIn(Model):
+    category: str | None = Field(default=None, pattern=SLUG)
+    when: str = Field(min_length=1, max_length=2000,
+                      description='e.g. text =~~ "vpn|wi-?fi" or department == "Network"')
+    impact: Impact | None = None
+    urgency: Urgency | None = None
+    critical: bool = False
+
+
+class PolicyIn(Model):
+    based_on_version: int | None = Field(
+        default=None, description="The version you edited; refused with 409 if it is stale"
+    )
+    categories: list[str] = Field(min_length=1, max_length=100)
+    rules: list[RuleIn] = Field(max_length=500)
+    matrix: dict[Impact, dict[Urgency, Priority]]
+    tier_raise: dict[ContractTier, int] = {}
+    default_impact: Impact = Impact.MEDIUM
+    default_urgency: Urgency = Urgency.MEDIUM
+
+
+class PolicyOut(PolicyIn):
+    version: int
+
+
+def policy_out(p: TriagePolicy) -> PolicyOut:
+    return PolicyOut(
+        version=p.version, categories=list(p.categories),
+        rules=[RuleIn(category=r.category, when=r.when, impact=r.impact, urgency=r.urgency,
+                      critical=r.critical) for r in p.rules],
+        matrix={i: dict(row) for i, row in p.matrix.items()}, tier_raise=dict(p.tier_raise),
+        default_impact=p.default_impact, default_urgency=p.default_urgency,
+    )
+
+
+@internal.get("/triage/policy", response_model=PolicyOut, tags=["admin"])
+async def get_policy(router: RouterDep) -> PolicyOut:
+    policy = await router.store.policy()
+    if policy is None:
+        raise ApiError(404, "not_found", "no triage policy yet")
+    return policy_out(policy)
+
+
+@internal.put("/triage/policy", response_model=PolicyOut, status_code=201, tags=["admin"])
+async def put_policy(body: PolicyIn, router: RouterDep, request: Request) -> PolicyOut:
+    """Save a new version of the rules and the priority matrix; tickets keep the version
+    they were triaged with. A rule that does not compile is refused with the reason."""
+    current = await router.store.policy()
+    version = (current.version if current else 0) + 1
+    if body.based_on_version is not None and current and body.based_on_version != current.version:
+        raise ApiError(409, "conflict", f"version {current.version} was saved meanwhile",
+                       field="based_on_version")
+    policy = TriagePolicy(
+        version=version, categories=tuple(body.categories),
+        rules=tuple(TriageRule(r.category, r.when, r.impact, r.urgency, r.critical)
+                    for r in body.rules),
+        matrix=body.matrix, tier_raise=body.tier_raise,
+        default_impact=body.default_impact, default_urgency=body.default_urgency,
+    )
+
+    async def check() -> None:
+        domain.check_policy(policy)
+
+    await refusing(check())
+    author = request.headers.get("x-actor")
+    if not await router.store.add_policy(policy, author=author, now=utc_now()):
+        raise ApiError(409, "conflict", f"version {version} was saved meanwhile")
+    return policy_out(policy)
+
+
+class PreviewIn(Model):
+    subject: str = Field(max_length=200)
+    description: str = Field(default="", max_length=20000)
+    sender_email: str | None = Field(default=None, max_length=200)
+    department: str | None = Field(default=None, max_length=200)
+    channel: str = "web"
+    customer_type: CustomerType = CustomerType.PRIVATE
+    contract_tier: ContractTier | None = None
+    category_hint: str | None = None
+    impact: Impact | None = None
+    urgency: Urgency | None = None
+
+
+@internal.post("/triage/preview", tags=["admin"])
+async def preview(body: PreviewIn, router: RouterDep) -> dict[str, Any]:
+    """What the current policy would decide for this ticket (nothing is stored)."""
+    policy = await router.store.policy()
+    if policy is None:
+        raise ApiError(404, "not_found", "no triage policy yet")
+    result = domain.triage(domain.TriageInput(
+        body.subject, body.description, body.sender_email, body.department, body.channel,
+        body.customer_type, body.contract_tier, body.category_hint, body.impact, body.urgency,
+    ), policy)
+    return {"category": result.category, "priority": result.priority, "impact": result.impact,
+            "urgency": result.urgency, "critical": result.critical,
+            "matched_rules": list(result.matched_rules), "policy_version": result.policy_version}
+
+
+# --- tickets: views and moves ------------------------------------------------------------
 
 
 class AssignmentView(BaseModel):
     ticket_id: str
     number: str
+    category: str
+    priority: Priority
     level: SupportLevel
     group_id: str
     group_name: str
     agent_id: str | None
+    state: str
+    owner_group_id: str | None
     sequence: int
     created_at: datetime
+    updated_at: datetime
     history: list[dict[str, Any]]
+
+
+def view(a: Assignment) -> AssignmentView:
+    return AssignmentView(
+        ticket_id=a.ticket_id, number=a.number, category=a.category, priority=a.priority,
+        level=a.level, group_id=a.group_id, group_name=a.group_name, agent_id=a.agent_id,
+        state=a.state, owner_group_id=a.owner_group_id, sequence=a.sequence,
+        created_at=a.created_at, updated_at=a.updated_at, history=list(a.history),
+    )
+
+
+class AssignmentDetail(AssignmentView):
     pending_events: int
 
 
-def assignments_of(request: Request) -> AssignmentStore:
-    store: AssignmentStore = request.app.state.assignments
-    return store
+@internal.get("/queues", response_model=list[AssignmentView], tags=["queues"])
+async def queues(
+    router: RouterDep,
+    level: SupportLevel | None = None,
+    group_id: Annotated[str | None, Query(pattern=SLUG)] = None,
+    agent_id: Annotated[str | None, Query(pattern=SLUG)] = None,
+    state: Annotated[str | None, Query(pattern="^(assigned|queued|released)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AssignmentView]:
+    """Open tickets by level, group or agent, most urgent first, then oldest."""
+    found = await router.store.view(level=level, group_id=group_id, agent_id=agent_id,
+                                    state=state, limit=limit)
+    return [view(a) for a in found]
 
 
-@internal.get("/assignments/{ticket_id}", response_model=AssignmentView)
-async def get_assignment(
-    ticket_id: Annotated[str, Path(max_length=100)],
-    assignments: Annotated[AssignmentStore, Depends(assignments_of)],
-) -> AssignmentView:
-    """Who holds the ticket, its history, and events not yet confirmed by the broker."""
-    assignment = await assignments.get(ticket_id)
+TicketId = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+@internal.get("/assignments/{ticket_id}", response_model=AssignmentDetail, tags=["queues"])
+async def get_assignment(ticket_id: TicketId, router: RouterDep) -> AssignmentDetail:
+    """Who holds the ticket, its assignment and escalation history, unsent events."""
+    assignment = await router.store.get(ticket_id)
     if assignment is None:
         raise ApiError(404, "not_found", f"no assignment for ticket {ticket_id}")
-    return AssignmentView(
-        ticket_id=assignment.ticket_id,
-        number=assignment.number,
-        level=assignment.level,
-        group_id=assignment.group_id,
-        group_name=assignment.group_name,
-        agent_id=assignment.agent_id,
-        sequence=assignment.sequence,
-        created_at=assignment.created_at,
-        history=list(assignment.history),
-        pending_events=await assignments.pending_events(ticket_id),
-    )
+    return AssignmentDetail(**view(assignment).model_dump(),
+                            pending_events=await router.store.pending_events(ticket_id))
+
+
+class EscalateIn(Model):
+    reason: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(default=None, max_length=100)
+    to_group: str | None = Field(default=None, pattern=SLUG,
+                                 description="Default: the next group in the chain")
+
+
+class HandBackIn(Model):
+    reason: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(default=None, max_length=100)
+    to_group: str = Field(pattern=SLUG)
+
+
+class PriorityIn(Model):
+    priority: Priority
+    reason: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(default=None, max_length=100)
+
+
+@internal.post("/assignments/{ticket_id}/escalate", response_model=AssignmentView,
+               tags=["moves"])
+async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> AssignmentView:
+    """The current level cannot solve it: up to the next level or the chosen group
+    (L3 may hand over to an L4 vendor)."""
+    return view(await refusing(router.escalate(ticket_id, reason=body.reason, actor=body.actor,
+                                               to_group=body.to_group)))
+
+
+@internal.post("/assignments/{ticket_id}/hand-back", response_model=AssignmentView,
+               tags=["moves"])
+async def hand_back(ticket_id: TicketId, body: HandBackIn, router: RouterDep) -> AssignmentView:
+    """A higher level gives requester contact back to L1/L2 and keeps owning the fix."""
+    return view(await refusing(router.hand_back(ticket_id, to_group=body.to_group,
+                                                reason=body.reason, actor=body.actor)))
+
+
+@internal.post("/assignments/{ticket_id}/priority", response_model=AssignmentView,
+               tags=["moves"])
+async def set_priority(ticket_id: TicketId, body: PriorityIn, router: RouterDep
+                       ) -> AssignmentView:
+    """The coordinator overrides the priority, with a reason."""
+    return view(await refusing(router.set_priority(ticket_id, body.priority, reason=body.reason,
+                                                   actor=body.actor)))

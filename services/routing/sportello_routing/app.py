@@ -1,41 +1,87 @@
-"""Routing's wiring: its store, routes and handlers on the shared runtime."""
+"""Routing's wiring: its store, router, routes and handlers on the shared runtime."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from sportello_contracts.enums import SupportLevel
-from sportello_contracts.events import TicketCreated
+from sportello_contracts import utc_now
+from sportello_contracts.events import (
+    SlaBreached,
+    TicketCreated,
+    TicketReopened,
+    TicketStatusChanged,
+)
 from sportello_routing import api
 from sportello_routing.consumers import RoutingConsumers
-from sportello_routing.domain import Group
+from sportello_routing.defaults import DEFAULT_GROUPS, DEFAULT_POLICY
+from sportello_routing.service import Router, RoutingMetrics
 from sportello_routing.settings import RoutingSettings
-from sportello_routing.store import ASSIGNMENTS, INDEXES, AssignmentStore
+from sportello_routing.store import ASSIGNMENTS, INDEXES, RoutingStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
+
+log = logging.getLogger(__name__)
 
 
 def wire(service: Service) -> ServiceWiring:
     settings = service.settings
     assert isinstance(settings, RoutingSettings)
-    assignments = AssignmentStore(service.store, service.relay)
-    consumers = RoutingConsumers(
-        assignments,
-        default_group=Group(
-            settings.default_group_id, settings.default_group_name, SupportLevel.L1
+    store = RoutingStore(service.store, service.relay)
+    m = service.metrics
+    router = Router(store, RoutingMetrics(
+        triaged=m.counter("tickets_triaged_total", "Tickets triaged, by category and priority",
+                          ["category", "priority"]),
+        assigned=m.counter("tickets_assigned_total",
+                           "Assignments to an agent or a group queue, by level and group",
+                           ["level", "group"]),
+        escalations=m.counter("ticket_escalations_total", "Escalations by levels and kind",
+                              ["from_level", "to_level", "kind"]),
+        waiting=m.gauge("tickets_waiting", "Tickets waiting in a group queue for an agent",
+                        ["group"]),
+        time_to_assign=m.histogram(
+            "ticket_time_to_assign_seconds", "From ticket creation to an agent holding it",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400),
         ),
-        assigned_total=service.metrics.counter(
-            "tickets_assigned_total", "Assignments made, by level and group", ["level", "group"]
-        ),
-        time_to_assign=service.metrics.histogram(
-            "ticket_time_to_assign_seconds", "From ticket creation to its first assignment"
-        ),
-    )
+    ))
+    consumers = RoutingConsumers(router)
+
+    async def seed() -> None:
+        if not settings.seed_defaults:
+            return
+        if not await store.has_groups():
+            for group in DEFAULT_GROUPS:
+                await store.put_group(group)
+        if await store.policy() is None:
+            await store.add_policy(DEFAULT_POLICY, author="defaults", now=utc_now())
+
+    async def safety_net() -> None:
+        """Drain every queue and recount loads now and then: events can be missed only in a
+        crash, and this makes sure no ticket waits beside a free agent for long."""
+        while True:
+            await asyncio.sleep(settings.queue_sweep_interval_s)
+            try:
+                for agent in await store.agents():
+                    await router.reconcile_agent(agent.id, quiet_for=timedelta(seconds=30))
+                await router.drain([g.id for g in await store.groups()])
+            except Exception:
+                log.exception("queue sweep failed")
+
     return ServiceWiring(
         internal_routers=[api.internal],
-        handlers={TicketCreated.event_type: consumers.on_ticket_created},
+        handlers={
+            TicketCreated.event_type: consumers.on_ticket_created,
+            TicketStatusChanged.event_type: consumers.on_ticket_status_changed,
+            TicketReopened.event_type: consumers.on_ticket_reopened,
+            SlaBreached.event_type: consumers.on_sla_breached,
+        },
         indexes=INDEXES,
         outbox_collections=[ASSIGNMENTS],
-        state={"assignments": assignments},
+        on_startup=[seed],
+        background=[safety_net],
+        state={"router": router, "assignments": store},
     )
 
 

@@ -9,5 +9,11 @@ class RoutingSettings(ServiceSettings):
     service_name: str = "routing"
     service_port: int = 8002
     mongo_database: str = "sportello_routing"
-    default_group_id: str = Field(default="service-desk", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    default_group_name: str = "L1 Service Desk"
+    seed_defaults: bool = Field(
+        default=True,
+        description="On first start, create the default groups and triage policy (defaults.py)",
+    )
+    queue_sweep_interval_s: float = Field(
+        default=5.0, gt=0,
+        description="How often queues are drained and agent loads recounted as a safety net",
+    )

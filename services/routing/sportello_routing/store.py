@@ -1,72 +1,294 @@
-"""Routing's MongoDB: one assignment document per ticket, with its outbox and history."""
+"""Routing's MongoDB: assignments (with outbox and history), groups, agents, triage policies."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
-from sportello_contracts.enums import SupportLevel
-from sportello_routing.domain import Assignment
+from sportello_contracts.enums import (
+    ContractTier,
+    CustomerType,
+    Impact,
+    Priority,
+    SupportLevel,
+    Urgency,
+)
+from sportello_routing.domain import Agent, Assignment, Group, TriagePolicy, TriageRule
 from sportello_runtime.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from sportello_runtime.store import Document, MongoStore
 
 ASSIGNMENTS = "assignments"
+GROUPS = "groups"
+AGENTS = "agents"
+POLICIES = "triage_policies"
 
 INDEXES = {
-    ASSIGNMENTS: [IndexModel([("level", ASCENDING), ("group_id", ASCENDING)])],
+    ASSIGNMENTS: [
+        IndexModel([("group_id", ASCENDING), ("state", ASCENDING)]),
+        IndexModel([("agent_id", ASCENDING), ("state", ASCENDING)]),
+        IndexModel([("level", ASCENDING), ("state", ASCENDING)]),
+    ],
+    AGENTS: [IndexModel([("groups", ASCENDING)])],
 }
 
 
-class AssignmentStore:
+class ConcurrencyConflict(Exception):
+    """The document changed since it was read: reload and decide again."""
+
+
+class RoutingStore:
     def __init__(self, store: MongoStore, relay: OutboxRelay) -> None:
         self._assignments = store.collection(ASSIGNMENTS)
+        self._groups = store.collection(GROUPS)
+        self._agents = store.collection(AGENTS)
+        self._policies = store.collection(POLICIES)
         self._relay = relay
+
+    # -- assignments ------------------------------------------------------------
 
     async def add_first(self, assignment: Assignment, events: Sequence[EventEnvelope]) -> bool:
         """Insert a ticket's first assignment; ``False`` when it already has one (redelivery)."""
         entries = [outbox_entry(e) for e in events]
         try:
-            await self._assignments.insert_one({**to_document(assignment), OUTBOX_FIELD: entries})
+            await self._assignments.insert_one(
+                {**assignment_document(assignment), OUTBOX_FIELD: entries}
+            )
         except DuplicateKeyError:
             return False
         self._relay.publish_soon(self._assignments, assignment.ticket_id, entries)
         return True
 
+    async def save(
+        self, assignment: Assignment, *, expected_version: int, events: Sequence[EventEnvelope]
+    ) -> None:
+        entries = [outbox_entry(e) for e in events]
+        update: dict[str, Any] = {"$set": assignment_document(assignment)}
+        if entries:
+            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
+        result = await self._assignments.update_one(
+            {"_id": assignment.ticket_id, "version": expected_version}, update
+        )
+        if result.matched_count == 0:
+            raise ConcurrencyConflict(assignment.number)
+        self._relay.publish_soon(self._assignments, assignment.ticket_id, entries)
+
     async def get(self, ticket_id: str) -> Assignment | None:
         doc = await self._assignments.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0})
-        return from_document(doc) if doc else None
+        return assignment_from(doc) if doc else None
 
     async def pending_events(self, ticket_id: str) -> int:
         doc = await self._assignments.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 1})
         return len(doc.get(OUTBOX_FIELD) or []) if doc else 0
 
+    async def queued(self, group_id: str, limit: int = 50) -> list[Assignment]:
+        """A group's waiting tickets, most urgent first, then oldest."""
+        cursor = self._assignments.find(
+            {"group_id": group_id, "state": "queued"}, {OUTBOX_FIELD: 0}
+        ).sort([("priority", ASCENDING), ("created_at", ASCENDING)]).limit(limit)
+        return [assignment_from(d) async for d in cursor]
 
-def to_document(a: Assignment) -> Document:
+    async def count_queued(self, group_id: str) -> int:
+        return await self._assignments.count_documents({"group_id": group_id, "state": "queued"})
+
+    async def view(
+        self, *, level: SupportLevel | None, group_id: str | None, agent_id: str | None,
+        state: str | None, limit: int,
+    ) -> list[Assignment]:
+        query: dict[str, Any] = {"state": state} if state else {"state": {"$ne": "released"}}
+        if level is not None:
+            query["level"] = level.value
+        if group_id is not None:
+            query["group_id"] = group_id
+        if agent_id is not None:
+            query["agent_id"] = agent_id
+        cursor = self._assignments.find(query, {OUTBOX_FIELD: 0}).sort(
+            [("priority", ASCENDING), ("created_at", ASCENDING)]
+        ).limit(limit)
+        return [assignment_from(d) async for d in cursor]
+
+    async def open_count(self, agent_id: str) -> int:
+        return await self._assignments.count_documents({"agent_id": agent_id, "state": "assigned"})
+
+    # -- groups -----------------------------------------------------------------
+
+    async def groups(self) -> list[Group]:
+        return [group_from(d) async for d in self._groups.find({}).sort("_id", ASCENDING)]
+
+    async def group(self, group_id: str) -> Group | None:
+        doc = await self._groups.find_one({"_id": group_id})
+        return group_from(doc) if doc else None
+
+    async def put_group(self, group: Group) -> None:
+        await self._groups.replace_one({"_id": group.id}, group_document(group), upsert=True)
+
+    async def delete_group(self, group_id: str) -> bool:
+        return (await self._groups.delete_one({"_id": group_id})).deleted_count == 1
+
+    async def has_groups(self) -> bool:
+        return await self._groups.find_one({}, {"_id": 1}) is not None
+
+    # -- agents -----------------------------------------------------------------
+
+    async def agents(self, group_id: str | None = None) -> list[Agent]:
+        query = {"groups": group_id} if group_id else {}
+        return [agent_from(d) async for d in self._agents.find(query).sort("_id", ASCENDING)]
+
+    async def agent_document(self, agent_id: str) -> Document | None:
+        return await self._agents.find_one({"_id": agent_id})
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        doc = await self.agent_document(agent_id)
+        return agent_from(doc) if doc else None
+
+    async def add_agent(self, agent: Agent) -> bool:
+        try:
+            await self._agents.insert_one(
+                {**agent_document(agent), "open_tickets": 0, "free": agent.capacity, "version": 1}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_agent(self, agent: Agent, *, expected_version: int, open_tickets: int) -> None:
+        """Replace an agent's profile; free slots follow the new capacity."""
+        fields = agent_document(agent)
+        fields.update({"open_tickets": open_tickets, "free": agent.capacity - open_tickets})
+        result = await self._agents.update_one(
+            {"_id": agent.id, "version": expected_version},
+            {"$set": fields, "$inc": {"version": 1}},
+        )
+        if result.matched_count == 0:
+            raise ConcurrencyConflict(agent.id)
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        return (await self._agents.delete_one({"_id": agent_id})).deleted_count == 1
+
+    async def claim_slot(self, agent_id: str, now: datetime) -> bool:
+        """Take one of the agent's free slots, atomically: capacity holds across replicas."""
+        claimed = await self._agents.find_one_and_update(
+            {"_id": agent_id, "available": True, "free": {"$gt": 0}},
+            {"$inc": {"free": -1, "open_tickets": 1, "version": 1},
+             "$set": {"last_assigned_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return claimed is not None
+
+    async def release_slot(self, agent_id: str) -> None:
+        await self._agents.update_one(
+            {"_id": agent_id, "open_tickets": {"$gt": 0}},
+            {"$inc": {"free": 1, "open_tickets": -1, "version": 1}},
+        )
+
+    # -- triage policies ----------------------------------------------------------
+
+    async def policy(self) -> TriagePolicy | None:
+        cursor = self._policies.find({}).sort("_id", -1).limit(1)
+        async for doc in cursor:
+            return policy_from(doc)
+        return None
+
+    async def add_policy(self, policy: TriagePolicy, *, author: str | None, now: datetime) -> bool:
+        """Versions are never overwritten: ``False`` when that version exists already."""
+        try:
+            await self._policies.insert_one(
+                {**policy_document(policy), "saved_by": author, "saved_at": now}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+
+# --- mapping -------------------------------------------------------------------------
+
+
+def assignment_document(a: Assignment) -> Document:
     return {
-        "_id": a.ticket_id,
-        "number": a.number,
-        "level": a.level.value,
-        "group_id": a.group_id,
-        "group_name": a.group_name,
-        "agent_id": a.agent_id,
-        "sequence": a.sequence,
-        "created_at": a.created_at,
-        "history": list(a.history),
+        "_id": a.ticket_id, "number": a.number, "category": a.category,
+        "priority": a.priority.value, "level": a.level.value, "group_id": a.group_id,
+        "group_name": a.group_name, "agent_id": a.agent_id, "state": a.state,
+        "sequence": a.sequence, "created_at": a.created_at, "updated_at": a.updated_at,
+        "owner_group_id": a.owner_group_id, "customer_type": a.customer_type.value,
+        "contract_tier": a.contract_tier.value if a.contract_tier else None,
+        "department": a.department, "escalated_clocks": list(a.escalated_clocks),
+        "history": list(a.history), "version": a.version,
     }
 
 
-def from_document(doc: Document) -> Assignment:
+def assignment_from(doc: Document) -> Assignment:
     return Assignment(
-        ticket_id=doc["_id"],
-        number=doc["number"],
-        level=SupportLevel(doc["level"]),
-        group_id=doc["group_id"],
-        group_name=doc["group_name"],
-        agent_id=doc.get("agent_id"),
-        sequence=doc["sequence"],
-        created_at=doc["created_at"],
-        history=tuple(doc.get("history", [])),
+        ticket_id=doc["_id"], number=doc["number"], category=doc["category"],
+        priority=Priority(doc["priority"]), level=SupportLevel(doc["level"]),
+        group_id=doc["group_id"], group_name=doc["group_name"], agent_id=doc.get("agent_id"),
+        state=doc["state"], sequence=doc["sequence"], created_at=doc["created_at"],
+        updated_at=doc["updated_at"], owner_group_id=doc.get("owner_group_id"),
+        customer_type=CustomerType(doc.get("customer_type", "private")),
+        contract_tier=ContractTier(doc["contract_tier"]) if doc.get("contract_tier") else None,
+        department=doc.get("department"),
+        escalated_clocks=tuple(doc.get("escalated_clocks", [])),
+        history=tuple(doc.get("history", [])), version=doc["version"],
+    )
+
+
+def group_document(g: Group) -> Document:
+    return {"_id": g.id, "name": g.name, "level": g.level.value, "categories": list(g.categories),
+            "escalates_to": g.escalates_to, "default_for_level": g.default_for_level,
+            "vendor_contact": g.vendor_contact}
+
+
+def group_from(doc: Document) -> Group:
+    return Group(doc["_id"], doc["name"], SupportLevel(doc["level"]),
+                 tuple(doc.get("categories", [])), doc.get("escalates_to"),
+                 bool(doc.get("default_for_level")), doc.get("vendor_contact"))
+
+
+def agent_document(a: Agent) -> Document:
+    return {"_id": a.id, "name": a.name, "level": a.level.value, "groups": list(a.groups),
+            "skills": list(a.skills), "capacity": a.capacity, "available": a.available}
+
+
+def agent_from(doc: Document) -> Agent:
+    return Agent(doc["_id"], doc["name"], SupportLevel(doc["level"]), tuple(doc["groups"]),
+                 tuple(doc.get("skills", [])), doc["capacity"], doc["available"],
+                 doc.get("open_tickets", 0), doc.get("last_assigned_at"))
+
+
+def policy_document(p: TriagePolicy) -> Document:
+    return {
+        "_id": p.version,
+        "categories": list(p.categories),
+        "rules": [
+            {"category": r.category, "when": r.when,
+             "impact": r.impact.value if r.impact else None,
+             "urgency": r.urgency.value if r.urgency else None, "critical": r.critical}
+            for r in p.rules
+        ],
+        "matrix": {i.value: {u.value: pr.value for u, pr in row.items()}
+                   for i, row in p.matrix.items()},
+        "tier_raise": {t.value: n for t, n in p.tier_raise.items()},
+        "default_impact": p.default_impact.value,
+        "default_urgency": p.default_urgency.value,
+    }
+
+
+def policy_from(doc: Document) -> TriagePolicy:
+    return TriagePolicy(
+        version=doc["_id"],
+        categories=tuple(doc["categories"]),
+        rules=tuple(
+            TriageRule(r.get("category"), r["when"],
+                       Impact(r["impact"]) if r.get("impact") else None,
+                       Urgency(r["urgency"]) if r.get("urgency") else None,
+                       bool(r.get("critical")))
+            for r in doc["rules"]
+        ),
+        matrix={Impact(i): {Urgency(u): Priority(p) for u, p in row.items()}
+                for i, row in doc["matrix"].items()},
+        tier_raise={ContractTier(t): n for t, n in doc.get("tier_raise", {}).items()},
+        default_impact=Impact(doc.get("default_impact", "medium")),
+        default_urgency=Urgency(doc.get("default_urgency", "medium")),
     )

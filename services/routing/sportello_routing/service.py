@@ -1,0 +1,298 @@
+"""Routing's use cases, shared by the event handlers and the HTTP API.
+
+Each one loads what the rules need, asks ``domain`` for a decision, claims
+agent capacity atomically, and writes the decision with its events in one
+fenced document update (retrying from the top when someone else won).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from sportello_contracts import EventEnvelope, utc_now
+from sportello_contracts.enums import EscalationKind, Priority, SlaMetric, SupportLevel
+from sportello_contracts.events import SlaBreached, TicketCreated
+from sportello_routing import domain
+from sportello_routing.domain import (
+    Agent,
+    Assignment,
+    AssignmentState,
+    Decision,
+    IllegalMove,
+    RoutingError,
+    TriageInput,
+)
+from sportello_routing.store import ConcurrencyConflict, RoutingStore
+
+log = logging.getLogger(__name__)
+MAX_RETRIES = 8
+
+
+class NotFound(RoutingError):
+    pass
+
+
+@dataclass
+class RoutingMetrics:
+    triaged: Counter
+    assigned: Counter
+    escalations: Counter
+    waiting: Gauge
+    time_to_assign: Histogram
+
+
+class Router:
+    def __init__(self, store: RoutingStore, metrics: RoutingMetrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    # -- new tickets ------------------------------------------------------------
+
+    async def route_new_ticket(self, created: TicketCreated, cause: EventEnvelope) -> bool:
+        if await self.store.get(created.ticket_id) is not None:
+            return False  # redelivery: already routed
+        policy = await self.store.policy()
+        if policy is None:
+            raise RoutingError("no triage policy configured")
+        result = domain.triage(TriageInput.of(created), policy)
+        groups = await self.store.groups()
+        group = domain.group_for(groups, SupportLevel.L1, result.category)
+        if group is None:
+            raise RoutingError("no L1 group configured")
+        now = utc_now()
+        agent = await self._claim_agent(group.id, result.category)
+        decision = domain.route_new_ticket(created, result, group, agent, cause=cause, now=now)
+        if not await self.store.add_first(decision.assignment, decision.events):
+            if agent is not None:
+                await self.store.release_slot(agent.id)  # lost the race to a redelivery
+            return False
+        self.metrics.triaged.labels(result.category, result.priority.value).inc()
+        self._count_assignment(decision.assignment)
+        if agent is not None:
+            self.metrics.time_to_assign.observe(
+                max(0.0, (now - created.created_at).total_seconds())
+            )
+        await self._update_waiting(group.id)
+        return True
+
+    # -- moves ------------------------------------------------------------------
+
+    async def escalate(
+        self,
+        ticket_id: str,
+        *,
+        reason: str,
+        actor: str | None,
+        to_group: str | None = None,
+        kind: EscalationKind = EscalationKind.MANUAL,
+        cause: EventEnvelope | None = None,
+        clock_id: str | None = None,
+    ) -> Assignment:
+        async def decide(a: Assignment) -> Decision | None:
+            groups = await self.store.groups()
+            current = next((g for g in groups if g.id == a.group_id), None)
+            if to_group is not None:
+                target = next((g for g in groups if g.id == to_group), None)
+                if target is None:
+                    raise NotFound(f"no group {to_group}", field="to_group")
+            elif current is not None:
+                target = domain.escalation_target(groups, current, a.category)
+            else:
+                target = None
+            if target is None:
+                raise IllegalMove(f"nowhere to escalate ticket {a.number} from {a.group_id}")
+            agent = await self._claim_agent(target.id, a.category)
+            try:
+                return domain.escalate(a, target, agent, kind=kind, reason=reason, actor=actor,
+                                       now=utc_now(), cause=cause, clock_id=clock_id)
+            except RoutingError:
+                if agent is not None:
+                    await self.store.release_slot(agent.id)
+                raise
+
+        decision = await self._apply(ticket_id, decide)
+        assert decision is not None
+        before = decision.assignment.history[-1]
+        self.metrics.escalations.labels(before["from_level"], before["to_level"], kind.value).inc()
+        return decision.assignment
+
+    async def escalate_on_breach(self, breach: SlaBreached, cause: EventEnvelope) -> bool:
+        """A level's time box ran out: up one level, once per clock."""
+        if breach.metric is not SlaMetric.LEVEL_TIME_BOX:
+            return False
+        current = await self.store.get(breach.ticket_id)
+        if current is None:
+            raise NotFound(f"no assignment for ticket {breach.ticket_id}")
+        if (breach.clock_id in current.escalated_clocks
+                or current.state == AssignmentState.RELEASED
+                or (breach.level is not None and breach.level is not current.level)):
+            log.info("breach of %s ignored (already escalated, resolved or stale)",
+                     breach.clock_id)
+            return False
+        await self.escalate(
+            breach.ticket_id, reason=f"{breach.level.value if breach.level else ''} time box "
+            "breached".strip(), actor="sla", kind=EscalationKind.AUTOMATIC, cause=cause,
+            clock_id=breach.clock_id,
+        )
+        return True
+
+    async def hand_back(self, ticket_id: str, *, to_group: str, reason: str,
+                        actor: str | None) -> Assignment:
+        async def decide(a: Assignment) -> Decision | None:
+            target = await self.store.group(to_group)
+            if target is None:
+                raise NotFound(f"no group {to_group}", field="to_group")
+            agent = await self._claim_agent(target.id, a.category)
+            try:
+                return domain.hand_back(a, target, agent, reason=reason, actor=actor,
+                                        now=utc_now())
+            except RoutingError:
+                if agent is not None:
+                    await self.store.release_slot(agent.id)
+                raise
+
+        decision = await self._apply(ticket_id, decide)
+        assert decision is not None
+        return decision.assignment
+
+    async def set_priority(self, ticket_id: str, priority: Priority, *, reason: str,
+                           actor: str | None) -> Assignment:
+        async def decide(a: Assignment) -> Decision | None:
+            return domain.change_priority(a, priority, reason=reason, actor=actor, now=utc_now())
+
+        decision = await self._apply(ticket_id, decide)
+        return decision.assignment if decision else await self._get(ticket_id)
+
+    async def release(self, ticket_id: str, reason: str) -> None:
+        async def decide(a: Assignment) -> Decision | None:
+            return domain.release(a, reason=reason, now=utc_now())
+
+        await self._apply(ticket_id, decide)
+
+    async def reopen(self, ticket_id: str, reason: str, cause: EventEnvelope) -> None:
+        async def decide(a: Assignment) -> Decision | None:
+            if a.state != AssignmentState.RELEASED:
+                return None
+            group = await self.store.group(a.group_id)
+            if group is None:
+                groups = await self.store.groups()
+                group = domain.group_for(groups, a.level, a.category)
+            if group is None:
+                raise RoutingError(f"no group left for ticket {a.number}")
+            agent = await self._claim_agent(group.id, a.category)
+            return domain.reopen(a, group, agent, reason=reason, cause=cause, now=utc_now())
+
+        await self._apply(ticket_id, decide)
+
+    # -- queues ---------------------------------------------------------------------
+
+    async def drain(self, group_ids: Iterable[str]) -> int:
+        """Give waiting tickets to agents with room, most urgent and oldest first."""
+        given = 0
+        for group_id in set(group_ids):
+            progress = True
+            while progress:
+                progress = False
+                for waiting in await self.store.queued(group_id):
+                    if not any(a.has_room for a in await self.store.agents(group_id)):
+                        break
+                    agent = await self._claim_agent(group_id, waiting.category)
+                    if agent is None:
+                        continue  # nobody with the skill has room: try the next ticket
+                    decision = domain.give_to_agent(waiting, agent, now=utc_now())
+                    try:
+                        await self.store.save(decision.assignment,
+                                              expected_version=waiting.version,
+                                              events=decision.events)
+                    except ConcurrencyConflict:
+                        await self.store.release_slot(agent.id)
+                        continue
+                    given += 1
+                    progress = True
+                    self._count_assignment(decision.assignment)
+                    self.metrics.time_to_assign.observe(
+                        max(0.0, (utc_now() - waiting.created_at).total_seconds())
+                    )
+            await self._update_waiting(group_id)
+        return given
+
+    async def reconcile_agent(self, agent_id: str, *, quiet_for: timedelta) -> None:
+        """Recount an agent's open tickets (a crash between claiming a slot and writing the
+        assignment leaks one); skipped while the agent was assigned something very recently."""
+        doc = await self.store.agent_document(agent_id)
+        if doc is None:
+            return
+        last = doc.get("last_assigned_at")
+        if last is not None and utc_now() - last < quiet_for:
+            return
+        actual = await self.store.open_count(agent_id)
+        if actual != doc.get("open_tickets", 0):
+            agent = await self.store.agent(agent_id)
+            assert agent is not None
+            try:
+                await self.store.update_agent(agent, expected_version=doc["version"],
+                                              open_tickets=actual)
+                log.warning("agent %s load corrected from %s to %s", agent_id,
+                            doc.get("open_tickets"), actual)
+            except ConcurrencyConflict:
+                pass
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _claim_agent(self, group_id: str, skill: str) -> Agent | None:
+        for _ in range(MAX_RETRIES):
+            agent = domain.pick_agent(await self.store.agents(group_id), group_id, skill)
+            if agent is None:
+                return None
+            if await self.store.claim_slot(agent.id, utc_now()):
+                return agent
+        return None
+
+    async def _get(self, ticket_id: str) -> Assignment:
+        assignment = await self.store.get(ticket_id)
+        if assignment is None:
+            raise NotFound(f"no assignment for ticket {ticket_id}")
+        return assignment
+
+    async def _apply(
+        self, ticket_id: str, decide: Callable[[Assignment], Awaitable[Decision | None]]
+    ) -> Decision | None:
+        for _ in range(MAX_RETRIES):
+            current = await self._get(ticket_id)
+            decision = await decide(current)
+            if decision is None:
+                return None
+            new_agent = decision.assignment.agent_id
+            claimed = new_agent if new_agent and new_agent != current.agent_id else None
+            try:
+                await self.store.save(decision.assignment, expected_version=current.version,
+                                      events=decision.events)
+            except ConcurrencyConflict:
+                if claimed:
+                    await self.store.release_slot(claimed)
+                continue
+            if decision.released_agent:
+                await self.store.release_slot(decision.released_agent)
+                await self.drain(await self._groups_of(decision.released_agent))
+            if decision.assignment.agent_id != current.agent_id and decision.assignment.agent_id:
+                self._count_assignment(decision.assignment)
+            await self._update_waiting(decision.assignment.group_id)
+            if current.group_id != decision.assignment.group_id:
+                await self._update_waiting(current.group_id)
+            return decision
+        raise ConcurrencyConflict(f"{ticket_id}: too many concurrent updates")
+
+    async def _groups_of(self, agent_id: str) -> list[str]:
+        agent = await self.store.agent(agent_id)
+        return list(agent.groups) if agent else []
+
+    def _count_assignment(self, a: Assignment) -> None:
+        self.metrics.assigned.labels(a.level.value, a.group_id).inc()
+
+    async def _update_waiting(self, group_id: str) -> None:
+        self.metrics.waiting.labels(group_id).set(await self.store.count_queued(group_id))
