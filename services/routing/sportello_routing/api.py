@@ -423,8 +423,10 @@ class PriorityIn(Model):
 async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> AssignmentView:
     """The current level cannot solve it: up to the next level or the chosen group
     (L3 may hand over to an L4 vendor)."""
-    return view(await refusing(router.escalate(ticket_id, reason=body.reason, actor=body.actor,
-                                               to_group=body.to_group)))
+    moved = await refusing(router.escalate(ticket_id, reason=body.reason, actor=body.actor,
+                                           to_group=body.to_group))
+    assert moved is not None  # only breach-driven escalations may decline
+    return view(moved)
 
 
 @internal.post("/assignments/{ticket_id}/hand-back", response_model=AssignmentView,

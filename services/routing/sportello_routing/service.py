@@ -92,8 +92,21 @@ class Router:
         kind: EscalationKind = EscalationKind.MANUAL,
         cause: EventEnvelope | None = None,
         clock_id: str | None = None,
-    ) -> Assignment:
+        from_level: SupportLevel | None = None,
+    ) -> Assignment | None:
+        """Up one level (or to ``to_group``). With a ``clock_id``, at most once per clock and
+        only while the ticket is still at ``from_level``: checked again on every retry, since
+        a concurrent copy of the same breach may have moved the ticket meanwhile."""
+
         async def decide(a: Assignment) -> Decision | None:
+            if clock_id is not None and (
+                clock_id in a.escalated_clocks
+                or a.state == AssignmentState.RELEASED
+                or (from_level is not None and a.level is not from_level)
+            ):
+                log.info("breach of %s ignored (already escalated, resolved or stale)",
+                         clock_id)
+                return None
             groups = await self.store.groups()
             current = next((g for g in groups if g.id == a.group_id), None)
             if to_group is not None:
@@ -116,30 +129,23 @@ class Router:
                 raise
 
         decision = await self._apply(ticket_id, decide)
-        assert decision is not None
-        before = decision.assignment.history[-1]
-        self.metrics.escalations.labels(before["from_level"], before["to_level"], kind.value).inc()
+        if decision is None:
+            return None
+        step = decision.assignment.history[-1]
+        self.metrics.escalations.labels(step["from_level"], step["to_level"], kind.value).inc()
         return decision.assignment
 
     async def escalate_on_breach(self, breach: SlaBreached, cause: EventEnvelope) -> bool:
         """A level's time box ran out: up one level, once per clock."""
         if breach.metric is not SlaMetric.LEVEL_TIME_BOX:
             return False
-        current = await self.store.get(breach.ticket_id)
-        if current is None:
-            raise NotFound(f"no assignment for ticket {breach.ticket_id}")
-        if (breach.clock_id in current.escalated_clocks
-                or current.state == AssignmentState.RELEASED
-                or (breach.level is not None and breach.level is not current.level)):
-            log.info("breach of %s ignored (already escalated, resolved or stale)",
-                     breach.clock_id)
-            return False
-        await self.escalate(
-            breach.ticket_id, reason=f"{breach.level.value if breach.level else ''} time box "
-            "breached".strip(), actor="sla", kind=EscalationKind.AUTOMATIC, cause=cause,
-            clock_id=breach.clock_id,
+        level = breach.level.value if breach.level else "level"
+        moved = await self.escalate(
+            breach.ticket_id, reason=f"{level} time box breached", actor="sla",
+            kind=EscalationKind.AUTOMATIC, cause=cause, clock_id=breach.clock_id,
+            from_level=breach.level,
         )
-        return True
+        return moved is not None
 
     async def hand_back(self, ticket_id: str, *, to_group: str, reason: str,
                         actor: str | None) -> Assignment:
