@@ -28,7 +28,7 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy libs/contracts/sportello_contracts libs/runtime/sportello_runtime services/intake/sportello_intake services/routing/sportello_routing tools/mongo_emulator/sportello_mongo_emulator
+	$(BIN)/mypy libs/contracts/sportello_contracts libs/runtime/sportello_runtime services/intake/sportello_intake services/routing/sportello_routing services/sla/sportello_sla tools/mongo_emulator/sportello_mongo_emulator
 
 contracts: install
 	$(BIN)/python -m sportello_contracts.schema docs/events

@@ -61,13 +61,11 @@ async def test_posted_ticket_is_assigned_to_the_default_l1_group(
 
 
 async def test_ticket_numbers_are_unique_across_intake_replicas(system: System) -> None:
-    first = await system.start("intake")
-    system.services["intake-a"] = first
-    second = await system.start("intake")  # a second replica on the same database
+    first = await system.start("intake", replica="intake-a")
+    second = await system.start("intake", replica="intake-b")  # same database
     numbers = set()
     for replica in (first, second):
-        async with system.channel_client("web") as channel:
-            channel.base_url = replica.url  # type: ignore[assignment]
+        async with system.channel_client("web", base_url=replica.url) as channel:
             for n in range(10):
                 response = await channel.post("/tickets", json=ticket_body(n))
                 assert response.status_code == 201, response.text

@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from support.proxy import free_port
 from support.wait import eventually
 
-MODULES = {"intake": "sportello_intake", "routing": "sportello_routing"}
+MODULES = {"intake": "sportello_intake", "routing": "sportello_routing", "sla": "sportello_sla"}
 RETRY_DELAYS_MS = [200, 400]
 SERVICE_TOKEN = secrets.token_urlsafe(24)
 CHANNEL_KEYS = {channel: secrets.token_urlsafe(18) for channel in ("web", "email", "chat",
@@ -129,15 +129,18 @@ class System:
     def database(self, name: str) -> str:
         return f"{self.namespace.replace('-', '_')}_{name}"
 
-    async def start(self, name: str, *, wait: bool = True, **env: str) -> ServiceProcess:
+    async def start(self, name: str, *, replica: str | None = None, wait: bool = True,
+                    **env: str) -> ServiceProcess:
+        """Start a service; ``replica`` names a second (third...) process of the same service."""
         port = free_port()
+        key = replica or name
         service = ServiceProcess(
             name,
             self.env_for(name, SERVICE_PORT=str(port), **env),
             port,
-            self.folder / f"{name}.log",
+            self.folder / f"{key}.log",
         )
-        self.services[name] = service
+        self.services[key] = service
         service.start()
         if wait:
             await service.wait_ready()
@@ -151,10 +154,10 @@ class System:
         )
 
     def channel_client(self, channel: str = "web", **options: Any) -> httpx.AsyncClient:
+        intake = self.services.get("intake") or self.services["intake-a"]
         return httpx.AsyncClient(
-            base_url=self.services["intake"].url,
             headers={"X-Api-Key": CHANNEL_KEYS[channel]},
-            **{"timeout": 10, **options},
+            **{"base_url": intake.url, "timeout": 10, **options},
         )
 
     def mongo(self) -> AsyncMongoClient[dict[str, Any]]:
@@ -164,7 +167,8 @@ class System:
         for service in self.services.values():
             service.stop()
             if failed:
-                print(f"\n===== {service.name} log (last lines) =====\n{service.log_tail(80)}")
+                print(f"\n===== {service.log_path.stem} log (last lines) =====\n"
+                      f"{service.log_tail(80)}")
         await delete_namespace(self.amqp_url, self.namespace, list(MODULES))
         client = self.mongo()
         try:

@@ -1,0 +1,363 @@
+"""SLA rules: business calendars, business-time arithmetic, policies and clocks. No I/O.
+
+A clock measures one target of one ticket (first response, resolution, or the
+time box of the support level holding it) in business time: only the open
+hours of its calendar count, and nothing counts while it is paused. It warns
+at thresholds of its target, breaches once, and is met when stopped in time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holiday_data
+
+from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
+
+MAX_SPAN_DAYS = 3 * 366
+"""Business-time walks stop here: a target that cannot be reached in three years is a bug."""
+
+
+class InvalidSla(ValueError):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- calendars --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Open hours per weekday (0 = Monday) in a time zone, minus holidays; or always open."""
+
+    name: str
+    timezone: str = "Europe/Rome"
+    hours: Mapping[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
+    holidays: frozenset[date] = frozenset()
+    holiday_country: str | None = None
+    always_open: bool = False
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+    def is_holiday(self, day: date) -> bool:
+        if day in self.holidays:
+            return True
+        return self.holiday_country is not None and day in _country_holidays(
+            self.holiday_country, day.year
+        )
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=256)
+def _country_holidays(country: str, year: int) -> frozenset[date]:
+    return frozenset(holiday_data.country_holidays(country, years=year))
+
+
+def check_calendar(calendar: Calendar) -> None:
+    try:
+        _zone(calendar.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidSla(f"unknown time zone {calendar.timezone!r}", field="timezone") from exc
+    if calendar.holiday_country is not None:
+        try:
+            holiday_data.country_holidays(calendar.holiday_country, years=2026)
+        except NotImplementedError as exc:
+            raise InvalidSla(f"no holiday data for {calendar.holiday_country!r}",
+                             field="holiday_country") from exc
+    if calendar.always_open:
+        return
+    if not any(calendar.hours.values()):
+        raise InvalidSla("a calendar needs open hours, or always_open", field="hours")
+    for weekday, intervals in calendar.hours.items():
+        if not 0 <= weekday <= 6:
+            raise InvalidSla(f"weekday {weekday} is not 0 (Monday) to 6 (Sunday)", field="hours")
+        ordered = sorted(intervals)
+        for start, end in ordered:
+            if start >= end:
+                raise InvalidSla(f"weekday {weekday}: {start:%H:%M} is not before {end:%H:%M}",
+                                 field=f"hours.{weekday}")
+        for (_, first_end), (second_start, _) in itertools.pairwise(ordered):
+            if second_start < first_end:
+                raise InvalidSla(f"weekday {weekday}: open hours overlap", field=f"hours.{weekday}")
+
+
+def open_intervals(calendar: Calendar, start: datetime, end: datetime
+                   ) -> Iterator[tuple[datetime, datetime]]:
+    """The calendar's open intervals (UTC) that overlap [start, end), in order."""
+    if start >= end:
+        return
+    if calendar.always_open:
+        yield start, end
+        return
+    zone = calendar.zone
+    day = start.astimezone(zone).date() - timedelta(days=1)
+    last = end.astimezone(zone).date() + timedelta(days=1)
+    while day <= last:
+        if not calendar.is_holiday(day):
+            for opens, closes in sorted(calendar.hours.get(day.weekday(), ())):
+                # Wall-clock hours in the zone: DST shifts are the zone's business.
+                lo = datetime.combine(day, opens, tzinfo=zone).astimezone(UTC)
+                hi = datetime.combine(day, closes, tzinfo=zone).astimezone(UTC)
+                lo, hi = max(lo, start), min(hi, end)
+                if lo < hi:
+                    yield lo, hi
+        day += timedelta(days=1)
+
+
+def business_seconds(calendar: Calendar, start: datetime, end: datetime) -> float:
+    return sum((hi - lo).total_seconds() for lo, hi in open_intervals(calendar, start, end))
+
+
+def add_business_seconds(calendar: Calendar, start: datetime, seconds: float) -> datetime:
+    """The instant when ``seconds`` of open time have passed since ``start``."""
+    if seconds <= 0:
+        return start
+    if calendar.always_open:
+        return start + timedelta(seconds=seconds)
+    remaining = seconds
+    window = start
+    for _ in range(MAX_SPAN_DAYS // 7 + 1):
+        week_end = window + timedelta(days=7)
+        for lo, hi in open_intervals(calendar, window, week_end):
+            length = (hi - lo).total_seconds()
+            if length >= remaining:
+                return lo + timedelta(seconds=remaining)
+            remaining -= length
+        window = week_end
+    raise InvalidSla(f"calendar {calendar.name} has no open time within {MAX_SPAN_DAYS} days")
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Targets:
+    first_response_s: int
+    resolution_s: int
+    calendar: str
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    version: int
+    targets: Mapping[Priority, Targets]
+    level_time_box_s: Mapping[SupportLevel, int]
+    calendars: Mapping[str, Calendar]
+    tier_factor: Mapping[ContractTier, float] = field(default_factory=dict)
+    warning_thresholds: tuple[int, ...] = (75, 90)
+
+    def calendar_for(self, priority: Priority) -> Calendar:
+        return self.calendars[self.targets[priority].calendar]
+
+    def target_s(self, metric: SlaMetric, priority: Priority, tier: ContractTier | None,
+                 level: SupportLevel | None = None) -> int | None:
+        if metric is SlaMetric.LEVEL_TIME_BOX:
+            return self.level_time_box_s.get(level) if level else None
+        targets = self.targets[priority]
+        base = (targets.first_response_s if metric is SlaMetric.FIRST_RESPONSE
+                else targets.resolution_s)
+        factor = self.tier_factor.get(tier, 1.0) if tier else 1.0
+        return max(1, round(base * factor))
+
+
+def check_policy(policy: SlaPolicy) -> None:
+    for name, calendar in policy.calendars.items():
+        if name != calendar.name:
+            raise InvalidSla(f"calendar {name} is named {calendar.name}", field="calendars")
+        check_calendar(calendar)
+    for priority in Priority:
+        targets = policy.targets.get(priority)
+        if targets is None:
+            raise InvalidSla(f"no targets for {priority.value}", field=f"targets.{priority.value}")
+        if targets.first_response_s <= 0 or targets.resolution_s <= 0:
+            raise InvalidSla(f"{priority.value}: targets must be positive",
+                             field=f"targets.{priority.value}")
+        if targets.first_response_s > targets.resolution_s:
+            raise InvalidSla(f"{priority.value}: first response cannot come after resolution",
+                             field=f"targets.{priority.value}")
+        if targets.calendar not in policy.calendars:
+            raise InvalidSla(f"{priority.value}: unknown calendar {targets.calendar!r}",
+                             field=f"targets.{priority.value}.calendar")
+    for level, seconds in policy.level_time_box_s.items():
+        if seconds <= 0:
+            raise InvalidSla(f"the {level.value} time box must be positive",
+                             field=f"level_time_box_s.{level.value}")
+    for tier, factor in policy.tier_factor.items():
+        if not 0 < factor <= 10:
+            raise InvalidSla(f"tier {tier.value}: factor must be in (0, 10]",
+                             field=f"tier_factor.{tier.value}")
+    if any(not 0 < t < 100 for t in policy.warning_thresholds) or list(
+        policy.warning_thresholds
+    ) != sorted(set(policy.warning_thresholds)):
+        raise InvalidSla("warning thresholds are increasing percentages between 1 and 99",
+                         field="warning_thresholds")
+
+
+# --- clocks --------------------------------------------------------------------------------
+
+
+class ClockState:
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Clock:
+    id: str
+    ticket_id: str
+    metric: SlaMetric
+    priority: Priority
+    policy_version: int
+    calendar: str
+    target_s: int
+    started_at: datetime
+    level: SupportLevel | None = None
+    contract_tier: ContractTier | None = None
+    state: str = ClockState.RUNNING
+    elapsed_s: float = 0.0
+    running_since: datetime | None = None
+    thresholds: tuple[int, ...] = (75, 90)
+    warned: tuple[int, ...] = ()
+    breached: bool = False
+    met: bool | None = None
+    stopped_at: datetime | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Firing:
+    """Something a clock announces: a warning at a threshold, or its breach."""
+
+    kind: str  # "warning" | "breach" | "met"
+    threshold: int | None
+    due_at: datetime
+    fire_at: datetime
+
+    def event_id(self, clock_id: str) -> uuid.UUID:
+        """The same firing always gets the same id: a duplicate is harmless downstream."""
+        return uuid.uuid5(_FIRING_NAMESPACE, f"{clock_id}:{self.kind}:{self.threshold}")
+
+
+_FIRING_NAMESPACE = uuid.UUID("6f1d3c2e-5d1b-4a53-9a55-1b7b0c4a9e21")
+
+
+def start_clock(
+    clock_id: str, *, ticket_id: str, metric: SlaMetric, priority: Priority, policy: SlaPolicy,
+    started_at: datetime, level: SupportLevel | None = None,
+    contract_tier: ContractTier | None = None,
+) -> Clock | None:
+    """A running clock, or ``None`` when the policy sets no target for it."""
+    target = policy.target_s(metric, priority, contract_tier, level)
+    if target is None:
+        return None
+    return Clock(
+        id=clock_id, ticket_id=ticket_id, metric=metric, priority=priority,
+        policy_version=policy.version, calendar=policy.targets[priority].calendar,
+        target_s=target, started_at=started_at, level=level, contract_tier=contract_tier,
+        running_since=started_at, thresholds=policy.warning_thresholds,
+    )
+
+
+def elapsed(clock: Clock, calendar: Calendar, now: datetime) -> float:
+    if clock.state == ClockState.RUNNING and clock.running_since is not None:
+        return clock.elapsed_s + business_seconds(calendar, clock.running_since, now)
+    return clock.elapsed_s
+
+
+def instant_of(clock: Clock, calendar: Calendar, fraction: float) -> datetime | None:
+    """When the running clock reaches ``fraction`` of its target (None when not running)."""
+    if clock.state != ClockState.RUNNING or clock.running_since is None:
+        return None
+    return add_business_seconds(calendar, clock.running_since,
+                                clock.target_s * fraction - clock.elapsed_s)
+
+
+def due_at(clock: Clock, calendar: Calendar) -> datetime | None:
+    return instant_of(clock, calendar, 1.0)
+
+
+def pending_firings(clock: Clock, calendar: Calendar) -> list[Firing]:
+    """What this clock will still announce, earliest first."""
+    due = due_at(clock, calendar)
+    if due is None or clock.breached:
+        return []
+    firings = []
+    for threshold in clock.thresholds:
+        if threshold not in clock.warned:
+            at = instant_of(clock, calendar, threshold / 100)
+            assert at is not None
+            firings.append(Firing("warning", threshold, due, at))
+    firings.append(Firing("breach", None, due, due))
+    return sorted(firings, key=lambda f: f.fire_at)
+
+
+def next_fire_at(clock: Clock, calendar: Calendar) -> datetime | None:
+    pending = pending_firings(clock, calendar)
+    return pending[0].fire_at if pending else None
+
+
+def fire(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, list[Firing]]:
+    """Everything due by ``now``, once: warnings that are late are still sent before the
+    breach, so the requester's and the coordinators' views tell the whole story."""
+    due = [f for f in pending_firings(clock, calendar) if f.fire_at <= now]
+    if not due:
+        return clock, []
+    warned = tuple(sorted({*clock.warned, *(f.threshold for f in due if f.threshold)}))
+    breached = clock.breached or any(f.kind == "breach" for f in due)
+    return replace(clock, warned=warned, breached=breached, version=clock.version + 1), due
+
+
+def pause(clock: Clock, calendar: Calendar, now: datetime) -> Clock | None:
+    if clock.state != ClockState.RUNNING:
+        return None
+    return replace(clock, state=ClockState.PAUSED, elapsed_s=elapsed(clock, calendar, now),
+                   running_since=None, version=clock.version + 1)
+
+
+def resume(clock: Clock, now: datetime) -> Clock | None:
+    if clock.state != ClockState.PAUSED:
+        return None
+    return replace(clock, state=ClockState.RUNNING, running_since=now,
+                   version=clock.version + 1)
+
+
+def stop(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, Firing | None]:
+    """Stop for good; ``sla.met`` when the target was reached in time."""
+    if clock.state == ClockState.STOPPED:
+        return clock, None
+    spent = elapsed(clock, calendar, now)
+    in_time = not clock.breached and spent <= clock.target_s
+    stopped = replace(clock, state=ClockState.STOPPED, elapsed_s=spent, running_since=None,
+                      stopped_at=now, met=in_time, version=clock.version + 1)
+    if not in_time:
+        return stopped, None
+    due = add_business_seconds(calendar, now, clock.target_s - spent)
+    return stopped, Firing("met", None, due, now)
+
+
+def retarget(clock: Clock, old_calendar: Calendar, now: datetime, *, target_s: int,
+             priority: Priority, calendar: str) -> Clock | None:
+    """The priority changed: same clock, the new priority's target and calendar from now on
+    (time already spent is kept); due times follow."""
+    if clock.state == ClockState.STOPPED or (
+        target_s == clock.target_s and priority is clock.priority and calendar == clock.calendar
+    ):
+        return None
+    running = clock.state == ClockState.RUNNING
+    return replace(clock, target_s=target_s, priority=priority, calendar=calendar,
+                   elapsed_s=elapsed(clock, old_calendar, now),
+                   running_since=now if running else None, version=clock.version + 1)

@@ -1,0 +1,300 @@
+"""SLA use cases: starting, pausing, stopping and retargeting clocks; and the timer engine.
+
+Every clock change is one fenced document update carrying its events. The
+timer engine lets any number of replicas share the due clocks: a replica
+claims a clock with a lease, fires what is due, and writes the result fenced
+by that lease; event ids derive from clock and threshold, so even a replica
+that lost its lease mid-way cannot announce anything twice downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from sportello_contracts import EventEnvelope, new_event, utc_now
+from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
+from sportello_contracts.events import SlaBreached, SlaMet, SlaWarning
+from sportello_sla import domain
+from sportello_sla.domain import Clock, ClockState, Firing, SlaPolicy
+from sportello_sla.store import ConcurrencyConflict, SlaStore
+
+log = logging.getLogger(__name__)
+PRODUCER = "sla"
+MAX_RETRIES = 8
+
+
+class TicketNotKnownYet(Exception):
+    """An event about a ticket whose creation or triage has not reached us: retried."""
+
+
+@dataclass
+class SlaMetrics:
+    active: Gauge
+    warnings: Counter
+    breaches: Counter
+    met: Counter
+    lag: Histogram
+
+
+def replica_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ClockKeeper:
+    def __init__(self, store: SlaStore, metrics: SlaMetrics, *, owner: str | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.owner = owner or replica_name()
+        self._policies: dict[int, SlaPolicy] = {}
+
+    async def policy(self, version: int | None = None) -> SlaPolicy:
+        if version is not None and version in self._policies:
+            return self._policies[version]
+        policy = await self.store.policy(version)
+        if policy is None:
+            raise TicketNotKnownYet(f"no SLA policy {version or ''} configured".strip())
+        self._policies[policy.version] = policy  # versions never change once saved
+        return policy
+
+    # -- events from the ticket's life ---------------------------------------------
+
+    async def ticket_created(self, ticket_id: str, created_at: datetime,
+                             tier: ContractTier | None) -> None:
+        policy = await self.policy()
+        await self.store.note_ticket(ticket_id, on_insert={
+            "created_at": created_at, "contract_tier": tier.value if tier else None,
+            "policy_version": policy.version, "reopens": 0, "level": None, "sequence": 0,
+            "priority": None, "level_clock": None,
+        })
+
+    async def ticket_triaged(self, ticket_id: str, priority: Priority,
+                             tier: ContractTier | None) -> None:
+        ticket = await self._known(ticket_id)
+        if ticket.get("priority") is None:
+            await self.store.update_ticket(ticket_id, {"priority": priority.value})
+        policy = await self.policy(ticket["policy_version"])
+        for metric, clock_id in ((SlaMetric.FIRST_RESPONSE, f"{ticket_id}:first_response"),
+                                 (SlaMetric.RESOLUTION, f"{ticket_id}:resolution:0")):
+            await self._start(clock_id, ticket_id, metric, priority, policy,
+                              ticket["created_at"], None, tier)
+
+    async def ticket_assigned(self, ticket_id: str, level: SupportLevel, sequence: int,
+                              at: datetime) -> None:
+        """A new level (or the same level again after the clock stopped) restarts its box."""
+        ticket = await self._known(ticket_id, need_priority=True)
+        if sequence <= ticket.get("sequence", 0):
+            return  # stale or repeated
+        current = await self.store.clock(ticket["level_clock"]) if ticket.get(
+            "level_clock") else None
+        still_running = current is not None and current.state != ClockState.STOPPED
+        if current is not None and current.level is level and still_running:
+            await self.store.update_ticket(ticket_id, {"sequence": sequence},
+                                           only_if={"sequence": ticket.get("sequence", 0)})
+            return
+        if current is not None:
+            await self._stop(current.id, at)
+        policy = await self.policy(ticket["policy_version"])
+        clock_id = f"{ticket_id}:level_time_box:{level.value}:{sequence}"
+        await self._start(clock_id, ticket_id, SlaMetric.LEVEL_TIME_BOX,
+                          Priority(ticket["priority"]), policy, at, level,
+                          _tier(ticket))
+        await self.store.update_ticket(
+            ticket_id, {"sequence": sequence, "level": level.value, "level_clock": clock_id},
+            only_if={"sequence": ticket.get("sequence", 0)},
+        )
+
+    async def first_response(self, ticket_id: str, at: datetime) -> None:
+        await self._stop(f"{ticket_id}:first_response", at)
+
+    async def waiting_for_customer(self, ticket_id: str, at: datetime) -> None:
+        for clock in await self._open_clocks(ticket_id, SlaMetric.RESOLUTION,
+                                             SlaMetric.LEVEL_TIME_BOX):
+            await self._change(clock.id, lambda c, cal: domain.pause(c, cal, at))
+
+    async def customer_answered(self, ticket_id: str, at: datetime) -> None:
+        for clock in await self._open_clocks(ticket_id, SlaMetric.RESOLUTION,
+                                             SlaMetric.LEVEL_TIME_BOX):
+            await self._change(clock.id, lambda c, _: domain.resume(c, at))
+
+    async def resolved(self, ticket_id: str, at: datetime) -> None:
+        for clock in await self._open_clocks(ticket_id, *SlaMetric):
+            await self._stop(clock.id, at)
+
+    async def reopened(self, ticket_id: str, at: datetime) -> None:
+        ticket = await self._known(ticket_id, need_priority=True)
+        reopens = ticket.get("reopens", 0) + 1
+        if not await self.store.update_ticket(ticket_id, {"reopens": reopens},
+                                              only_if={"reopens": reopens - 1}):
+            return
+        policy = await self.policy(ticket["policy_version"])
+        await self._start(f"{ticket_id}:resolution:{reopens}", ticket_id, SlaMetric.RESOLUTION,
+                          Priority(ticket["priority"]), policy, at, None, _tier(ticket))
+
+    async def priority_changed(self, ticket_id: str, priority: Priority, at: datetime) -> None:
+        ticket = await self._known(ticket_id)
+        await self.store.update_ticket(ticket_id, {"priority": priority.value})
+        policy = await self.policy(ticket["policy_version"])
+        calendar = policy.targets[priority].calendar
+        for clock in await self._open_clocks(ticket_id, *SlaMetric):
+            target = policy.target_s(clock.metric, priority, clock.contract_tier, clock.level)
+            if target is None:
+                continue
+
+            def retarget(c: Clock, cal: domain.Calendar, t: int = target) -> Clock | None:
+                return domain.retarget(c, cal, at, target_s=t, priority=priority,
+                                       calendar=calendar)
+
+            await self._change(clock.id, retarget)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def report(self, ticket_id: str, now: datetime) -> list[dict[str, Any]]:
+        rows = []
+        for clock in await self.store.clocks_of(ticket_id):
+            policy = await self.policy(clock.policy_version)
+            calendar = policy.calendars[clock.calendar]
+            spent = domain.elapsed(clock, calendar, now)
+            rows.append({
+                "clock_id": clock.id, "metric": clock.metric, "level": clock.level,
+                "priority": clock.priority, "state": clock.state, "calendar": clock.calendar,
+                "policy_version": clock.policy_version, "target_s": clock.target_s,
+                "elapsed_s": round(spent, 1), "remaining_s": round(clock.target_s - spent, 1),
+                "due_at": domain.due_at(clock, calendar), "started_at": clock.started_at,
+                "stopped_at": clock.stopped_at, "warned": list(clock.warned),
+                "breached": clock.breached, "met": clock.met,
+            })
+        return rows
+
+    # -- the timer engine -----------------------------------------------------------------
+
+    async def fire_due(self, now: datetime | None = None, *, lease: timedelta,
+                       batch: int = 200) -> int:
+        """Fire every clock due by now that no live replica holds; returns events emitted."""
+        now = now or utc_now()
+        emitted = 0
+        for clock_id in await self.store.due_clock_ids(now, batch):
+            clock = await self.store.claim(clock_id, self.owner, now, lease)
+            if clock is None:
+                continue  # another replica holds it
+            policy = await self.policy(clock.policy_version)
+            calendar = policy.calendars[clock.calendar]
+            fired_clock, firings = domain.fire(clock, calendar, now)
+            events = [self._announce(fired_clock, f) for f in firings]
+            try:
+                await self.store.save_clock(
+                    fired_clock, expected_version=clock.version,
+                    next_fire=domain.next_fire_at(fired_clock, calendar), events=events,
+                    lease_owner=self.owner,
+                )
+            except ConcurrencyConflict:
+                log.warning("lost the lease on %s before writing; its new holder fires it",
+                            clock_id)
+                continue
+            emitted += len(events)
+            for firing in firings:
+                self.metrics.lag.observe(max(0.0, (utc_now() - firing.fire_at).total_seconds()))
+        return emitted
+
+    async def run_timers(self, *, poll_interval_s: float, lease: timedelta) -> None:
+        while True:
+            try:
+                while await self.fire_due(lease=lease):
+                    pass
+            except Exception:
+                log.exception("timer tick failed")
+            await asyncio.sleep(poll_interval_s)
+
+    async def refresh_gauges(self) -> None:
+        for metric, count in (await self.store.count_running()).items():
+            self.metrics.active.labels(metric).set(count)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _known(self, ticket_id: str, *, need_priority: bool = False) -> dict[str, Any]:
+        ticket = await self.store.ticket(ticket_id)
+        if ticket is None or (need_priority and ticket.get("priority") is None):
+            raise TicketNotKnownYet(ticket_id)
+        return ticket
+
+    async def _open_clocks(self, ticket_id: str, *metrics: SlaMetric) -> list[Clock]:
+        return [c for c in await self.store.clocks_of(ticket_id)
+                if c.metric in metrics and c.state != ClockState.STOPPED]
+
+    async def _start(self, clock_id: str, ticket_id: str, metric: SlaMetric, priority: Priority,
+                     policy: SlaPolicy, at: datetime, level: SupportLevel | None,
+                     tier: ContractTier | None) -> None:
+        clock = domain.start_clock(clock_id, ticket_id=ticket_id, metric=metric,
+                                   priority=priority, policy=policy, started_at=at, level=level,
+                                   contract_tier=tier)
+        if clock is None:
+            return  # no target for this one (e.g. vendors' own contracts)
+        calendar = policy.calendars[clock.calendar]
+        await self.store.add_clock(clock, domain.next_fire_at(clock, calendar))
+
+    async def _stop(self, clock_id: str, at: datetime) -> None:
+        async def stopped(c: Clock, cal: domain.Calendar) -> tuple[Clock | None, list[Firing]]:
+            new, met = domain.stop(c, cal, at)
+            return (None, []) if new is c else (new, [met] if met else [])
+
+        await self._change_with_events(clock_id, stopped)
+
+    async def _change(self, clock_id: str,
+                      rule: Callable[[Clock, domain.Calendar], Clock | None]) -> None:
+        async def plain(c: Clock, cal: domain.Calendar) -> tuple[Clock | None, list[Firing]]:
+            return rule(c, cal), []
+
+        await self._change_with_events(clock_id, plain)
+
+    async def _change_with_events(self, clock_id: str, rule: Any) -> None:
+        for _ in range(MAX_RETRIES):
+            clock = await self.store.clock(clock_id)
+            if clock is None:
+                return
+            policy = await self.policy(clock.policy_version)
+            calendar = policy.calendars[clock.calendar]
+            new, firings = await rule(clock, calendar)
+            if new is None:
+                return
+            new_calendar = policy.calendars[new.calendar]
+            try:
+                await self.store.save_clock(
+                    new, expected_version=clock.version,
+                    next_fire=domain.next_fire_at(new, new_calendar),
+                    events=[self._announce(new, f) for f in firings],
+                )
+            except ConcurrencyConflict:
+                continue
+            return
+        raise ConcurrencyConflict(clock_id)
+
+    def _announce(self, clock: Clock, firing: Firing) -> EventEnvelope:
+        common: dict[str, Any] = {"ticket_id": clock.ticket_id, "clock_id": clock.id,
+                                  "metric": clock.metric, "priority": clock.priority,
+                                  "level": clock.level, "due_at": firing.due_at}
+        labels = (clock.metric.value, clock.priority.value,
+                  clock.level.value if clock.level else "")
+        payload: SlaWarning | SlaBreached | SlaMet
+        if firing.kind == "warning":
+            payload = SlaWarning(**common, threshold_percent=firing.threshold)
+            self.metrics.warnings.labels(*labels).inc()
+        elif firing.kind == "breach":
+            payload = SlaBreached(**common)
+            self.metrics.breaches.labels(*labels).inc()
+        else:
+            payload = SlaMet(**common, stopped_at=clock.stopped_at or firing.fire_at)
+            self.metrics.met.labels(*labels).inc()
+        return new_event(payload, producer=PRODUCER, correlation_id=clock.ticket_id,
+                         event_id=firing.event_id(clock.id), occurred_at=firing.fire_at)
+
+
+def _tier(ticket: dict[str, Any]) -> ContractTier | None:
+    return ContractTier(ticket["contract_tier"]) if ticket.get("contract_tier") else None

@@ -1,0 +1,223 @@
+"""SLA's MongoDB: clocks (with their outbox and timer lease), ticket facts, versioned policies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from sportello_contracts import EventEnvelope
+from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
+from sportello_runtime.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from sportello_runtime.store import Document, MongoStore
+from sportello_sla.domain import Calendar, Clock, SlaPolicy, Targets
+
+CLOCKS = "clocks"
+TICKETS = "tickets"
+POLICIES = "policies"
+
+INDEXES = {
+    CLOCKS: [
+        IndexModel([("next_fire_at", ASCENDING)]),
+        IndexModel([("ticket_id", ASCENDING)]),
+        IndexModel([("state", ASCENDING), ("metric", ASCENDING)]),
+    ],
+}
+
+
+class ConcurrencyConflict(Exception):
+    pass
+
+
+class SlaStore:
+    def __init__(self, store: MongoStore, relay: OutboxRelay) -> None:
+        self._clocks = store.collection(CLOCKS)
+        self._tickets = store.collection(TICKETS)
+        self._policies = store.collection(POLICIES)
+        self._relay = relay
+
+    # -- ticket facts ---------------------------------------------------------------
+
+    async def ticket(self, ticket_id: str) -> Document | None:
+        return await self._tickets.find_one({"_id": ticket_id})
+
+    async def note_ticket(self, ticket_id: str, *, on_insert: dict[str, Any],
+                          changes: dict[str, Any] | None = None) -> Document:
+        update: dict[str, Any] = {"$setOnInsert": on_insert}
+        if changes:
+            update["$set"] = changes
+        doc = await self._tickets.find_one_and_update(
+            {"_id": ticket_id}, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        assert doc is not None
+        return doc
+
+    async def update_ticket(self, ticket_id: str, changes: dict[str, Any],
+                            only_if: dict[str, Any] | None = None) -> bool:
+        result = await self._tickets.update_one({"_id": ticket_id, **(only_if or {})},
+                                                {"$set": changes})
+        return result.matched_count == 1
+
+    # -- clocks ---------------------------------------------------------------------
+
+    async def add_clock(self, clock: Clock, next_fire: datetime | None) -> bool:
+        """Clock ids are derived from the ticket: a redelivered event cannot start two."""
+        try:
+            await self._clocks.insert_one({**clock_document(clock), "next_fire_at": next_fire,
+                                           "lease_owner": None, "lease_until": None,
+                                           OUTBOX_FIELD: []})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def clock(self, clock_id: str) -> Clock | None:
+        doc = await self._clocks.find_one({"_id": clock_id}, {OUTBOX_FIELD: 0})
+        return clock_from(doc) if doc else None
+
+    async def clocks_of(self, ticket_id: str) -> list[Clock]:
+        cursor = self._clocks.find({"ticket_id": ticket_id}, {OUTBOX_FIELD: 0}).sort(
+            "started_at", ASCENDING)
+        return [clock_from(d) async for d in cursor]
+
+    async def save_clock(self, clock: Clock, *, expected_version: int,
+                         next_fire: datetime | None, events: Sequence[EventEnvelope],
+                         lease_owner: str | None = None) -> None:
+        """Write a clock's new state and events, fenced by the version read (and, for the
+        timer engine, by the lease it holds); releases the lease."""
+        entries = [outbox_entry(e) for e in events]
+        fence: dict[str, Any] = {"_id": clock.id, "version": expected_version}
+        if lease_owner is not None:
+            fence["lease_owner"] = lease_owner
+        update: dict[str, Any] = {"$set": {**clock_document(clock), "next_fire_at": next_fire,
+                                           "lease_owner": None, "lease_until": None}}
+        if entries:
+            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
+        result = await self._clocks.update_one(fence, update)
+        if result.matched_count == 0:
+            raise ConcurrencyConflict(clock.id)
+        self._relay.publish_soon(self._clocks, clock.id, entries)
+
+    async def due_clock_ids(self, now: datetime, limit: int) -> list[str]:
+        cursor = self._clocks.find(
+            {"next_fire_at": {"$lte": now},
+             "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+            {"_id": 1},
+        ).sort("next_fire_at", ASCENDING).limit(limit)
+        return [d["_id"] async for d in cursor]
+
+    async def claim(self, clock_id: str, owner: str, now: datetime,
+                    lease: timedelta) -> Clock | None:
+        """Take the clock's timer for ``lease``: only one replica fires it."""
+        doc = await self._clocks.find_one_and_update(
+            {"_id": clock_id, "next_fire_at": {"$lte": now},
+             "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+            {"$set": {"lease_owner": owner, "lease_until": now + lease}},
+            projection={OUTBOX_FIELD: 0}, return_document=ReturnDocument.AFTER,
+        )
+        return clock_from(doc) if doc else None
+
+    async def count_running(self) -> dict[str, int]:
+        counts = {}
+        for metric in SlaMetric:
+            counts[metric.value] = await self._clocks.count_documents(
+                {"metric": metric.value, "state": {"$in": ["running", "paused"]}})
+        return counts
+
+    # -- policies -------------------------------------------------------------------
+
+    async def policy(self, version: int | None = None) -> SlaPolicy | None:
+        if version is not None:
+            doc = await self._policies.find_one({"_id": version})
+            return policy_from(doc) if doc else None
+        async for doc in self._policies.find({}).sort("_id", -1).limit(1):
+            return policy_from(doc)
+        return None
+
+    async def add_policy(self, policy: SlaPolicy, *, author: str | None, now: datetime) -> bool:
+        try:
+            await self._policies.insert_one({**policy_document(policy), "saved_by": author,
+                                             "saved_at": now})
+        except DuplicateKeyError:
+            return False
+        return True
+
+
+# --- mapping -------------------------------------------------------------------------------
+
+
+def clock_document(c: Clock) -> Document:
+    return {
+        "_id": c.id, "ticket_id": c.ticket_id, "metric": c.metric.value,
+        "priority": c.priority.value, "policy_version": c.policy_version,
+        "calendar": c.calendar, "target_s": c.target_s, "started_at": c.started_at,
+        "level": c.level.value if c.level else None,
+        "contract_tier": c.contract_tier.value if c.contract_tier else None,
+        "state": c.state, "elapsed_s": c.elapsed_s, "running_since": c.running_since,
+        "thresholds": list(c.thresholds), "warned": list(c.warned), "breached": c.breached,
+        "met": c.met, "stopped_at": c.stopped_at, "version": c.version,
+    }
+
+
+def clock_from(d: Document) -> Clock:
+    return Clock(
+        id=d["_id"], ticket_id=d["ticket_id"], metric=SlaMetric(d["metric"]),
+        priority=Priority(d["priority"]), policy_version=d["policy_version"],
+        calendar=d["calendar"], target_s=d["target_s"], started_at=d["started_at"],
+        level=SupportLevel(d["level"]) if d.get("level") else None,
+        contract_tier=ContractTier(d["contract_tier"]) if d.get("contract_tier") else None,
+        state=d["state"], elapsed_s=d["elapsed_s"], running_since=d.get("running_since"),
+        thresholds=tuple(d.get("thresholds", ())), warned=tuple(d.get("warned", ())),
+        breached=bool(d.get("breached")), met=d.get("met"), stopped_at=d.get("stopped_at"),
+        version=d["version"],
+    )
+
+
+def calendar_document(c: Calendar) -> Document:
+    return {
+        "name": c.name, "timezone": c.timezone, "always_open": c.always_open,
+        "holiday_country": c.holiday_country,
+        "holidays": sorted(d.isoformat() for d in c.holidays),
+        "hours": {str(day): [[o.strftime("%H:%M"), e.strftime("%H:%M")] for o, e in spans]
+                  for day, spans in c.hours.items()},
+    }
+
+
+def calendar_from(d: Document) -> Calendar:
+    from datetime import date
+
+    return Calendar(
+        name=d["name"], timezone=d["timezone"], always_open=bool(d.get("always_open")),
+        holiday_country=d.get("holiday_country"),
+        holidays=frozenset(date.fromisoformat(x) for x in d.get("holidays", [])),
+        hours={int(day): tuple((time.fromisoformat(o), time.fromisoformat(e)) for o, e in spans)
+               for day, spans in d.get("hours", {}).items()},
+    )
+
+
+def policy_document(p: SlaPolicy) -> Document:
+    return {
+        "_id": p.version,
+        "calendars": [calendar_document(c) for c in p.calendars.values()],
+        "targets": {pr.value: {"first_response_s": t.first_response_s,
+                               "resolution_s": t.resolution_s, "calendar": t.calendar}
+                    for pr, t in p.targets.items()},
+        "level_time_box_s": {lv.value: s for lv, s in p.level_time_box_s.items()},
+        "tier_factor": {t.value: f for t, f in p.tier_factor.items()},
+        "warning_thresholds": list(p.warning_thresholds),
+    }
+
+
+def policy_from(d: Document) -> SlaPolicy:
+    calendars = [calendar_from(c) for c in d["calendars"]]
+    return SlaPolicy(
+        version=d["_id"],
+        calendars={c.name: c for c in calendars},
+        targets={Priority(pr): Targets(t["first_response_s"], t["resolution_s"], t["calendar"])
+                 for pr, t in d["targets"].items()},
+        level_time_box_s={SupportLevel(lv): s for lv, s in d["level_time_box_s"].items()},
+        tier_factor={ContractTier(t): f for t, f in d.get("tier_factor", {}).items()},
+        warning_thresholds=tuple(d.get("warning_thresholds", (75, 90))),
+    )

@@ -1,0 +1,208 @@
+"""SLA through real processes: warnings, breaches and escalation; replicas; restarts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from sportello_contracts import EventEnvelope, utc_now
+from support.probe import BusProbe
+from support.system import System
+from support.tickets import ticket_body, wait_assigned
+from support.wait import eventually
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"TIMER_POLL_INTERVAL_S": "0.1", "TIMER_LEASE_S": "2"}
+
+
+def short_policy(current: dict[str, Any], l1_seconds: int) -> dict[str, Any]:
+    """Round the clock for every priority (the test must not depend on the time of day) and
+    an L1 time box of a few seconds."""
+    policy = {k: v for k, v in current.items() if k != "version"}
+    policy["based_on_version"] = current["version"]
+    for targets in policy["targets"].values():
+        targets["calendar"] = "24x7"
+    policy["level_time_box_s"] = {"L1": l1_seconds, "L2": 3600, "L3": 3600}
+    return policy
+
+
+async def shorten_l1(sla: httpx.AsyncClient, seconds: int) -> None:
+    current = (await sla.get("/policy")).json()
+    response = await sla.put("/policy", json=short_policy(current, seconds))
+    assert response.status_code == 201, response.text
+
+
+def firings(probe: BusProbe, ticket_id: str | None = None) -> list[EventEnvelope]:
+    return [e for e in probe.events if e.type in ("sla.warning", "sla.breached")
+            and (ticket_id is None or e.ticket_id == ticket_id)]
+
+
+async def test_policy_input_is_validated(system: System) -> None:
+    await system.start("sla")
+    async with system.client("sla") as sla:
+        current = (await sla.get("/policy")).json()
+        base = {k: v for k, v in current.items() if k != "version"}
+        negative = {**base, "targets": {**base["targets"], "P3": {
+            "first_response_s": -60, "resolution_s": 3600, "calendar": "office-hours"}}}
+        overlapping = {**base, "calendars": [{**c, "hours": {"0": [["09:00", "13:00"],
+                                                                  ["12:00", "18:00"]]}}
+                                             if c["name"] == "office-hours" else c
+                                             for c in base["calendars"]]}
+        bad_zone = {**base, "calendars": [{**c, "timezone": "Europe/Atlantis"}
+                                          for c in base["calendars"]]}
+        answers = [await sla.put("/policy", json=body)
+                   for body in (negative, overlapping, bad_zone)]
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert answers[0].json()["field"] == "targets.P3"
+    assert answers[1].json()["field"] == "hours.0"
+    assert answers[2].json()["field"] == "timezone"
+
+
+async def test_an_l1_time_box_warns_then_breaches_and_routing_escalates(
+    system: System, probe: BusProbe
+) -> None:
+    await system.start("intake")
+    await system.start("routing")
+    await system.start("sla", **FAST)
+    async with system.client("sla") as sla, system.client("intake") as intake:
+        await shorten_l1(sla, 4)
+        async with system.channel_client("web") as channel:
+            ticket = (await channel.post("/tickets", json=ticket_body())).json()
+        tid = ticket["id"]
+        await wait_assigned(intake, ticket["number"])
+
+        async def l1_clock_running() -> dict[str, Any] | None:
+            response = await sla.get(f"/tickets/{tid}/sla")
+            if response.status_code != 200:
+                return None
+            boxes = [c for c in response.json()["clocks"] if c["metric"] == "level_time_box"]
+            return boxes[0] if boxes else None
+
+        clock = await eventually(l1_clock_running, what="the L1 clock")
+        assert clock["level"] == "L1"
+        assert clock["state"] == "running"
+        assert 0 < clock["remaining_s"] <= 4
+
+        await probe.wait_for(lambda _: any(e.type == "ticket.escalated"
+                                           for e in probe.of_type("ticket.escalated", tid)),
+                             timeout=30, what="automatic escalation")
+        fired = [(e.type, e.payload.get("threshold_percent")) for e in firings(probe, tid)]
+        assert fired == [("sla.warning", 75), ("sla.warning", 90), ("sla.breached", None)]
+        breach = probe.of_type("sla.breached", tid)[0]
+        assert breach.payload["level"] == "L1"
+        assert breach.payload["metric"] == "level_time_box"
+        [escalated] = probe.of_type("ticket.escalated", tid)
+        assert escalated.payload["kind"] == "automatic"
+        assert escalated.payload["to_level"] == "L2"
+        assert escalated.causation_id == str(breach.event_id)
+
+        async def at_l2() -> bool:
+            return (await intake.get(f"/tickets/{ticket['number']}")).json()["level"] == "L2"
+
+        await eventually(at_l2, what="intake shows L2")
+
+        async def l2_box_started() -> list[dict[str, Any]] | None:
+            clocks = (await sla.get(f"/tickets/{tid}/sla")).json()["clocks"]
+            boxes = [c for c in clocks if c["metric"] == "level_time_box"]
+            return clocks if len(boxes) == 2 else None
+
+        clocks = await eventually(l2_box_started, what="the L2 time box")
+        by_level = {c["level"]: c for c in clocks if c["metric"] == "level_time_box"}
+        assert by_level["L1"]["state"] == "stopped"
+        assert by_level["L1"]["breached"] is True
+        assert by_level["L2"]["state"] == "running"
+        assert by_level["L2"]["target_s"] == 3600
+        metrics_text = (await sla.get("/metrics")).text
+    assert 'sla_breaches_total{level="L1",metric="level_time_box",priority="P3"} 1.0' in (
+        metrics_text)
+    assert 'sla_warnings_total{level="L1",metric="level_time_box",priority="P3"} 2.0' in (
+        metrics_text)
+    assert "sla_timer_lag_seconds_count 3.0" in metrics_text
+
+
+def expected_ids(events: list[EventEnvelope]) -> dict[tuple[str, str, Any], set[str]]:
+    seen: dict[tuple[str, str, Any], set[str]] = {}
+    for e in events:
+        key = (e.payload["clock_id"], e.type, e.payload.get("threshold_percent"))
+        seen.setdefault(key, set()).add(str(e.event_id))
+    return seen
+
+
+async def post_tickets(system: System, count: int) -> list[str]:
+    ids = []
+    async with system.channel_client("web") as channel:
+        for n in range(count):
+            response = await channel.post("/tickets", json=ticket_body(n))
+            assert response.status_code == 201
+            ids.append(response.json()["id"])
+    return ids
+
+
+async def test_two_replicas_one_killed_mid_run_emit_every_due_event_exactly_once(
+    system: System, probe: BusProbe
+) -> None:
+    await system.start("intake")
+    await system.start("routing")
+    doomed = await system.start("sla", replica="sla-a", REPLICA_NAME="sla-a", **FAST)
+    await system.start("sla", replica="sla-b", REPLICA_NAME="sla-b", **FAST)
+    async with system.client("sla-b") as sla:
+        await shorten_l1(sla, 6)
+    tickets = await post_tickets(system, 20)
+    await probe.wait_for(lambda _: len(firings(probe)) >= 5, timeout=30, what="first warnings")
+    doomed.kill()
+
+    await probe.wait_for(lambda _: len(expected_ids(firings(probe))) == 20 * 3, timeout=60,
+                         what="every warning and breach")
+    per_firing = expected_ids(firings(probe))
+    assert {key[0].split(":")[0] for key in per_firing} == set(tickets)
+    assert all(len(ids) == 1 for ids in per_firing.values()), per_firing  # one id per firing
+    # Downstream sees each breach once: every ticket escalated exactly once.
+    await probe.wait_for(
+        lambda _: {e.ticket_id for e in probe.of_type("ticket.escalated")} == set(tickets),
+        timeout=30, what="every ticket escalated")
+    escalations = [e.ticket_id for e in probe.of_type("ticket.escalated")]
+    assert sorted(escalations) == sorted(tickets)
+
+
+async def test_sla_stopped_then_restarted_emits_what_fell_due_meanwhile_once(
+    system: System, probe: BusProbe
+) -> None:
+    await system.start("intake")
+    await system.start("routing")
+    sla_process = await system.start("sla", **FAST)
+    async with system.client("sla") as sla:
+        await shorten_l1(sla, 3)
+        tickets = await post_tickets(system, 5)
+
+        async def all_due_times() -> list[datetime] | None:
+            due = []
+            for tid in tickets:
+                response = await sla.get(f"/tickets/{tid}/sla")
+                if response.status_code != 200:
+                    return None
+                boxes = [c for c in response.json()["clocks"]
+                         if c["metric"] == "level_time_box" and c["due_at"]]
+                if not boxes:
+                    return None
+                due.append(datetime.fromisoformat(boxes[0]["due_at"]))
+            return due
+
+        due_times = await eventually(all_due_times, what="every L1 clock started")
+    sla_process.stop()
+    before_restart = len(firings(probe))
+
+    async def everything_overdue() -> bool:
+        return utc_now() > max(due_times)
+
+    await eventually(everything_overdue, timeout=30, what="all due times passed while down")
+    sla_process.start()
+    await sla_process.wait_ready()
+    await probe.wait_for(lambda _: len(expected_ids(firings(probe))) == 5 * 3, timeout=30,
+                         what="every warning and breach after the restart")
+    per_firing = expected_ids(firings(probe))
+    assert all(len(ids) == 1 for ids in per_firing.values())
+    assert len(firings(probe)) - before_restart >= 1  # emitted after coming back
