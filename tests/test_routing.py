@@ -8,9 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from sportello_contracts import new_event, utc_now
-from sportello_contracts.enums import SlaMetric, SupportLevel
-from sportello_contracts.events import SlaBreached
 from support.probe import BusProbe
 from support.system import System
 from support.tickets import ticket_body, wait_assigned
@@ -90,8 +87,14 @@ async def test_rules_are_versioned_and_new_tickets_use_the_latest(system: System
 async def test_a_business_network_ticket_climbs_from_l1_to_the_vendor(
     system: System, probe: BusProbe
 ) -> None:
+    """Every service real: the L2 breach comes from the SLA service's own timer."""
     await system.start("intake")
     await system.start("routing")
+    await system.start("sla", TIMER_POLL_INTERVAL_S="0.1")
+    async with system.client("sla") as sla:
+        policy = {k: v for k, v in (await sla.get("/policy")).json().items() if k != "version"}
+        policy["level_time_box_s"] = {"L1": 3600, "L2": 3, "L3": 3600}
+        assert (await sla.put("/policy", json=policy)).status_code == 201
     async with system.client("routing") as routing:
         await put_agent(routing, "lucia")
         await put_agent(routing, "nico", level="L2", groups=["l2-network"], skills=["network"])
@@ -130,16 +133,11 @@ async def test_a_business_network_ticket_climbs_from_l1_to_the_vendor(
                 "l2-network", "nico")
             await at("L2")
 
-            # L2's time box runs out (the SLA service's event, delivered twice).
-            breach = new_event(
-                SlaBreached(ticket_id=tid, clock_id=f"{tid}:level_time_box:L2",
-                            metric=SlaMetric.LEVEL_TIME_BOX, level=SupportLevel.L2,
-                            due_at=utc_now()),
-                producer="sla", correlation_id=tid,
-            )
-            await probe.publish(breach)
-            await probe.publish(breach)
+            # Nico cannot fix it within L2's 3-second time box: SLA breaches, routing escalates.
             at_l3 = await at("L3")
+            [breach] = probe.of_type("sla.breached", tid)
+            assert breach.payload["level"] == "L2"
+            await probe.publish(breach)  # and the breach is delivered again
             assert (at_l3["group_id"], at_l3["agent_id"]) == ("l3-experts", "elena")
 
             # L3 finds a firmware bug and hands it over to the vendor.
@@ -171,7 +169,7 @@ async def test_a_business_network_ticket_climbs_from_l1_to_the_vendor(
                 ("escalated", "L3", "automatic"),
                 ("escalated", "L4", "manual"),
             ]
-            assert assignment["history"][3]["clock_id"] == f"{tid}:level_time_box:L2"
+            assert assignment["history"][3]["clock_id"] == breach.payload["clock_id"]
             assert (await intake.get(f"/tickets/{ticket['number']}")).json()["version"] == 5
             loads = {a["id"]: a["open_tickets"] for a in (await routing.get("/agents")).json()}
             assert loads == {"lucia": 0, "nico": 0, "elena": 0, "acme-support": 1}
