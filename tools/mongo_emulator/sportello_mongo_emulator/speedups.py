@@ -14,6 +14,10 @@ narrows the documents it is asked about:
   equality on all of an index's fields, and each unique-index check, looks
   candidates up instead of scanning (documents whose key holds an array or
   an embedded document are always candidates);
+- a single-field index also keeps its dates and its numbers sorted, so a
+  range (``$lt``/``$lte``/``$gt``/``$gte``) on that field takes the values in
+  range by bisection (null and missing never match a range, in MongoDB as in
+  mongomock; arrays stay candidates);
 - unique indexes compare key tuples directly instead of running a filter
   per document;
 - TTL expiry runs at most once a second per collection (MongoDB's own TTL
@@ -28,6 +32,8 @@ re-keyed.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -85,6 +91,8 @@ class _HashIndex:
         self.ids: dict[tuple[Any, ...], set[Any]] = {}
         self.key_of: dict[Any, tuple[Any, ...] | None] = {}
         self.unkeyable: set[Any] = set()  # documents whose key holds an array or a document
+        # Single-field indexes: (value, id) kept sorted per family of comparable values.
+        self.ordered: dict[str, list[tuple[Any, Any]]] = {"date": [], "number": []}
 
     def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
         self.remove(doc_id)
@@ -100,6 +108,12 @@ class _HashIndex:
             self.key_of[doc_id] = None
             return
         self.key_of[doc_id] = key
+        family = _family(key[0]) if len(key) == 1 else None
+        if family is not None:
+            try:
+                bisect.insort(self.ordered[family], (key[0], doc_id))
+            except TypeError:  # ids of mixed types cannot break ties: scan this one
+                self.unkeyable.add(doc_id)
 
     def remove(self, doc_id: Any) -> None:
         if doc_id not in self.key_of:
@@ -112,6 +126,39 @@ class _HashIndex:
                 bucket.discard(doc_id)
                 if not bucket:
                     del self.ids[key]
+            family = _family(key[0]) if len(key) == 1 else None
+            if family is not None:
+                ordered = self.ordered[family]
+                try:
+                    at = bisect.bisect_left(ordered, (key[0], doc_id))
+                except TypeError:
+                    at = len(ordered)
+                if at < len(ordered) and ordered[at] == (key[0], doc_id):
+                    del ordered[at]
+                else:  # not where bisection says (mixed id types): find it the slow way
+                    with contextlib.suppress(ValueError):
+                        ordered.remove((key[0], doc_id))
+
+    def in_range(self, bounds: Mapping[str, Any]) -> set[Any] | None:
+        """Ids whose value satisfies every bound, plus the unkeyable; None when it cannot tell."""
+        families = {_family(v) for v in bounds.values()}
+        if len(families) != 1 or None in families:
+            return None
+        ordered = self.ordered[families.pop()]  # type: ignore[index]
+        lo, hi = 0, len(ordered)
+        for op, value in bounds.items():
+            if op == "$gt":
+                lo = max(lo, _after(ordered, value))
+            elif op == "$gte":
+                lo = max(lo, _before(ordered, value))
+            elif op == "$lt":
+                hi = min(hi, _before(ordered, value))
+            elif op == "$lte":
+                hi = min(hi, _after(ordered, value))
+            else:
+                return None
+        found = {doc_id for _, doc_id in ordered[lo:hi]} if lo < hi else set()
+        return found | self.unkeyable
 
     def candidates(self, key: tuple[Any, ...]) -> set[Any]:
         try:
@@ -119,6 +166,47 @@ class _HashIndex:
         except TypeError:
             return set(self.key_of)
         return found | self.unkeyable
+
+
+def _family(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return "date"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "number"
+    return None
+
+
+def _before(ordered: list[tuple[Any, Any]], value: Any) -> int:
+    """Index of the first entry whose value is >= ``value``."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ordered[mid][0] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _after(ordered: list[tuple[Any, Any]], value: Any) -> int:
+    """Index of the first entry whose value is > ``value``."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ordered[mid][0] <= value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _range_bounds(spec: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    ranges = []
+    for key, value in spec.items():
+        if (not key.startswith("$") and "." not in key and isinstance(value, Mapping) and value
+                and set(value) <= {"$lt", "$lte", "$gt", "$gte"}):
+            ranges.append((key, dict(value)))
+    return ranges
 
 
 def _hash_indexes(collection_store: Any) -> dict[str, _HashIndex]:
@@ -184,20 +272,31 @@ def _iter_documents(self: Any, spec: Any) -> Iterator[Any]:
         candidates = [documents[i] for i in ids if i in documents]
     else:
         equalities = _scalar_equalities(spec)
-        if not equalities:
+        ranges = _range_bounds(spec)
+        if not equalities and not ranges:
             return _original_iter_documents(self, spec)
         self._store._remove_expired_documents()
+        indexes = _hash_indexes(self._store)
         by_field = dict(equalities)
         index = next(
-            (ix for ix in _hash_indexes(self._store).values()
-             if all(f in by_field for f in ix.fields)),
-            None,
+            (ix for ix in indexes.values() if all(f in by_field for f in ix.fields)), None
         )
+        ranged: set[Any] | None = None
+        for field, bounds in ranges:
+            single = next((ix for ix in indexes.values() if ix.fields == [field]), None)
+            if single is not None:
+                ranged = single.in_range(bounds)
+                if ranged is not None:
+                    break
         if index is not None:
             key = tuple(by_field[f] for f in index.fields)
             candidates = [documents[i] for i in index.candidates(key) if i in documents]
-        else:
+        elif ranged is not None:
+            candidates = [documents[i] for i in ranged if i in documents]
+        elif equalities:
             candidates = [d for d in _all(self._store) if _may_match(d, equalities)]
+        else:
+            return _original_iter_documents(self, spec)
     if not candidates:
         filter_applies(spec, {})  # still validate the filter, as mongomock does
     return (d for d in candidates if filter_applies(spec, d))

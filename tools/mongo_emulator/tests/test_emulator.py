@@ -119,3 +119,32 @@ async def test_compound_unique_index_on_the_dedupe_pattern(
     found = await db.p.find_one({"consumer": "routing", "event_id": "e150"})
     assert found is not None
     assert await db.p.count_documents({"event_id": "e1"}) == 2
+
+
+async def test_ranges_on_an_indexed_field_match_what_mongomock_matches(
+    client: AsyncMongoClient[Doc],
+) -> None:
+    from datetime import datetime, timedelta
+
+    db = client.ranges
+    await db.c.create_index("due_at")
+    t0 = datetime(2026, 11, 23, 9, 0)
+    await db.c.insert_many(
+        [{"_id": n, "due_at": t0 + timedelta(seconds=n)} for n in range(50)]
+        + [{"_id": "none", "due_at": None}, {"_id": "missing"},
+           {"_id": "array", "due_at": [t0 - timedelta(days=1)]}, {"_id": "number", "due_at": 7}]
+    )
+    due = [d["_id"] async for d in db.c.find({"due_at": {"$lte": t0 + timedelta(seconds=9)}})
+           .sort("_id", 1)]
+    assert sorted(map(str, due)) == sorted(map(str, [*range(10), "array"]))
+    window = [d["_id"] async for d in db.c.find(
+        {"due_at": {"$gt": t0 + timedelta(seconds=10), "$lt": t0 + timedelta(seconds=13)}})]
+    assert sorted(window) == [11, 12]
+    await db.c.update_one({"_id": 3}, {"$set": {"due_at": t0 + timedelta(hours=1)}})
+    await db.c.delete_one({"_id": 4})
+    await db.c.update_one({"_id": "none"}, {"$set": {"due_at": t0 - timedelta(seconds=1)}})
+    first = [d["_id"] async for d in db.c.find({"due_at": {"$lte": t0 + timedelta(seconds=5)},
+                                                "_id": {"$ne": "array"}})
+             .sort("due_at", 1).limit(3)]
+    assert first == ["none", 0, 1]
+    assert [d["_id"] async for d in db.c.find({"due_at": {"$gte": 5, "$lte": 8}})] == ["number"]
