@@ -31,7 +31,7 @@ from sportello_runtime.http import (
 )
 from sportello_runtime.logs import configure_logging
 from sportello_runtime.metrics import ServiceMetrics
-from sportello_runtime.outbox import OutboxRelay
+from sportello_runtime.outbox import OUTBOX_INDEX, OutboxRelay
 from sportello_runtime.settings import ServiceSettings
 from sportello_runtime.store import MongoStore, ProcessedEvents
 from sportello_runtime.tracing import configure_tracing
@@ -120,7 +120,12 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.store.ensure_indexes({**service.processed.indexes(), **wiring.indexes})
+        indexes: dict[str, list[IndexModel]] = {
+            name: list(models) for name, models in wiring.indexes.items()
+        }
+        for name in wiring.outbox_collections:
+            indexes.setdefault(name, []).append(OUTBOX_INDEX)
+        await service.store.ensure_indexes({**service.processed.indexes(), **indexes})
         for hook in wiring.on_startup:
             await hook()
         service.bus.start(consume=True)

@@ -1,11 +1,14 @@
 """The transactional outbox, kept inside the aggregate document.
 
 A state change and the events it causes are written in one single-document
-update (events ``$push``-ed into the document's ``outbox`` array), so the
-broker being down never loses an event. The relay then publishes each entry
-with a broker confirm and ``$pull``-s it. Entries left behind (broker down,
-crash between write and publish) are found by the sweeper. Publishing twice
-is possible after a crash; consumers dedupe by ``event_id``.
+update (events ``$push``-ed into the document's ``outbox`` array, and the
+top-level ``outbox_pending_at`` set), so the broker being down never loses an
+event. The relay then publishes each entry with a broker confirm and
+``$pull``-s them; the update that empties the outbox also clears
+``outbox_pending_at``. Entries left behind (broker down, crash between write
+and publish) are found by the sweeper through an index on
+``outbox_pending_at``, never by scanning the collection. Publishing twice is
+possible after a crash; consumers dedupe by ``event_id``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from opentelemetry import context, propagate
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
@@ -29,7 +33,24 @@ from sportello_runtime.store import Document
 log = logging.getLogger(__name__)
 
 OUTBOX_FIELD = "outbox"
+PENDING_FIELD = "outbox_pending_at"
 SWEEP_BATCH = 500
+OUTBOX_INDEX = IndexModel([(PENDING_FIELD, ASCENDING)], sparse=True, name="outbox_pending_at")
+
+
+def outbox_fields(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The outbox part of a new document."""
+    return {OUTBOX_FIELD: list(entries), PENDING_FIELD: utc_now() if entries else None}
+
+
+def with_outbox(update: dict[str, Any], entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Add pushing ``entries`` (and marking the document pending) to a MongoDB update."""
+    if not entries:
+        return update
+    merged = dict(update)
+    merged["$push"] = {**merged.get("$push", {}), OUTBOX_FIELD: {"$each": list(entries)}}
+    merged["$set"] = {**merged.get("$set", {}), PENDING_FIELD: utc_now()}
+    return merged
 
 
 def outbox_entry(envelope: EventEnvelope) -> dict[str, Any]:
@@ -94,9 +115,16 @@ class OutboxRelay:
             await asyncio.gather(self._sweeper, return_exceptions=True)
 
     async def _publish_entries(
-        self, collection: AsyncCollection[Document], doc_id: Any, entries: Iterable[dict[str, Any]]
+        self,
+        collection: AsyncCollection[Document],
+        doc_id: Any,
+        entries: Sequence[dict[str, Any]],
+        *,
+        whole_outbox: bool = False,
     ) -> int:
-        published = 0
+        """Publish in order, then pull what went out in one update. ``whole_outbox``: the
+        entries are everything the document held when read (the sweeper's case)."""
+        sent: list[str] = []
         for entry in entries:
             envelope = EventEnvelope.from_json(entry["body"])
             token = context.attach(propagate.extract(entry.get("trace") or {}))
@@ -104,22 +132,35 @@ class OutboxRelay:
                 await self._bus.publish(envelope)
             except (BusNotConnected, TimeoutError, OSError) as exc:
                 log.info("outbox: %s kept for later (%s)", envelope.type, exc)
-                return published
+                break
             except Exception:
                 log.exception("outbox: could not publish %s", envelope.type)
-                return published
+                break
             finally:
                 context.detach(token)
-            try:
-                await collection.update_one(
-                    {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: {"event_id": entry["event_id"]}}}
+            sent.append(entry["event_id"])
+        if sent or whole_outbox:
+            await self._clear(collection, doc_id, sent, len(entries))
+        return len(sent)
+
+    async def _clear(self, collection: AsyncCollection[Document], doc_id: Any, sent: list[str],
+                     known: int) -> None:
+        pull = {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": sent}}}} if sent else {}
+        try:
+            # When the outbox holds exactly what we read and sent, empty it and clear the mark
+            # in the same update; otherwise (more arrived, or some are still unsent) just pull.
+            if len(sent) == known:
+                emptied = await collection.update_one(
+                    {"_id": doc_id, OUTBOX_FIELD: {"$size": known}},
+                    {**pull, "$set": {PENDING_FIELD: None}},
                 )
-            except PyMongoError:
-                log.warning("outbox: published %s but could not clear it; it will be sent again",
-                            envelope.type, exc_info=True)
-                return published
-            published += 1
-        return published
+                if emptied.matched_count:
+                    return
+            if sent:
+                await collection.update_one({"_id": doc_id}, pull)
+        except PyMongoError:
+            log.warning("outbox: published %s but could not clear them; they will be sent again",
+                        sent, exc_info=True)
 
     async def sweep(self) -> int:
         """Publish every entry older than ``stale_after``; returns how many went out."""
@@ -128,13 +169,14 @@ class OutboxRelay:
         cutoff = utc_now() - self._stale_after
         for collection in self._collections:
             cursor = collection.find(
-                {f"{OUTBOX_FIELD}.queued_at": {"$lte": cutoff}}, {OUTBOX_FIELD: 1}
+                {PENDING_FIELD: {"$lte": cutoff}}, {OUTBOX_FIELD: 1}
             ).limit(SWEEP_BATCH)
             async for doc in cursor:
                 entries = doc.get(OUTBOX_FIELD) or []
                 pending += len(entries)
-                if self._bus.is_connected:
-                    published += await self._publish_entries(collection, doc["_id"], entries)
+                if self._bus.is_connected or not entries:
+                    published += await self._publish_entries(collection, doc["_id"], entries,
+                                                             whole_outbox=True)
         self._metrics.outbox_pending.set(pending - published)
         return published
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
@@ -11,7 +10,13 @@ from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import Channel, SupportLevel, TicketStatus
 from sportello_contracts.events import Requester
 from sportello_intake.domain import HistoryEntry, Ticket
-from sportello_runtime.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from sportello_runtime.outbox import (
+    OUTBOX_FIELD,
+    OutboxRelay,
+    outbox_entry,
+    outbox_fields,
+    with_outbox,
+)
 from sportello_runtime.store import Document, MongoStore
 
 TICKETS = "tickets"
@@ -48,7 +53,7 @@ class TicketStore:
 
     async def add(self, ticket: Ticket, events: Sequence[EventEnvelope]) -> None:
         entries = [outbox_entry(e) for e in events]
-        await self._tickets.insert_one({**to_document(ticket), OUTBOX_FIELD: entries})
+        await self._tickets.insert_one({**to_document(ticket), **outbox_fields(entries)})
         self._relay.publish_soon(self._tickets, ticket.id, entries)
 
     async def save(
@@ -56,11 +61,9 @@ class TicketStore:
     ) -> None:
         """Write the new state and its events in one update, fenced by the version read."""
         entries = [outbox_entry(e) for e in events]
-        update: dict[str, Any] = {"$set": to_document(ticket)}
-        if entries:
-            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
         result = await self._tickets.update_one(
-            {"_id": ticket.id, "version": expected_version}, update
+            {"_id": ticket.id, "version": expected_version},
+            with_outbox({"$set": to_document(ticket)}, entries),
         )
         if result.matched_count == 0:
             raise ConcurrencyConflict(ticket.number)

@@ -19,7 +19,13 @@ from sportello_contracts.enums import (
     Urgency,
 )
 from sportello_routing.domain import Agent, Assignment, Group, TriagePolicy, TriageRule
-from sportello_runtime.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from sportello_runtime.outbox import (
+    OUTBOX_FIELD,
+    OutboxRelay,
+    outbox_entry,
+    outbox_fields,
+    with_outbox,
+)
 from sportello_runtime.store import Document, MongoStore
 
 ASSIGNMENTS = "assignments"
@@ -56,7 +62,7 @@ class RoutingStore:
         entries = [outbox_entry(e) for e in events]
         try:
             await self._assignments.insert_one(
-                {**assignment_document(assignment), OUTBOX_FIELD: entries}
+                {**assignment_document(assignment), **outbox_fields(entries)}
             )
         except DuplicateKeyError:
             return False
@@ -67,11 +73,9 @@ class RoutingStore:
         self, assignment: Assignment, *, expected_version: int, events: Sequence[EventEnvelope]
     ) -> None:
         entries = [outbox_entry(e) for e in events]
-        update: dict[str, Any] = {"$set": assignment_document(assignment)}
-        if entries:
-            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
         result = await self._assignments.update_one(
-            {"_id": assignment.ticket_id, "version": expected_version}, update
+            {"_id": assignment.ticket_id, "version": expected_version},
+            with_outbox({"$set": assignment_document(assignment)}, entries),
         )
         if result.matched_count == 0:
             raise ConcurrencyConflict(assignment.number)

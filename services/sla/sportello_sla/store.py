@@ -11,7 +11,13 @@ from pymongo.errors import DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
-from sportello_runtime.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from sportello_runtime.outbox import (
+    OUTBOX_FIELD,
+    OutboxRelay,
+    outbox_entry,
+    outbox_fields,
+    with_outbox,
+)
 from sportello_runtime.store import Document, MongoStore
 from sportello_sla.domain import Calendar, Clock, SlaPolicy, Targets
 
@@ -68,7 +74,7 @@ class SlaStore:
         try:
             await self._clocks.insert_one({**clock_document(clock), "next_fire_at": next_fire,
                                            "lease_owner": None, "lease_until": None,
-                                           OUTBOX_FIELD: []})
+                                           **outbox_fields([])})
         except DuplicateKeyError:
             return False
         return True
@@ -91,10 +97,8 @@ class SlaStore:
         fence: dict[str, Any] = {"_id": clock.id, "version": expected_version}
         if lease_owner is not None:
             fence["lease_owner"] = lease_owner
-        update: dict[str, Any] = {"$set": {**clock_document(clock), "next_fire_at": next_fire,
-                                           "lease_owner": None, "lease_until": None}}
-        if entries:
-            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
+        update = with_outbox({"$set": {**clock_document(clock), "next_fire_at": next_fire,
+                                       "lease_owner": None, "lease_until": None}}, entries)
         result = await self._clocks.update_one(fence, update)
         if result.matched_count == 0:
             raise ConcurrencyConflict(clock.id)

@@ -180,3 +180,30 @@ async def test_text_search_is_refused_not_guessed(db: AsyncDatabase[Doc]) -> Non
     await db.articles.insert_one({"title": "VPN error 809"})
     with pytest.raises(OperationFailure):
         await db.articles.find_one({"$text": {"$search": "vpn"}})
+
+
+async def test_outbox_clearing_pulls_sent_entries_and_clears_the_mark_only_when_empty(
+    db: AsyncDatabase[Doc],
+) -> None:
+    now = datetime.now(UTC)
+    await db.tickets.create_index([("outbox_pending_at", ASCENDING)], sparse=True)
+    await db.tickets.insert_many([
+        {"_id": "one", "outbox": [{"event_id": "a"}, {"event_id": "b"}], "outbox_pending_at": now},
+        {"_id": "two", "outbox": [{"event_id": "c"}, {"event_id": "d"}], "outbox_pending_at": now},
+        {"_id": "done", "outbox": [], "outbox_pending_at": None},
+    ])
+    pull_ab = {"$pull": {"outbox": {"event_id": {"$in": ["a", "b"]}}},
+               "$set": {"outbox_pending_at": None}}
+    emptied = await db.tickets.update_one({"_id": "one", "outbox": {"$size": 2}}, pull_ab)
+    only_c = await db.tickets.update_one(
+        {"_id": "two", "outbox": {"$size": 1}},
+        {"$pull": {"outbox": {"event_id": {"$in": ["c"]}}}, "$set": {"outbox_pending_at": None}},
+    )
+    assert emptied.modified_count == 1
+    assert only_c.matched_count == 0  # more entries than we sent: the mark stays
+    pending = [d["_id"] async for d in db.tickets.find(
+        {"outbox_pending_at": {"$lte": now + timedelta(seconds=1)}})]
+    assert pending == ["two"]
+    one = await db.tickets.find_one({"_id": "one"})
+    assert one is not None
+    assert one["outbox"] == []
