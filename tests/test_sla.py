@@ -16,7 +16,7 @@ from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"TIMER_POLL_INTERVAL_S": "0.1", "TIMER_LEASE_S": "2"}
+FAST = {"TIMER_POLL_INTERVAL_S": "0.1", "TIMER_LEASE_S": "2", "GAUGE_INTERVAL_S": "0.2"}
 
 
 def short_policy(current: dict[str, Any], l1_seconds: int) -> dict[str, Any]:
@@ -116,7 +116,15 @@ async def test_an_l1_time_box_warns_then_breaches_and_routing_escalates(
         assert by_level["L1"]["breached"] is True
         assert by_level["L2"]["state"] == "running"
         assert by_level["L2"]["target_s"] == 3600
-        metrics_text = (await sla.get("/metrics")).text
+
+        async def gauges_settled() -> str | None:
+            text = (await sla.get("/metrics")).text
+            wanted = ['sla_active_clocks{metric="level_time_box"} 1.0',  # L2's; L1's stopped
+                      'sla_active_clocks{metric="resolution"} 1.0',
+                      'sla_active_clocks{metric="first_response"} 1.0']
+            return text if all(w in text for w in wanted) else None
+
+        metrics_text = await eventually(gauges_settled, what="active clock gauges")
     assert 'sla_breaches_total{level="L1",metric="level_time_box",priority="P3"} 1.0' in (
         metrics_text)
     assert 'sla_warnings_total{level="L1",metric="level_time_box",priority="P3"} 2.0' in (

@@ -27,6 +27,7 @@ class Backend:
     url: str
     label: str
     stop: Callable[[], None] = field(default=lambda: None)
+    pid: int | None = None
 
 
 def docker_works() -> bool:
@@ -81,6 +82,7 @@ def start_emulator() -> Backend:
         f"mongodb://127.0.0.1:{port}",
         "MongoDB wire-protocol emulator (mongomock behind mockupdb), one process for the run",
         stop,
+        process.pid,
     )
 
 

@@ -52,6 +52,7 @@ def wire(service: Service) -> ServiceWiring:
     async def seed() -> None:
         if settings.seed_defaults and await store.policy() is None:
             await store.add_policy(DEFAULT_POLICY, author="defaults", now=utc_now())
+        await store.recount_active()
 
     async def timers() -> None:
         await keeper.run_timers(poll_interval_s=settings.timer_poll_interval_s, lease=lease)
@@ -62,7 +63,7 @@ def wire(service: Service) -> ServiceWiring:
                 await keeper.refresh_gauges()
             except Exception:
                 log.exception("could not count the active clocks")
-            await asyncio.sleep(5)
+            await asyncio.sleep(settings.gauge_interval_s)
 
     return ServiceWiring(
         internal_routers=[api.internal],

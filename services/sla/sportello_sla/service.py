@@ -214,7 +214,7 @@ class ClockKeeper:
             await asyncio.sleep(poll_interval_s)
 
     async def refresh_gauges(self) -> None:
-        for metric, count in (await self.store.count_running()).items():
+        for metric, count in (await self.store.active_counts()).items():
             self.metrics.active.labels(metric).set(count)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -273,6 +273,8 @@ class ClockKeeper:
                 )
             except ConcurrencyConflict:
                 continue
+            if new.state == ClockState.STOPPED and clock.state != ClockState.STOPPED:
+                await self.store.count_active(new.metric, -1)
             return
         raise ConcurrencyConflict(clock_id)
 

@@ -15,5 +15,7 @@ class SlaSettings(ServiceSettings):
                                          description="How often due clocks are looked for")
     timer_lease_s: float = Field(default=30.0, gt=0,
                                  description="How long a replica holds a clock it is firing")
+    gauge_interval_s: float = Field(default=5.0, gt=0,
+                                    description="How often the active-clock gauge is refreshed")
     replica_name: str | None = Field(default=None,
                                      description="Lease owner name; default host and pid")

@@ -24,6 +24,8 @@ from sportello_sla.domain import Calendar, Clock, SlaPolicy, Targets
 CLOCKS = "clocks"
 TICKETS = "tickets"
 POLICIES = "policies"
+COUNTERS = "counters"
+ACTIVE = "active-clocks"
 
 INDEXES = {
     CLOCKS: [
@@ -43,6 +45,7 @@ class SlaStore:
         self._clocks = store.collection(CLOCKS)
         self._tickets = store.collection(TICKETS)
         self._policies = store.collection(POLICIES)
+        self._counters = store.collection(COUNTERS)
         self._relay = relay
 
     # -- ticket facts ---------------------------------------------------------------
@@ -77,7 +80,14 @@ class SlaStore:
                                            **outbox_fields([])})
         except DuplicateKeyError:
             return False
+        await self.count_active(clock.metric, +1)
         return True
+
+    async def count_active(self, metric: SlaMetric, delta: int) -> None:
+        """Active clocks are counted as they start and stop: counting a large collection
+        every few seconds would cost far more than it tells."""
+        await self._counters.update_one({"_id": ACTIVE}, {"$inc": {metric.value: delta}},
+                                        upsert=True)
 
     async def clock(self, clock_id: str) -> Clock | None:
         doc = await self._clocks.find_one({"_id": clock_id}, {OUTBOX_FIELD: 0})
@@ -123,11 +133,20 @@ class SlaStore:
         )
         return clock_from(doc) if doc else None
 
-    async def count_running(self) -> dict[str, int]:
+    async def active_counts(self) -> dict[str, int]:
+        doc = await self._counters.find_one({"_id": ACTIVE}) or {}
+        return {m.value: int(doc.get(m.value, 0)) for m in SlaMetric}
+
+    async def recount_active(self) -> dict[str, int]:
+        """The exact counts, once at start-up: heals any drift left by a crash between a
+        clock's write and its counter's."""
         counts = {}
         for metric in SlaMetric:
-            counts[metric.value] = await self._clocks.count_documents(
-                {"metric": metric.value, "state": {"$in": ["running", "paused"]}})
+            counts[metric.value] = sum([
+                await self._clocks.count_documents({"state": state, "metric": metric.value})
+                for state in ("running", "paused")
+            ])
+        await self._counters.replace_one({"_id": ACTIVE}, {"_id": ACTIVE, **counts}, upsert=True)
         return counts
 
     # -- policies -------------------------------------------------------------------

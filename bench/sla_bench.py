@@ -1,0 +1,172 @@
+"""SLA timer engine under 100,000 active clocks: lag from due time to emission, idle CPU.
+
+Starts its own SLA service (MongoDB from MONGO_URL or the emulator process,
+RabbitMQ from AMQP_URL or the local broker), stores --clocks running clocks
+through the service's own store mapping (most due hours from now, --due of
+them falling due over the next --window seconds), then:
+
+1. lag: for every clock that falls due, the time from its due instant to the
+   moment its ``sla.breached`` event reaches the bench (p50, p95, p99, max);
+2. idle: CPU used by the SLA process (and the MongoDB process, when it is the
+   emulator) over --idle seconds while nothing is due, the timer still ticking.
+
+    .venv/bin/python bench/sla_bench.py [--clocks 100000 --due 2000 --window 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sportello_contracts.enums import Priority, SlaMetric, SupportLevel  # noqa: E402
+from sportello_sla import domain  # noqa: E402
+from sportello_sla.defaults import DEFAULT_POLICY, ROUND_THE_CLOCK  # noqa: E402
+from sportello_sla.store import clock_document  # noqa: E402
+from support.backends import LOCAL_AMQP, start_emulator  # noqa: E402
+from support.system import System  # noqa: E402
+from support.wait import eventually  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def clock_doc(n: int, due: datetime, *, now: datetime) -> dict[str, Any]:
+    """A running L1 time-box clock (24x7) whose breach falls at ``due``, warnings already
+    sent, stored exactly as the service stores its clocks."""
+    target = 20 * 60
+    clock = domain.start_clock(
+        f"bench-{n}:level_time_box:L1:1", ticket_id=f"bench-{n}",
+        metric=SlaMetric.LEVEL_TIME_BOX, priority=Priority.P1, policy=DEFAULT_POLICY,
+        started_at=due - timedelta(seconds=target), level=SupportLevel.L1,
+    )
+    assert clock is not None
+    warned = tuple(t for t in clock.thresholds
+                   if due - timedelta(seconds=target * (1 - t / 100)) <= now)
+    clock = domain.Clock(**{**clock.__dict__, "warned": warned})
+    return {**clock_document(clock), "next_fire_at": domain.next_fire_at(clock, ROUND_THE_CLOCK),
+            "lease_owner": None, "lease_until": None, "outbox": [], "outbox_pending_at": None}
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clocks", type=int, default=100_000)
+    parser.add_argument("--due", type=int, default=2_000)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--idle", type=float, default=30.0)
+    args = parser.parse_args()
+
+    emulator = None
+    mongo_url = os.environ.get("MONGO_URL")
+    if not mongo_url:
+        emulator = start_emulator()
+        mongo_url = emulator.url
+    amqp_url = os.environ.get("AMQP_URL", LOCAL_AMQP)
+    system = System(mongo_url, amqp_url, Path(tempfile.mkdtemp(prefix="sportello-sla-bench-")))
+    received: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        sla = await system.start("sla")
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(f"{system.namespace}.events",
+                                                  aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, "sla.breached")
+
+        async def on_breach(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            event = json.loads(message.body)
+            due = datetime.fromisoformat(event["payload"]["due_at"])
+            received.setdefault(event["payload"]["clock_id"],
+                                (datetime.now(UTC) - due).total_seconds())
+
+        await queue.consume(on_breach, no_ack=True)
+
+        mongo = system.mongo()
+        clocks = mongo[system.database("sla")]["clocks"]
+        now = datetime.now(UTC)
+        loading_started = time.perf_counter()
+        start_at = now + timedelta(seconds=20 + args.clocks / 4000)  # after loading
+        batch: list[dict[str, Any]] = []
+        for n in range(args.clocks):
+            if n < args.due:
+                due = start_at + timedelta(seconds=random.uniform(0, args.window))
+            else:
+                due = now + timedelta(hours=random.uniform(2, 48))
+            batch.append(clock_doc(n, due, now=now))
+            if len(batch) == 1000:
+                await clocks.insert_many(batch)
+                batch = []
+        if batch:
+            await clocks.insert_many(batch)
+        loaded_in = time.perf_counter() - loading_started
+        if datetime.now(UTC) > start_at:
+            print("warning: loading took longer than planned; the first clocks are late",
+                  file=sys.stderr)
+
+        async def all_fired() -> bool:
+            return len(received) >= args.due
+
+        await eventually(all_fired, timeout=args.window + 600, interval=0.5,
+                         what="every due clock fired")
+        lags = sorted(received.values())
+
+        def pct(p: float) -> float:
+            return round(lags[min(len(lags) - 1, int(p / 100 * len(lags)))] * 1000, 1)
+
+        assert sla.process is not None
+        pids = {"sla": sla.process.pid}
+        if emulator is not None and emulator.pid is not None:
+            pids["mongo emulator"] = emulator.pid
+        before = {k: cpu_seconds(p) for k, p in pids.items()}
+        await asyncio.sleep(args.idle)  # measuring idle CPU: the point is to let time pass
+        idle = {k: round(100 * (cpu_seconds(p) - before[k]) / args.idle, 1)
+                for k, p in pids.items()}
+        active = await clocks.count_documents({"state": "running"})
+        await mongo.close()
+        report = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                       f"{platform.python_version()}",
+            "mongo_backend": "MONGO_URL" if emulator is None else
+                             "emulator (mongomock via mockupdb)",
+            "command": " ".join(["bench/sla_bench.py", *sys.argv[1:]]),
+            "clocks_stored": args.clocks, "clocks_loaded_in_s": round(loaded_in, 1),
+            "running_after": active,
+            "fired": len(lags), "lag_p50_ms": pct(50), "lag_p95_ms": pct(95),
+            "lag_p99_ms": pct(99), "lag_max_ms": round(lags[-1] * 1000, 1),
+            "idle_cpu_percent_of_one_core": idle,
+        }
+    finally:
+        await connection.close()
+        await system.shutdown(failed=not report)
+        if emulator is not None:
+            emulator.stop()
+    print(json.dumps(report, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"sla-{report['when'].replace(':', '')}.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
