@@ -86,7 +86,7 @@ async def main() -> int:
     report: dict[str, Any] = {}
     connection = await aio_pika.connect_robust(amqp_url)
     try:
-        sla = await system.start("sla")
+        sla = await system.start("sla", MONGO_TIMEOUT_MS="60000")
         channel = await connection.channel()
         exchange = await channel.declare_exchange(f"{system.namespace}.events",
                                                   aio_pika.ExchangeType.TOPIC, durable=True)

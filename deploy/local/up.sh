@@ -55,6 +55,7 @@ cat <<INFO
 Sportello is starting:
   intake   http://127.0.0.1:8001  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
   routing  http://127.0.0.1:8002
+  sla      http://127.0.0.1:8003
   internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
 INFO
 honcho start -f deploy/local/Procfile -e /dev/null
