@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,13 +29,10 @@ from typing import Any
 
 import aio_pika
 import httpx
+from common import ROOT, amqp_for_bench, machine, mongo_for_bench, percentile_ms
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from support.backends import LOCAL_AMQP, start_emulator  # noqa: E402
-from support.system import System  # noqa: E402
-from support.wait import eventually  # noqa: E402
+from support.system import System
+from support.wait import eventually
 
 
 def body(n: int) -> dict[str, Any]:
@@ -129,15 +124,11 @@ async def latency(client: httpx.AsyncClient, watcher: AssignedWatcher, total: in
         return all(t in watcher.assigned_at for t in sent_at)
 
     await eventually(all_seen, timeout=120, interval=0.2, what="every ticket assigned")
-    samples = sorted((watcher.assigned_at[t] - s) * 1000 for t, s in sent_at.items())
-
-    def pct(p: float) -> float:
-        return round(samples[min(len(samples) - 1, int(p / 100 * len(samples)))], 1)
-
+    samples = sorted(watcher.assigned_at[t] - s for t, s in sent_at.items())
     return {"offered_per_s": round(offered, 1), "tickets": len(samples), "errors": errors,
-            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
-            "max_ms": round(samples[-1], 1), "mean_ms": round(statistics.fmean(samples), 1),
-            "ids": list(sent_at)}
+            "p50_ms": percentile_ms(samples, 50), "p95_ms": percentile_ms(samples, 95),
+            "p99_ms": percentile_ms(samples, 99), "max_ms": percentile_ms(samples, 100),
+            "mean_ms": round(statistics.fmean(samples) * 1000, 1), "ids": list(sent_at)}
 
 
 async def main() -> int:
@@ -149,13 +140,8 @@ async def main() -> int:
     parser.add_argument("--latency-tickets", type=int, default=1500)
     args = parser.parse_args()
 
-    emulator = None
-    mongo_url = os.environ.get("MONGO_URL")
-    if not mongo_url:
-        emulator = start_emulator()
-        mongo_url = emulator.url
-    backend = "MONGO_URL" if emulator is None else "emulator (mongomock via mockupdb)"
-    amqp_url = os.environ.get("AMQP_URL", LOCAL_AMQP)
+    mongo_url, emulator, backend = mongo_for_bench()
+    amqp_url = amqp_for_bench()
     system = System(mongo_url, amqp_url, Path(tempfile.mkdtemp(prefix="sportello-bench-")))
     watcher = AssignedWatcher(amqp_url, system.namespace)
     report: dict[str, Any] = {}
@@ -183,8 +169,7 @@ async def main() -> int:
         await mongo.close()
         report = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                       f"{platform.python_version()}",
+            "machine": machine(),
             "mongo_backend": backend,
             "command": " ".join(["bench/intake_bench.py", *sys.argv[1:]]),
             "throughput": tp,

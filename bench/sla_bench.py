@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -29,17 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+from common import ROOT, amqp_for_bench, machine, mongo_for_bench, percentile_ms
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from sportello_contracts.enums import Priority, SlaMetric, SupportLevel  # noqa: E402
-from sportello_sla import domain  # noqa: E402
-from sportello_sla.defaults import DEFAULT_POLICY, ROUND_THE_CLOCK  # noqa: E402
-from sportello_sla.store import clock_document  # noqa: E402
-from support.backends import LOCAL_AMQP, start_emulator  # noqa: E402
-from support.system import System  # noqa: E402
-from support.wait import eventually  # noqa: E402
+from sportello_contracts.enums import Priority, SlaMetric, SupportLevel
+from sportello_sla import domain
+from sportello_sla.defaults import DEFAULT_POLICY, ROUND_THE_CLOCK
+from sportello_sla.store import clock_document
+from support.system import System
+from support.wait import eventually
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -75,12 +71,8 @@ async def main() -> int:
     parser.add_argument("--idle", type=float, default=30.0)
     args = parser.parse_args()
 
-    emulator = None
-    mongo_url = os.environ.get("MONGO_URL")
-    if not mongo_url:
-        emulator = start_emulator()
-        mongo_url = emulator.url
-    amqp_url = os.environ.get("AMQP_URL", LOCAL_AMQP)
+    mongo_url, emulator, backend = mongo_for_bench()
+    amqp_url = amqp_for_bench()
     system = System(mongo_url, amqp_url, Path(tempfile.mkdtemp(prefix="sportello-sla-bench-")))
     received: dict[str, float] = {}
     report: dict[str, Any] = {}
@@ -130,9 +122,6 @@ async def main() -> int:
                          what="every due clock fired")
         lags = sorted(received.values())
 
-        def pct(p: float) -> float:
-            return round(lags[min(len(lags) - 1, int(p / 100 * len(lags)))] * 1000, 1)
-
         assert sla.process is not None
         pids = {"sla": sla.process.pid}
         if emulator is not None and emulator.pid is not None:
@@ -145,15 +134,14 @@ async def main() -> int:
         await mongo.close()
         report = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                       f"{platform.python_version()}",
-            "mongo_backend": "MONGO_URL" if emulator is None else
-                             "emulator (mongomock via mockupdb)",
+            "machine": machine(),
+            "mongo_backend": backend,
             "command": " ".join(["bench/sla_bench.py", *sys.argv[1:]]),
             "clocks_stored": args.clocks, "clocks_loaded_in_s": round(loaded_in, 1),
             "running_after": active,
-            "fired": len(lags), "lag_p50_ms": pct(50), "lag_p95_ms": pct(95),
-            "lag_p99_ms": pct(99), "lag_max_ms": round(lags[-1] * 1000, 1),
+            "fired": len(lags), "lag_p50_ms": percentile_ms(lags, 50),
+            "lag_p95_ms": percentile_ms(lags, 95), "lag_p99_ms": percentile_ms(lags, 99),
+            "lag_max_ms": percentile_ms(lags, 100),
             "idle_cpu_percent_of_one_core": idle,
         }
     finally:

@@ -1,0 +1,35 @@
+"""What every benchmark here needs: a MongoDB (MONGO_URL or the emulator), percentiles,
+and a line saying which machine and backend produced the numbers."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.backends import LOCAL_AMQP, Backend, start_emulator  # noqa: E402
+
+
+def mongo_for_bench() -> tuple[str, Backend | None, str]:
+    """(url, the emulator we started or None, a label for the report)."""
+    if url := os.environ.get("MONGO_URL"):
+        return url, None, "MONGO_URL"
+    emulator = start_emulator()
+    return emulator.url, emulator, "emulator (mongomock via mockupdb)"
+
+
+def amqp_for_bench() -> str:
+    return os.environ.get("AMQP_URL", LOCAL_AMQP)
+
+
+def percentile_ms(sorted_seconds: list[float], p: float) -> float:
+    index = min(len(sorted_seconds) - 1, int(p / 100 * len(sorted_seconds)))
+    return round(sorted_seconds[index] * 1000, 1)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
