@@ -89,7 +89,7 @@ async def test_a_business_network_ticket_climbs_from_l1_to_the_vendor(
 ) -> None:
     """Every service real: the L2 breach comes from the SLA service's own timer."""
     await system.start("intake")
-    await system.start("routing")
+    await system.start("routing", QUEUE_SWEEP_INTERVAL_S="0.3")  # refreshes the waiting gauge
     await system.start("sla", TIMER_POLL_INTERVAL_S="0.1")
     async with system.client("sla") as sla:
         policy = {k: v for k, v in (await sla.get("/policy")).json().items() if k != "version"}
@@ -173,7 +173,12 @@ async def test_a_business_network_ticket_climbs_from_l1_to_the_vendor(
             assert (await intake.get(f"/tickets/{ticket['number']}")).json()["version"] == 5
             loads = {a["id"]: a["open_tickets"] for a in (await routing.get("/agents")).json()}
             assert loads == {"lucia": 0, "nico": 0, "elena": 0, "acme-support": 1}
-            metrics = (await routing.get("/metrics")).text
+
+            async def gauge_refreshed() -> str | None:
+                text = (await routing.get("/metrics")).text
+                return text if 'tickets_waiting{group="l2-network"} 0.0' in text else None
+
+            metrics = await eventually(gauge_refreshed, what="the waiting gauge")
 
     escalations = probe.of_type("ticket.escalated", tid)
     assert [(e.payload["from_level"], e.payload["to_level"], e.payload["kind"])

@@ -77,7 +77,6 @@ class Router:
             self.metrics.time_to_assign.observe(
                 max(0.0, (now - created.created_at).total_seconds())
             )
-        await self._update_waiting(group.id)
         return True
 
     # -- moves ------------------------------------------------------------------
@@ -287,9 +286,6 @@ class Router:
                 await self.drain(await self._groups_of(decision.released_agent))
             if decision.assignment.agent_id != current.agent_id and decision.assignment.agent_id:
                 self._count_assignment(decision.assignment)
-            await self._update_waiting(decision.assignment.group_id)
-            if current.group_id != decision.assignment.group_id:
-                await self._update_waiting(current.group_id)
             return decision
         raise ConcurrencyConflict(f"{ticket_id}: too many concurrent updates")
 
@@ -301,4 +297,6 @@ class Router:
         self.metrics.assigned.labels(a.level.value, a.group_id).inc()
 
     async def _update_waiting(self, group_id: str) -> None:
+        """Counted when a group's queue is drained (on every release and by the periodic
+        sweep), not on every new ticket: a count per ticket costs more than the gauge is worth."""
         self.metrics.waiting.labels(group_id).set(await self.store.count_queued(group_id))

@@ -314,7 +314,8 @@ class MongoEmulator:
         for stage in pipeline:
             if set(stage) & {"$out", "$merge", "$changeStream", "$search", "$vectorSearch"}:
                 raise Unsupported(f"aggregation stage {next(iter(stage))}")
-        docs = list(db[name].aggregate(pipeline))
+        counted = _count_pipeline(db[name], pipeline)
+        docs = counted if counted is not None else list(db[name].aggregate(pipeline))
         batch = (command.get("cursor") or {}).get("batchSize")
         return self._cursor_reply(f"{db.name}.{name}", docs, batch)
 
@@ -520,6 +521,30 @@ class MongoEmulator:
             return {"databases": [{"name": n} for n in names], "ok": 1.0}
         return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": False} for n in names],
                 "totalSize": 0, "ok": 1.0}
+
+
+def _count_pipeline(collection: Any, pipeline: list[Any]) -> list[dict[str, Any]] | None:
+    """The driver's ``count_documents`` pipeline ($match [$skip] [$limit] $group n: $sum 1),
+    counted without copying documents (mongomock's aggregate copies the whole collection).
+    None for any other pipeline."""
+    if len(pipeline) < 2 or set(pipeline[0]) != {"$match"}:
+        return None
+    group = pipeline[-1]
+    if group != {"$group": {"_id": 1, "n": {"$sum": 1}}}:
+        return None
+    skip, limit = 0, None
+    for stage in pipeline[1:-1]:
+        if set(stage) == {"$skip"}:
+            skip = int(stage["$skip"])
+        elif set(stage) == {"$limit"}:
+            limit = int(stage["$limit"])
+        else:
+            return None
+    total = sum(1 for _ in collection._iter_documents(pipeline[0]["$match"]))
+    total = max(0, total - skip)
+    if limit is not None:
+        total = min(total, limit)
+    return [{"_id": 1, "n": total}] if total else []
 
 
 def _existing(db: Db, name: str) -> Any:
