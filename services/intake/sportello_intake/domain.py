@@ -196,7 +196,7 @@ def apply_assignment(
         return None
     status = ticket.status
     events: list[EventEnvelope] = []
-    if status in ALLOWED_TRANSITIONS and TicketStatus.ASSIGNED in ALLOWED_TRANSITIONS[status]:
+    if TicketStatus.ASSIGNED in ALLOWED_TRANSITIONS[status]:
         new_status = TicketStatus.ASSIGNED
     else:
         new_status = status  # e.g. resolved: keep the status, still record who owns it

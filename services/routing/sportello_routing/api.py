@@ -6,9 +6,10 @@ their role; here every route is behind the service token.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,14 +35,13 @@ from sportello_routing.domain import (
     TriageRule,
 )
 from sportello_routing.service import NotFound, Router
-from sportello_routing.store import ConcurrencyConflict
+from sportello_routing.store import ConcurrencyConflict, agent_from
 from sportello_runtime.http import ApiError
 
 internal = APIRouter()
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 Slug = Annotated[str, Path(pattern=SLUG)]
-T = TypeVar("T")
 
 
 def router_of(request: Request) -> Router:
@@ -52,10 +52,11 @@ def router_of(request: Request) -> Router:
 RouterDep = Annotated[Router, Depends(router_of)]
 
 
-async def refusing(call: Awaitable[T]) -> T:
+@contextmanager
+def refusing() -> Iterator[None]:
     """Turn the rules' refusals into clear HTTP errors."""
     try:
-        return await call
+        yield
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc), field=exc.field) from exc
     except InvalidPolicy as exc:
@@ -109,10 +110,8 @@ async def put_group(group_id: Slug, body: GroupIn, router: RouterDep,
     existing = await router.store.groups()
     others = [g for g in existing if g.id != group_id]
 
-    async def check() -> None:
+    with refusing():
         domain.check_groups([*others, group])
-
-    await refusing(check())
     await router.store.put_group(group)
     if len(others) == len(existing):
         response.status_code = status.HTTP_201_CREATED
@@ -214,9 +213,9 @@ async def _update_agent(router: Router, agent_id: str,
                         change: Callable[[Agent], Agent]) -> Agent:
     for _ in range(8):
         doc = await router.store.agent_document(agent_id)
-        current = await router.store.agent(agent_id)
-        if doc is None or current is None:
+        if doc is None:
             raise ApiError(404, "not_found", f"no agent {agent_id}")
+        current = agent_from(doc)
         updated = change(current)
         try:
             await router.store.update_agent(updated, expected_version=doc["version"],
@@ -300,10 +299,8 @@ async def put_policy(body: PolicyIn, router: RouterDep, request: Request) -> Pol
         default_impact=body.default_impact, default_urgency=body.default_urgency,
     )
 
-    async def check() -> None:
+    with refusing():
         domain.check_policy(policy)
-
-    await refusing(check())
     author = request.headers.get("x-actor")
     if not await router.store.add_policy(policy, author=author, now=utc_now()):
         raise ApiError(409, "conflict", f"version {version} was saved meanwhile")
@@ -423,8 +420,9 @@ class PriorityIn(Model):
 async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> AssignmentView:
     """The current level cannot solve it: up to the next level or the chosen group
     (L3 may hand over to an L4 vendor)."""
-    moved = await refusing(router.escalate(ticket_id, reason=body.reason, actor=body.actor,
-                                           to_group=body.to_group))
+    with refusing():
+        moved = await router.escalate(ticket_id, reason=body.reason, actor=body.actor,
+                                      to_group=body.to_group)
     assert moved is not None  # only breach-driven escalations may decline
     return view(moved)
 
@@ -433,8 +431,9 @@ async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> 
                tags=["moves"])
 async def hand_back(ticket_id: TicketId, body: HandBackIn, router: RouterDep) -> AssignmentView:
     """A higher level gives requester contact back to L1/L2 and keeps owning the fix."""
-    return view(await refusing(router.hand_back(ticket_id, to_group=body.to_group,
-                                                reason=body.reason, actor=body.actor)))
+    with refusing():
+        return view(await router.hand_back(ticket_id, to_group=body.to_group,
+                                           reason=body.reason, actor=body.actor))
 
 
 @internal.post("/assignments/{ticket_id}/priority", response_model=AssignmentView,
@@ -442,5 +441,6 @@ async def hand_back(ticket_id: TicketId, body: HandBackIn, router: RouterDep) ->
 async def set_priority(ticket_id: TicketId, body: PriorityIn, router: RouterDep
                        ) -> AssignmentView:
     """The coordinator overrides the priority, with a reason."""
-    return view(await refusing(router.set_priority(ticket_id, body.priority, reason=body.reason,
-                                                   actor=body.actor)))
+    with refusing():
+        return view(await router.set_priority(ticket_id, body.priority, reason=body.reason,
+                                              actor=body.actor))

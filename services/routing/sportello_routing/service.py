@@ -27,7 +27,7 @@ from sportello_routing.domain import (
     RoutingError,
     TriageInput,
 )
-from sportello_routing.store import ConcurrencyConflict, RoutingStore
+from sportello_routing.store import ConcurrencyConflict, RoutingStore, agent_from
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 8
@@ -237,10 +237,8 @@ class Router:
             return
         actual = await self.store.open_count(agent_id)
         if actual != doc.get("open_tickets", 0):
-            agent = await self.store.agent(agent_id)
-            assert agent is not None
             try:
-                await self.store.update_agent(agent, expected_version=doc["version"],
+                await self.store.update_agent(agent_from(doc), expected_version=doc["version"],
                                               open_tickets=actual)
                 log.warning("agent %s load corrected from %s to %s", agent_id,
                             doc.get("open_tickets"), actual)
