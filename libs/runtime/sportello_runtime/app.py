@@ -65,6 +65,8 @@ class ServiceWiring:
     on_startup: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     state: Mapping[str, Any] = field(default_factory=dict)
+    body_limits: Mapping[str, int] = field(default_factory=dict)
+    """Path prefix -> body limit above MAX_BODY_BYTES, for doors that carry files."""
 
 
 def build_service(settings: ServiceSettings) -> Service:
@@ -159,7 +161,8 @@ def create_service_app(
     app.include_router(_operations_router(service))
 
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       larger=wiring.body_limits)
     app.add_middleware(HttpMetrics, metrics=service.metrics)
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=provider, excluded_urls="health/live,health/ready,metrics"
