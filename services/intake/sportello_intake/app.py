@@ -1,30 +1,86 @@
-"""Intake's wiring: its store, routes and handlers on the shared runtime."""
+"""Intake's wiring: its store, doors (HTTP, SMTP), handlers and loops on the shared runtime."""
 
 from __future__ import annotations
 
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import httpx
 from fastapi import FastAPI
 
-from sportello_contracts.events import TicketAssigned
 from sportello_intake import api
-from sportello_intake.consumers import IntakeConsumers
+from sportello_intake.consumers import IntakeConsumers, NoticeMetrics
+from sportello_intake.outbound import Outbound
+from sportello_intake.service import Desk, DeskMetrics
 from sportello_intake.settings import IntakeSettings
+from sportello_intake.smtp import SupportMailbox, serve_smtp
 from sportello_intake.store import INDEXES, TICKETS, TicketStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
 
+log = logging.getLogger(__name__)
+
 
 def wire(service: Service) -> ServiceWiring:
+    settings = service.settings
+    assert isinstance(settings, IntakeSettings)
+    m = service.metrics
     tickets = TicketStore(service.store, service.relay)
-    consumers = IntakeConsumers(tickets)
-    tickets_created = service.metrics.counter(
-        "tickets_created_total", "Tickets opened, by channel", ["channel"]
+    desk = Desk(tickets, settings, DeskMetrics(
+        tickets_created=m.counter("tickets_created_total", "Tickets opened, by channel",
+                                  ["channel"]),
+        messages=m.counter("messages_total", "Conversation messages, by channel and author",
+                           ["channel", "author"]),
+        mail_ignored=m.counter("mail_ignored_total",
+                               "Inbound mail written by machines (auto-replies, bounces)",
+                               ["reason"]),
+    ))
+    if settings.status_token_secret is not None:
+        token_secret = settings.status_token_secret.get_secret_value()
+    else:
+        token_secret = secrets.token_urlsafe(32)
+        log.warning("STATUS_TOKEN_SECRET is not set: requester links die with this process")
+    http = httpx.AsyncClient()
+    outbound = Outbound(settings, http)
+    consumers = IntakeConsumers(
+        tickets, outbound, settings,
+        NoticeMetrics(
+            sent=m.counter("notifications_sent_total", "Notices sent to requesters",
+                           ["kind", "channel"]),
+            failed=m.counter("notifications_failed_total",
+                             "Notices the relay or chat platform did not take (retried)",
+                             ["kind", "channel"]),
+            skipped=m.counter("notifications_skipped_total",
+                              "Notices with no way to reach the requester (no address, no relay)",
+                              ["kind"]),
+        ),
+        token_secret,
     )
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [desk.run_auto_close]
+    if settings.smtp_listen_port:
+        mailbox = SupportMailbox(
+            desk, api.mail_limits(settings), settings.support_addresses,
+            m.counter("mail_refused_total", "Inbound mail refused, by the part at fault",
+                      ["field"]),
+        )
+
+        async def smtp_listener() -> None:
+            await serve_smtp(mailbox, settings.smtp_listen_host, settings.smtp_listen_port,
+                             settings.mail_max_bytes)
+
+        background.append(smtp_listener)
     return ServiceWiring(
-        public_routers=[api.channels],
+        public_routers=[api.channels, api.public],
         internal_routers=[api.internal],
-        handlers={TicketAssigned.event_type: consumers.on_ticket_assigned},
+        handlers=consumers.handlers(),
         indexes=INDEXES,
         outbox_collections=[TICKETS],
-        state={"tickets": tickets, "tickets_created": tickets_created},
+        background=background,
+        body_limits={"/tickets": settings.max_upload_bytes,
+                     "/channels/": max(settings.max_upload_bytes, settings.mail_max_bytes)},
+        state={"desk": desk, "tickets": tickets, "outbound": outbound,
+               "token_secret": token_secret, "consumers": consumers},
     )
 
 
@@ -33,5 +89,6 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings or IntakeSettings(),
         wire,
         title="Sportello intake",
-        description="Collects tickets from every channel; owns the ticket record.",
+        description="Collects tickets from every channel; owns the ticket record and its "
+        "conversation; keeps the requester informed.",
     )

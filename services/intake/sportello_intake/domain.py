@@ -7,17 +7,20 @@ it causes, and the store writes both in one document update.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.api import TicketCreateRequest
-from sportello_contracts.enums import Channel, SupportLevel, TicketStatus
+from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
 from sportello_contracts.events import (
+    LONG,
     Requester,
     TicketAssigned,
     TicketClosed,
     TicketCreated,
+    TicketMessageAdded,
+    TicketRated,
     TicketReopened,
     TicketResolved,
     TicketStatusChanged,
@@ -81,6 +84,7 @@ def change_status(
         version=ticket.version + 1,
         updated_at=now,
         resolution=resolution if wanted is S.RESOLVED else ticket.resolution,
+        resolved_at=now if wanted is S.RESOLVED else ticket.resolved_at,
         history=(
             *ticket.history,
             HistoryEntry(now, "status_changed", {"from": ticket.status.value, "to": wanted.value,
@@ -123,6 +127,41 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class AttachmentRef:
+    """A stored file; the bytes live in the attachments collection, not in the ticket."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """One entry of the conversation, whichever channel brought it."""
+
+    id: str
+    author: Author
+    visibility: Visibility
+    channel: Channel | None
+    body: str
+    at: datetime
+    author_name: str | None = None
+    author_id: str | None = None
+    external_id: str | None = None
+    """The channel's own id (an e-mail Message-ID, a chat message id): a redelivery is a no-op."""
+    attachments: tuple[AttachmentRef, ...] = ()
+    call: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Rating:
+    score: int
+    comment: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Ticket:
     id: str
     number: str
@@ -134,6 +173,9 @@ class Ticket:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    origin_key: str = ""
+    """What makes creating it idempotent: Idempotency-Key, chat conversation, Message-ID."""
+    origin_fingerprint: str | None = None
     category_hint: str | None = None
     level: SupportLevel | None = None
     group_id: str | None = None
@@ -141,6 +183,9 @@ class Ticket:
     agent_id: str | None = None
     routing_sequence: int = 0
     resolution: str | None = None
+    resolved_at: datetime | None = None
+    rating: Rating | None = None
+    messages: tuple[Message, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
 
 
@@ -153,8 +198,21 @@ class Change:
 
 
 def open_ticket(
-    request: TicketCreateRequest, *, ticket_id: str, number: str, now: datetime
+    request: TicketCreateRequest,
+    *,
+    ticket_id: str,
+    number: str,
+    now: datetime,
+    origin_key: str | None = None,
+    fingerprint: str | None = None,
+    first_message: Message | None = None,
 ) -> Change:
+    """A new ticket; its description is also the first message of its conversation."""
+    message = first_message or Message(
+        id=f"{ticket_id}:1", author=Author.REQUESTER, visibility=Visibility.PUBLIC,
+        channel=request.channel, body=request.description, at=now,
+        author_name=request.requester.name,
+    )
     ticket = Ticket(
         id=ticket_id,
         number=number,
@@ -166,6 +224,9 @@ def open_ticket(
         category_hint=request.category_hint,
         created_at=now,
         updated_at=now,
+        origin_key=origin_key or f"ticket:{ticket_id}",
+        origin_fingerprint=fingerprint,
+        messages=(message,),
         history=(HistoryEntry(now, "created", {"channel": request.channel.value}),),
     )
     created = new_event(
@@ -186,6 +247,108 @@ def open_ticket(
         occurred_at=now,
     )
     return Change(ticket, (created,))
+
+
+class TicketClosedForReplies(Exception):
+    """A closed ticket takes no more messages: the channel opens a follow-up ticket instead."""
+
+
+def has_message(ticket: Ticket, external_id: str | None) -> bool:
+    return external_id is not None and any(m.external_id == external_id for m in ticket.messages)
+
+
+def add_message(ticket: Ticket, message: Message, *, now: datetime) -> Change | None:
+    """Append a message; ``None`` when the channel delivered it before.
+
+    A requester's public reply moves the ticket on: a resolved ticket reopens
+    and a ticket waiting for the customer goes back to work (its SLA clocks resume).
+    """
+    if has_message(ticket, message.external_id):
+        return None
+    if ticket.status is S.CLOSED:
+        raise TicketClosedForReplies(ticket.number)
+    status = ticket.status
+    new_status = status
+    reason = None
+    if message.author is Author.REQUESTER and message.visibility is Visibility.PUBLIC:
+        if status is S.RESOLVED:
+            new_status, reason = S.REOPENED, "the requester replied after the resolution"
+        elif status is S.WAITING_CUSTOMER:
+            new_status, reason = S.IN_PROGRESS, "the requester replied"
+    updated = replace(
+        ticket,
+        status=new_status,
+        version=ticket.version + 1,
+        updated_at=now,
+        messages=(*ticket.messages, message),
+        history=(*ticket.history, HistoryEntry(now, "message_added", {
+            "message_id": message.id, "author": message.author.value,
+            "visibility": message.visibility.value,
+        })),
+    )
+
+    def event(payload: Any) -> EventEnvelope:
+        return new_event(payload, producer=PRODUCER, correlation_id=ticket.id, occurred_at=now)
+
+    events = [event(TicketMessageAdded(
+        ticket_id=ticket.id, number=ticket.number, message_id=message.id, author=message.author,
+        visibility=message.visibility, channel=message.channel, body=message.body[:LONG],
+        at=message.at,
+    ))]
+    if new_status is not status:
+        updated = replace(updated, history=(*updated.history, HistoryEntry(
+            now, "status_changed", {"from": status.value, "to": new_status.value,
+                                    "reason": reason, "actor": "requester"})))
+        events.append(event(TicketStatusChanged(
+            ticket_id=ticket.id, number=ticket.number, from_status=status, to_status=new_status,
+            reason=reason, version=updated.version,
+        )))
+        if new_status is S.REOPENED:
+            events.append(event(TicketReopened(ticket_id=ticket.id, number=ticket.number,
+                                               reason=reason)))
+    return Change(updated, tuple(events))
+
+
+class RatingRefused(Exception):
+    pass
+
+
+RATABLE = frozenset({S.RESOLVED, S.CLOSED})
+
+
+def rate(ticket: Ticket, score: int, comment: str | None, *, now: datetime) -> Change:
+    """The requester's satisfaction, once per ticket, after it is resolved."""
+    if ticket.status not in RATABLE:
+        raise RatingRefused(f"a {ticket.status.value} ticket cannot be rated yet")
+    if ticket.rating is not None:
+        raise RatingRefused("this ticket has already been rated")
+    if not 1 <= score <= 5:
+        raise RatingRefused("the score goes from 1 to 5")
+    updated = replace(
+        ticket,
+        rating=Rating(score, comment, now),
+        version=ticket.version + 1,
+        updated_at=now,
+        history=(*ticket.history, HistoryEntry(now, "rated", {"score": score})),
+    )
+    rated = new_event(
+        TicketRated(ticket_id=ticket.id, number=ticket.number, score=score, comment=comment),
+        producer=PRODUCER, correlation_id=ticket.id, occurred_at=now,
+    )
+    return Change(updated, (rated,))
+
+
+AUTO_CLOSE_REASON = "closed automatically: no reply from the requester after the resolution"
+
+
+def auto_close(ticket: Ticket, *, quiet_period: timedelta, now: datetime) -> Change | None:
+    """Close a resolved ticket the requester left quiet; ``None`` when it is not due."""
+    if ticket.status is not S.RESOLVED or ticket.resolved_at is None:
+        return None
+    if now - ticket.resolved_at < quiet_period:
+        return None
+    return change_status(ticket, S.CLOSED, reason=AUTO_CLOSE_REASON, actor="system",
+                         resolution=None, now=now)
 
 
 def apply_assignment(

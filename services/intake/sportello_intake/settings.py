@@ -9,9 +9,65 @@ class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
     service_port: int = 8001
     mongo_database: str = "sportello_intake"
+    ticket_prefix: str = Field(default="HD", pattern=r"^[A-Z]{1,6}$")
+
+    # --- channels: who may post
     channel_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description='CHANNEL_KEYS, JSON {"web": "<key>", "api": "<key>", ...}: one API key per '
         "channel; a request authenticated with a channel's key may only post for that channel",
     )
-    ticket_prefix: str = Field(default="HD", pattern=r"^[A-Z]{1,6}$")
+    channel_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='CHANNEL_SECRETS, JSON {"chat": "<secret>", ...}: HMAC-SHA256 secrets for '
+        "channels that sign their requests (X-Sportello-Signature: t=<unix>,v1=<hex>)",
+    )
+    signature_tolerance_s: int = Field(default=300, ge=1,
+                                       description="How old a signed request may be (replays)")
+    max_upload_bytes: int = Field(
+        default=12 * 1024 * 1024, ge=1024,
+        description="Body limit of the channel doors that carry attachments and raw mail",
+    )
+    max_attachment_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    max_attachments: int = Field(default=10, ge=0)
+
+    # --- e-mail
+    smtp_listen_host: str = "127.0.0.1"
+    smtp_listen_port: int = Field(default=2525, ge=0, le=65535,
+                                  description="Inbound SMTP listener; 0 turns it off")
+    support_addresses: list[str] = Field(
+        default=["help@sportello.localhost"], min_length=1,
+        description="The addresses the listener accepts mail for (it is not a relay)",
+    )
+    mail_from: str = "Sportello <help@sportello.localhost>"
+    smtp_relay_url: str | None = Field(
+        default=None, description="Where notifications go, e.g. smtp://127.0.0.1:1025; none: "
+        "mail notifications are recorded as failed")
+    mail_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    # --- chat
+    chat_callback_url: str | None = Field(
+        default=None, description="The chat platform's endpoint for our replies (signed with "
+        "the chat channel's secret when it has one)")
+
+    # --- keeping the requester informed
+    public_url: str = Field(default="http://127.0.0.1:8001",
+                            description="Base of the links in notifications")
+    status_token_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="Signs status-page and rating links; every replica needs the same one. "
+        "Unset: a random one per process (links die with it)")
+    status_token_ttl_s: int = Field(default=60 * 24 * 3600, ge=60)
+    sla_url: str | None = Field(default=None,
+                                description="SLA service, for the time limit told to requesters")
+    sla_wait_s: float = Field(default=3.0, ge=0,
+                              description="How long the acknowledgement waits for SLA's clock")
+    default_time_limit_s: int = Field(
+        default=8 * 3600, ge=60,
+        description="Time limit told to requesters while no SLA service answers")
+    display_timezone: str = "Europe/Rome"
+
+    # --- lifecycle
+    auto_close_after_s: float = Field(default=7 * 24 * 3600, gt=0,
+                                      description="Quiet period after which resolved tickets close")
+    auto_close_interval_s: float = Field(default=60.0, gt=0)

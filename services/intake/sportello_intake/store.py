@@ -1,15 +1,20 @@
-"""Intake's MongoDB: tickets (with their outbox) and the ticket-number counters."""
+"""Intake's MongoDB: tickets (with their conversation and outbox), number counters,
+mail threads, attachments and the record of notifications sent."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
+from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
-from sportello_contracts import EventEnvelope
-from sportello_contracts.enums import Channel, SupportLevel, TicketStatus
+from sportello_contracts import EventEnvelope, utc_now
+from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
 from sportello_contracts.events import Requester
-from sportello_intake.domain import HistoryEntry, Ticket
+from sportello_intake.domain import AttachmentRef, HistoryEntry, Message, Rating, Ticket
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
     OutboxRelay,
@@ -21,23 +26,39 @@ from sportello_runtime.store import Document, MongoStore
 
 TICKETS = "tickets"
 COUNTERS = "counters"
+THREADS = "threads"
+ATTACHMENTS = "attachments"
+NOTIFICATIONS = "notifications"
 
 INDEXES = {
     TICKETS: [
         IndexModel([("number", ASCENDING)], unique=True),
+        IndexModel([("origin_key", ASCENDING)], unique=True),
         IndexModel([("status", ASCENDING), ("level", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("resolved_at", ASCENDING)]),
     ],
+    ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
+    NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)])],
 }
+
+LIGHT = {OUTBOX_FIELD: 0}
 
 
 class ConcurrencyConflict(Exception):
     """The ticket changed since it was read: reload and decide again."""
 
 
+class DuplicateOrigin(Exception):
+    """A ticket with this origin (idempotency key, conversation, Message-ID) already exists."""
+
+
 class TicketStore:
     def __init__(self, store: MongoStore, relay: OutboxRelay) -> None:
         self._tickets = store.collection(TICKETS)
         self._counters = store.collection(COUNTERS)
+        self._threads = store.collection(THREADS)
+        self._attachments = store.collection(ATTACHMENTS)
+        self.notifications = store.collection(NOTIFICATIONS)
         self._relay = relay
 
     async def next_sequence(self, prefix: str, year: int) -> int:
@@ -52,8 +73,14 @@ class TicketStore:
         return int(counter["value"])
 
     async def add(self, ticket: Ticket, events: Sequence[EventEnvelope]) -> None:
+        """Insert a new ticket; ``DuplicateOrigin`` when its origin was taken meanwhile."""
         entries = [outbox_entry(e) for e in events]
-        await self._tickets.insert_one({**to_document(ticket), **outbox_fields(entries)})
+        try:
+            await self._tickets.insert_one({**to_document(ticket), **outbox_fields(entries)})
+        except DuplicateKeyError as exc:
+            if await self._tickets.find_one({"origin_key": ticket.origin_key}, {"_id": 1}):
+                raise DuplicateOrigin(ticket.origin_key) from exc
+            raise
         self._relay.publish_soon(self._tickets, ticket.id, entries)
 
     async def save(
@@ -70,15 +97,91 @@ class TicketStore:
         self._relay.publish_soon(self._tickets, ticket.id, entries)
 
     async def by_id(self, ticket_id: str) -> Ticket | None:
-        doc = await self._tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0})
+        doc = await self._tickets.find_one({"_id": ticket_id}, LIGHT)
         return from_document(doc) if doc else None
 
     async def by_number(self, number: str) -> Ticket | None:
-        doc = await self._tickets.find_one({"number": number}, {OUTBOX_FIELD: 0})
+        doc = await self._tickets.find_one({"number": number}, LIGHT)
         return from_document(doc) if doc else None
+
+    async def by_origin(self, origin_key: str) -> Ticket | None:
+        doc = await self._tickets.find_one({"origin_key": origin_key}, LIGHT)
+        return from_document(doc) if doc else None
+
+    async def resolved_before(self, cutoff: datetime, limit: int = 100) -> list[Ticket]:
+        cursor = self._tickets.find(
+            {"resolved_at": {"$lte": cutoff}, "status": TicketStatus.RESOLVED.value}, LIGHT
+        ).sort("resolved_at", ASCENDING).limit(limit)
+        return [from_document(doc) async for doc in cursor]
+
+    # --- mail threads: Message-ID -> ticket, for replies that lost the [number] tag
+
+    async def remember_mail_ids(self, message_ids: Sequence[str], ticket_id: str) -> None:
+        for message_id in message_ids:
+            await self._threads.update_one(
+                {"_id": f"mail:{message_id}"},
+                {"$setOnInsert": {"ticket_id": ticket_id, "at": utc_now()}},
+                upsert=True,
+            )
+
+    async def ticket_for_mail_ids(self, message_ids: Sequence[str]) -> str | None:
+        """The ticket of the nearest known message in the thread (ids come nearest first)."""
+        keys = [f"mail:{m}" for m in message_ids if isinstance(m, str)]
+        if not keys:
+            return None
+        found = {doc["_id"]: doc["ticket_id"]
+                 async for doc in self._threads.find({"_id": {"$in": keys}})}
+        for key in keys:
+            if key in found:
+                return str(found[key])
+        return None
+
+    # --- attachments: written before the message that names them, by a deterministic id
+
+    async def put_attachments(
+        self, ticket_id: str, message_id: str, files: Sequence[tuple[AttachmentRef, bytes]]
+    ) -> None:
+        for ref, content in files:
+            await self._attachments.replace_one(
+                {"_id": ref.id},
+                {"_id": ref.id, "ticket_id": ticket_id, "message_id": message_id,
+                 "filename": ref.filename, "content_type": ref.content_type, "size": ref.size,
+                 "content": Binary(content)},
+                upsert=True,
+            )
+
+    async def attachment(self, ticket_id: str, attachment_id: str) -> Document | None:
+        return await self._attachments.find_one({"_id": attachment_id, "ticket_id": ticket_id})
+
+
+def _message_document(m: Message) -> Document:
+    return {
+        "id": m.id, "author": m.author.value, "visibility": m.visibility.value,
+        "channel": m.channel.value if m.channel else None, "body": m.body, "at": m.at,
+        "author_name": m.author_name, "author_id": m.author_id, "external_id": m.external_id,
+        "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type,
+                         "size": a.size} for a in m.attachments],
+        "call": m.call,
+    }
+
+
+def _message(doc: Document) -> Message:
+    return Message(
+        id=doc["id"], author=Author(doc["author"]), visibility=Visibility(doc["visibility"]),
+        channel=Channel(doc["channel"]) if doc.get("channel") else None, body=doc["body"],
+        at=doc["at"], author_name=doc.get("author_name"), author_id=doc.get("author_id"),
+        external_id=doc.get("external_id"),
+        attachments=tuple(AttachmentRef(a["id"], a["filename"], a["content_type"], a["size"])
+                          for a in doc.get("attachments") or []),
+        call=doc.get("call"),
+    )
 
 
 def to_document(ticket: Ticket) -> Document:
+    rating: dict[str, Any] | None = None
+    if ticket.rating is not None:
+        rating = {"score": ticket.rating.score, "comment": ticket.rating.comment,
+                  "at": ticket.rating.at}
     return {
         "_id": ticket.id,
         "number": ticket.number,
@@ -87,6 +190,8 @@ def to_document(ticket: Ticket) -> Document:
         "requester": ticket.requester.model_dump(mode="json"),
         "subject": ticket.subject,
         "description": ticket.description,
+        "origin_key": ticket.origin_key or f"ticket:{ticket.id}",
+        "origin_fingerprint": ticket.origin_fingerprint,
         "category_hint": ticket.category_hint,
         "level": ticket.level.value if ticket.level else None,
         "group_id": ticket.group_id,
@@ -94,14 +199,18 @@ def to_document(ticket: Ticket) -> Document:
         "agent_id": ticket.agent_id,
         "routing_sequence": ticket.routing_sequence,
         "resolution": ticket.resolution,
+        "resolved_at": ticket.resolved_at,
+        "rating": rating,
         "version": ticket.version,
         "created_at": ticket.created_at,
         "updated_at": ticket.updated_at,
+        "messages": [_message_document(m) for m in ticket.messages],
         "history": [{"at": h.at, "kind": h.kind, "detail": h.detail} for h in ticket.history],
     }
 
 
 def from_document(doc: Document) -> Ticket:
+    rating = doc.get("rating")
     return Ticket(
         id=doc["_id"],
         number=doc["number"],
@@ -110,6 +219,8 @@ def from_document(doc: Document) -> Ticket:
         requester=Requester.model_validate(doc["requester"]),
         subject=doc["subject"],
         description=doc["description"],
+        origin_key=doc.get("origin_key") or f"ticket:{doc['_id']}",
+        origin_fingerprint=doc.get("origin_fingerprint"),
         category_hint=doc.get("category_hint"),
         level=SupportLevel(doc["level"]) if doc.get("level") else None,
         group_id=doc.get("group_id"),
@@ -117,9 +228,12 @@ def from_document(doc: Document) -> Ticket:
         agent_id=doc.get("agent_id"),
         routing_sequence=doc.get("routing_sequence", 0),
         resolution=doc.get("resolution"),
+        resolved_at=doc.get("resolved_at"),
+        rating=Rating(rating["score"], rating.get("comment"), rating["at"]) if rating else None,
         version=doc["version"],
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
+        messages=tuple(_message(m) for m in doc.get("messages") or []),
         history=tuple(
             HistoryEntry(h["at"], h["kind"], h.get("detail") or {}) for h in doc.get("history", [])
         ),

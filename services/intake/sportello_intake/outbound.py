@@ -1,0 +1,118 @@
+"""Intake's outbound doors: mail through the SMTP relay, replies to the chat platform,
+and the SLA service asked for a ticket's time limit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import smtplib
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid, parseaddr
+from urllib.parse import urlsplit
+
+import httpx
+
+from sportello_contracts.enums import SlaMetric
+from sportello_intake.notices import Notice
+from sportello_intake.settings import IntakeSettings
+
+SIGNATURE_HEADER = "X-Sportello-Signature"
+
+
+class DeliveryFailed(Exception):
+    """The relay or the chat platform did not take the notice: the bus retries it."""
+
+
+def sign(secret: str, body: bytes, now: float | None = None) -> str:
+    """``t=<unix>,v1=<hex>``: HMAC-SHA256 over ``<t>.<body>``, the scheme our channels use."""
+    stamp = str(int(now if now is not None else time.time()))
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={digest}"
+
+
+class Outbound:
+    def __init__(self, settings: IntakeSettings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+        self.domain = parseaddr(settings.mail_from)[1].partition("@")[2] or "sportello.localhost"
+
+    async def send_mail(
+        self, to_name: str, to_email: str, notice: Notice, *, in_reply_to: str | None,
+        references: Sequence[str], automatic: bool,
+    ) -> str:
+        """Send one notice; returns its Message-ID so that replies thread back to the ticket."""
+        if not self.settings.smtp_relay_url:
+            raise DeliveryFailed("no SMTP_RELAY_URL configured")
+        relay = urlsplit(self.settings.smtp_relay_url)
+        message = EmailMessage()
+        message["From"] = self.settings.mail_from
+        message["To"] = formataddr((to_name, to_email))
+        message["Subject"] = notice.subject
+        message_id = make_msgid(domain=self.domain)
+        message["Message-ID"] = message_id
+        if in_reply_to:
+            message["In-Reply-To"] = f"<{in_reply_to}>"
+            message["References"] = " ".join(f"<{r}>" for r in (*references, in_reply_to)[-10:])
+        if automatic:
+            # RFC 3834: tells other systems not to auto-answer us (no mail loops).
+            message["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
+            message["X-Auto-Response-Suppress"] = "All"
+        message["Content-Language"] = notice.language
+        message.set_content(notice.body)
+
+        def deliver() -> None:
+            with smtplib.SMTP(relay.hostname or "127.0.0.1", relay.port or 25, timeout=10) as smtp:
+                smtp.send_message(message)
+
+        try:
+            await asyncio.to_thread(deliver)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryFailed(f"SMTP relay: {exc}") from exc
+        return message_id.strip("<>")
+
+    async def post_chat(self, conversation_id: str, number: str, notice: Notice) -> None:
+        if not self.settings.chat_callback_url:
+            raise DeliveryFailed("no CHAT_CALLBACK_URL configured")
+        body = json.dumps({"conversation_id": conversation_id, "ticket_number": number,
+                           "kind": notice.kind.value, "language": notice.language,
+                           "text": notice.body}).encode()
+        headers = {"Content-Type": "application/json"}
+        secret = self.settings.channel_secrets.get("chat")
+        if secret is not None:
+            headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
+        try:
+            response = await self.http.post(self.settings.chat_callback_url, content=body,
+                                            headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"chat callback: {exc}") from exc
+        if response.status_code >= 300:
+            raise DeliveryFailed(f"chat callback answered {response.status_code}")
+
+    async def time_limit(self, ticket_id: str, *, wait_s: float) -> datetime | None:
+        """The running resolution clock's due time from SLA, waiting a little for it to start."""
+        if not self.settings.sla_url:
+            return None
+        headers = {}
+        if self.settings.service_token is not None:
+            headers["Authorization"] = f"Bearer {self.settings.service_token.get_secret_value()}"
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                response = await self.http.get(
+                    f"{self.settings.sla_url.rstrip('/')}/tickets/{ticket_id}/sla",
+                    headers=headers, timeout=3)
+                if response.status_code == 200:
+                    for clock in response.json().get("clocks", []):
+                        if clock.get("metric") == SlaMetric.RESOLUTION.value and clock.get(
+                                "due_at") and clock.get("state") == "running":
+                            return datetime.fromisoformat(clock["due_at"])
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.2)

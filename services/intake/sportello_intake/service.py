@@ -1,0 +1,345 @@
+"""The desk: what every channel door does with the pure rules and the store.
+
+Doors (HTTP routes, the SMTP listener) translate their protocol into these
+calls; the rules decide; the store writes the ticket and its events in one
+update. Creation is idempotent through the ticket's ``origin_key``: the same
+Idempotency-Key, chat conversation or Message-ID never makes a second ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Literal
+
+from prometheus_client import Counter
+
+from sportello_contracts import utc_now
+from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
+from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
+from sportello_contracts.events import LONG, SHORT, Requester
+from sportello_intake import domain
+from sportello_intake.domain import AttachmentRef, Message, Ticket
+from sportello_intake.mail import InboundMail, ticket_number_in
+from sportello_intake.settings import IntakeSettings
+from sportello_intake.store import ConcurrencyConflict, DuplicateOrigin, TicketStore
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 8
+
+Files = Sequence[tuple[AttachmentRef, bytes]]
+
+
+class AttachmentRefused(ValueError):
+    def __init__(self, reason: str, field: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+class TicketMissing(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class DeskMetrics:
+    tickets_created: Counter
+    messages: Counter
+    mail_ignored: Counter
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ticket: Ticket
+    action: Literal["created", "joined", "duplicate", "follow_up"]
+    message_id: str | None = None
+
+
+def decode_uploads(
+    uploads: Sequence[AttachmentUpload], *, max_bytes: int, prefix: str
+) -> list[tuple[AttachmentRef, bytes]]:
+    """Base64 uploads to stored files; a bad or oversized one names its index."""
+    files = []
+    for index, upload in enumerate(uploads):
+        where = f"attachments.{index}.content_base64"
+        try:
+            content = base64.b64decode(upload.content_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise AttachmentRefused("not valid base64", where) from exc
+        if len(content) > max_bytes:
+            raise AttachmentRefused(f"{len(content)} bytes; the limit is {max_bytes}", where)
+        ref = AttachmentRef(f"{prefix}-{index}", upload.filename, upload.content_type,
+                            len(content))
+        files.append((ref, content))
+    return files
+
+
+class Desk:
+    def __init__(self, tickets: TicketStore, settings: IntakeSettings,
+                 metrics: DeskMetrics) -> None:
+        self.tickets = tickets
+        self.settings = settings
+        self.metrics = metrics
+
+    # --- opening and joining -------------------------------------------------
+
+    async def open(
+        self,
+        request: TicketCreateRequest,
+        *,
+        origin_key: str | None = None,
+        fingerprint: str | None = None,
+        first_message: Message | None = None,
+        files: Files = (),
+    ) -> tuple[Ticket, bool]:
+        """A new ticket, or the one this origin already made (``created`` says which)."""
+        if origin_key is not None:
+            existing = await self.tickets.by_origin(origin_key)
+            if existing is not None:
+                return existing, False
+        now = utc_now()
+        ticket_id = str(uuid.uuid4())
+        sequence = await self.tickets.next_sequence(self.settings.ticket_prefix, now.year)
+        number = domain.format_number(self.settings.ticket_prefix, now.year, sequence)
+        message = first_message or Message(
+            id=uuid.uuid4().hex, author=Author.REQUESTER, visibility=Visibility.PUBLIC,
+            channel=request.channel, body=request.description, at=now,
+            author_name=request.requester.name,
+        )
+        if files:
+            message = replace(message, attachments=tuple(ref for ref, _ in files))
+            await self.tickets.put_attachments(ticket_id, message.id, files)
+        change = domain.open_ticket(
+            request, ticket_id=ticket_id, number=number, now=now, origin_key=origin_key,
+            fingerprint=fingerprint, first_message=message,
+        )
+        try:
+            await self.tickets.add(change.ticket, change.events)
+        except DuplicateOrigin:
+            assert origin_key is not None
+            winner = await self.tickets.by_origin(origin_key)
+            assert winner is not None
+            return winner, False
+        self.metrics.tickets_created.labels(request.channel.value).inc()
+        self._count(message)
+        log.info("ticket %s opened from %s", number, request.channel.value,
+                 extra={"ticket_id": ticket_id})
+        return change.ticket, True
+
+    async def post(
+        self, ticket: Ticket, message: Message, files: Files = ()
+    ) -> tuple[Ticket, bool]:
+        """Add a message (retrying on concurrent updates); ``False`` when it was there already."""
+        if files:
+            message = replace(message, attachments=tuple(ref for ref, _ in files))
+            await self.tickets.put_attachments(ticket.id, message.id, files)
+        current: Ticket | None = ticket
+        for _ in range(MAX_CONFLICT_RETRIES):
+            assert current is not None
+            change = domain.add_message(current, message, now=utc_now())
+            if change is None:
+                return current, False
+            try:
+                await self.tickets.save(change.ticket, expected_version=current.version,
+                                        events=change.events)
+            except ConcurrencyConflict:
+                current = await self.tickets.by_id(ticket.id)
+                continue
+            self._count(message)
+            return change.ticket, True
+        raise ConcurrencyConflict(ticket.number)
+
+    def _count(self, message: Message) -> None:
+        channel = message.channel.value if message.channel else "internal"
+        self.metrics.messages.labels(channel, message.author.value).inc()
+
+    async def follow_up(self, closed: Ticket, request: TicketCreateRequest, *, origin_key: str,
+                        first_message: Message, files: Files = ()) -> Ticket:
+        """A reply to a closed ticket opens a new one that points back to it."""
+        body = f"Follow-up of {closed.number} ({closed.subject}).\n\n{first_message.body}"[:LONG]
+        linked = request.model_copy(update={
+            "description": body, "category_hint": request.category_hint or closed.category_hint,
+        })
+        ticket, _ = await self.open(linked, origin_key=origin_key, files=files,
+                                    first_message=replace(first_message, body=body))
+        return ticket
+
+    # --- e-mail --------------------------------------------------------------
+
+    async def take_mail(self, mail: InboundMail) -> Outcome | None:
+        """Open, join or follow up from one inbound message; ``None`` when a machine wrote it."""
+        if mail.automatic is not None:
+            self.metrics.mail_ignored.labels("automatic").inc()
+            log.info("ignored automatic mail %s from %s: %s", mail.message_id,
+                     mail.sender_email, mail.automatic)
+            return None
+        origin = f"mail:{mail.message_id}"
+        ticket = await self._thread_of(mail)
+        files = [(AttachmentRef(f"{uuid.uuid4().hex}-{i}", a.filename, a.content_type,
+                                len(a.content)), a.content)
+                 for i, a in enumerate(mail.attachments)]
+        text = mail.text or "(empty message)"
+        if mail.truncated:
+            text = text[: LONG - 40] + "\n[message truncated]"
+        from_requester = ticket is None or mail.sender_email == (ticket.requester.email or "")
+        message = Message(
+            id=uuid.uuid4().hex,
+            author=Author.REQUESTER,
+            visibility=Visibility.PUBLIC if from_requester else Visibility.INTERNAL,
+            channel=Channel.EMAIL,
+            body=text if from_requester else f"(from {mail.sender_email}) {text}"[:LONG],
+            at=utc_now(),
+            author_name=mail.sender_name,
+            external_id=mail.message_id,
+        )
+        request = TicketCreateRequest(
+            requester=Requester(name=mail.sender_name[:SHORT], email=mail.sender_email,
+                                language=mail.language),
+            subject=mail.subject, description=text, channel=Channel.EMAIL,
+        )
+        if ticket is None:
+            ticket, created = await self.open(request, origin_key=origin, first_message=message,
+                                              files=files)
+            await self.tickets.remember_mail_ids([mail.message_id], ticket.id)
+            return Outcome(ticket, "created" if created else "duplicate", message.id)
+        if ticket.origin_key == origin or domain.has_message(ticket, mail.message_id):
+            return Outcome(ticket, "duplicate")
+        try:
+            ticket, added = await self.post(ticket, message, files)
+        except domain.TicketClosedForReplies:
+            follow = await self.follow_up(ticket, request, origin_key=origin,
+                                          first_message=message, files=files)
+            await self.tickets.remember_mail_ids([mail.message_id], follow.id)
+            return Outcome(follow, "follow_up", message.id)
+        await self.tickets.remember_mail_ids([mail.message_id], ticket.id)
+        return Outcome(ticket, "joined" if added else "duplicate", message.id)
+
+    async def _thread_of(self, mail: InboundMail) -> Ticket | None:
+        number = ticket_number_in(mail.subject)
+        if number is not None:
+            ticket = await self.tickets.by_number(number)
+            if ticket is not None:
+                return ticket
+        ticket_id = await self.tickets.ticket_for_mail_ids(mail.thread_ids)
+        if ticket_id is not None:
+            return await self.tickets.by_id(ticket_id)
+        return await self.tickets.by_origin(f"mail:{mail.message_id}")
+
+    # --- chat ----------------------------------------------------------------
+
+    async def take_chat(self, conversation_id: str, sender: Requester, text: str,
+                        external_id: str | None, files: Files = ()) -> Outcome:
+        """The first message of a conversation opens a ticket; the others join it."""
+        origin = f"chat:{conversation_id}"
+        message = Message(id=uuid.uuid4().hex, author=Author.REQUESTER,
+                          visibility=Visibility.PUBLIC, channel=Channel.CHAT, body=text,
+                          at=utc_now(), author_name=sender.name, external_id=external_id)
+        request = TicketCreateRequest(requester=sender, subject=_subject_from(text),
+                                      description=text, channel=Channel.CHAT)
+        ticket = await self.tickets.by_origin(origin)
+        while ticket is not None and ticket.status is TicketStatus.CLOSED:
+            origin = f"chat:{conversation_id}:{ticket.number}"  # the follow-up's origin
+            ticket = await self.tickets.by_origin(origin)
+        if ticket is None:
+            ticket, created = await self.open(request, origin_key=origin, first_message=message,
+                                              files=files)
+            return Outcome(ticket, "created" if created else "duplicate", message.id)
+        try:
+            ticket, added = await self.post(ticket, message, files)
+        except domain.TicketClosedForReplies:  # closed between our read and our write
+            return await self.take_chat(conversation_id, sender, text, external_id, files)
+        return Outcome(ticket, "joined" if added else "duplicate", message.id)
+
+    # --- phone ---------------------------------------------------------------
+
+    async def log_call(
+        self, *, caller: Requester, agent_id: str, notes: str, call: dict[str, object],
+        subject: str | None, ticket_number: str | None, resolved: bool, public: bool,
+        call_id: str | None, category_hint: str | None,
+    ) -> Outcome:
+        """An agent's call log opens a ticket or joins one; "resolved" closes the loop at once."""
+        message = Message(
+            id=uuid.uuid4().hex, author=Author.AGENT,
+            visibility=Visibility.PUBLIC if public else Visibility.INTERNAL,
+            channel=Channel.PHONE, body=notes, at=utc_now(), author_id=agent_id,
+            external_id=f"call:{call_id}" if call_id else None, call=call,
+        )
+        if ticket_number is not None:
+            ticket = await self.tickets.by_number(ticket_number)
+            if ticket is None:
+                raise TicketMissing(ticket_number)
+            ticket, added = await self.post(ticket, message)
+            outcome = Outcome(ticket, "joined" if added else "duplicate", message.id)
+        else:
+            request = TicketCreateRequest(
+                requester=caller, subject=subject or _subject_from(notes), description=notes,
+                channel=Channel.PHONE, category_hint=category_hint,
+            )
+            ticket, created = await self.open(
+                request, origin_key=f"phone:{call_id}" if call_id else None,
+                first_message=message,
+            )
+            outcome = Outcome(ticket, "created" if created else "duplicate", message.id)
+        if resolved and outcome.action != "duplicate" and outcome.ticket.status not in {
+            TicketStatus.RESOLVED, TicketStatus.CLOSED
+        }:
+            resolved_ticket = await self.change_status(
+                outcome.ticket, TicketStatus.RESOLVED, reason="resolved on the phone",
+                actor=agent_id, resolution=notes,
+            )
+            outcome = replace(outcome, ticket=resolved_ticket)
+        return outcome
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def change_status(self, ticket: Ticket, status: TicketStatus, *, reason: str | None,
+                            actor: str | None, resolution: str | None) -> Ticket:
+        change = domain.change_status(ticket, status, reason=reason, actor=actor,
+                                      resolution=resolution, now=utc_now())
+        await self.tickets.save(change.ticket, expected_version=ticket.version,
+                                events=change.events)
+        return change.ticket
+
+    async def rate(self, ticket: Ticket, score: int, comment: str | None) -> Ticket:
+        change = domain.rate(ticket, score, comment, now=utc_now())
+        await self.tickets.save(change.ticket, expected_version=ticket.version,
+                                events=change.events)
+        return change.ticket
+
+    async def close_quiet_tickets(self) -> int:
+        """Close resolved tickets nobody answered within the quiet period."""
+        quiet = timedelta(seconds=self.settings.auto_close_after_s)
+        now = utc_now()
+        closed = 0
+        for ticket in await self.tickets.resolved_before(now - quiet):
+            change = domain.auto_close(ticket, quiet_period=quiet, now=now)
+            if change is None:
+                continue
+            try:
+                await self.tickets.save(change.ticket, expected_version=ticket.version,
+                                        events=change.events)
+            except ConcurrencyConflict:
+                continue  # someone replied or another replica closed it: next sweep decides
+            closed += 1
+            log.info("ticket %s closed after the quiet period", ticket.number,
+                     extra={"ticket_id": ticket.id})
+        return closed
+
+    async def run_auto_close(self) -> None:
+        while True:
+            try:
+                await self.close_quiet_tickets()
+            except Exception:  # the next sweep tries again; the failure is in the log
+                log.exception("auto-close sweep failed")
+            await asyncio.sleep(self.settings.auto_close_interval_s)
+
+
+def _subject_from(text: str) -> str:
+    line = " ".join(text.split())
+    return (line[:77] + "...") if len(line) > 80 else (line or "(no subject)")
