@@ -67,7 +67,7 @@ async def test_invalid_fields_are_refused_and_nothing_is_stored(
 
 
 async def test_oversized_body_is_refused_with_413(system: System) -> None:
-    await system.start("intake", MAX_BODY_BYTES="4096")
+    await system.start("intake", MAX_BODY_BYTES="4096", MAX_UPLOAD_BYTES="4096")
     async def stream() -> AsyncIterator[bytes]:
         for chunk in (b'{"description": "', b"z" * 8000, b'"}'):
             yield chunk

@@ -26,6 +26,8 @@ RETRY_DELAYS_MS = [200, 400]
 SERVICE_TOKEN = secrets.token_urlsafe(24)
 CHANNEL_KEYS = {channel: secrets.token_urlsafe(18) for channel in ("web", "email", "chat",
                                                                    "phone", "api")}
+CHANNEL_SECRETS = {"chat": secrets.token_urlsafe(24), "email": secrets.token_urlsafe(24)}
+STATUS_TOKEN_SECRET = secrets.token_urlsafe(32)
 
 FAST_TEST_SETTINGS = {
     "BUS_RETRY_DELAYS_MS": json.dumps(RETRY_DELAYS_MS),
@@ -54,6 +56,10 @@ class ServiceProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def smtp_port(self) -> int:
+        return int(self.env["SMTP_LISTEN_PORT"])
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -115,6 +121,11 @@ class System:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def env_for(self, name: str, **overrides: str) -> dict[str, str]:
+        own: dict[str, str] = {}
+        if name == "intake":
+            own = {"SMTP_LISTEN_PORT": str(free_port()),
+                   "CHANNEL_SECRETS": json.dumps(CHANNEL_SECRETS),
+                   "STATUS_TOKEN_SECRET": STATUS_TOKEN_SECRET}
         return {
             "AMQP_URL": self.amqp_url,
             "MONGO_URL": self.mongo_url,
@@ -123,6 +134,7 @@ class System:
             "SERVICE_TOKEN": SERVICE_TOKEN,
             "CHANNEL_KEYS": json.dumps(CHANNEL_KEYS),
             **FAST_TEST_SETTINGS,
+            **own,
             **overrides,
         }
 
