@@ -11,6 +11,7 @@ import smtplib
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid, parseaddr
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from sportello_intake.notices import Notice
 from sportello_intake.settings import IntakeSettings
 
 SIGNATURE_HEADER = "X-Sportello-Signature"
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+"""RFC 5322's line limit: long Message-IDs in In-Reply-To stay verbatim, never encoded words."""
 
 
 class DeliveryFailed(Exception):
@@ -49,7 +52,7 @@ class Outbound:
         if not self.settings.smtp_relay_url:
             raise DeliveryFailed("no SMTP_RELAY_URL configured")
         relay = urlsplit(self.settings.smtp_relay_url)
-        message = EmailMessage()
+        message = EmailMessage(policy=MAIL_POLICY)
         message["From"] = self.settings.mail_from
         message["To"] = formataddr((to_name, to_email))
         message["Subject"] = notice.subject
