@@ -16,6 +16,8 @@ import httpx
 import jwt
 import pytest
 
+from sportello_contracts import new_event
+from sportello_contracts.events import ArticleSuggestion, KbSuggestionsReady
 from support.mailsink import MailSink, text_of
 from support.probe import BusProbe
 from support.system import STATUS_TOKEN_SECRET, System
@@ -225,3 +227,39 @@ async def test_quiet_resolved_tickets_close_and_later_replies_open_a_follow_up(
         assert follow["description"].startswith(f"Follow-up of {quiet['number']}")
         assert follow["status"] == "new"
         assert (await api.get(f"/tickets/{quiet['number']}")).json()["status"] == "closed"
+
+
+async def test_suggestions_reach_the_requester_and_stale_updates_are_refused(
+    system: System, probe: BusProbe
+) -> None:
+    with MailSink() as relay:
+        await system.start("intake", SMTP_RELAY_URL=relay.url)
+        async with system.channel_client("web") as web:
+            ticket = (await web.post("/tickets", json=ticket_body(
+                7, requester={"name": "Tom", "email": "tom@example.com", "language": "en"}))
+            ).json()
+        # What the knowledge service will publish (its contract is in libs/contracts).
+        await probe.publish(new_event(
+            KbSuggestionsReady(ticket_id=ticket["id"], suggestions=[
+                ArticleSuggestion(article_id="kb-12", title="Reset the VPN profile",
+                                  url="https://help.example.com/kb/12", score=0.91)]),
+            producer="knowledge", correlation_id=ticket["id"]))
+        tips = await relay.wait_for(lambda m: "Articles that may help" in str(m["Subject"]),
+                                    what="suggestions notice")
+        assert "Reset the VPN profile: https://help.example.com/kb/12" in text_of(tips)
+        assert str(tips["To"]) == "Tom <tom@example.com>"
+
+    async with system.client("intake") as api:
+        first = await api.post(f"/tickets/{ticket['number']}/status", json={
+            "status": "resolved", "resolution": "done", "expected_version": 1})
+        assert first.status_code == 200
+        stale = await api.post(f"/tickets/{ticket['number']}/status", json={
+            "status": "closed", "expected_version": 1})
+        assert stale.status_code == 409
+        assert stale.json()["version"] == 2
+        stale_note = await api.post(f"/tickets/{ticket['number']}/messages", json={
+            "author_id": "agent-1", "body": "late", "expected_version": 1})
+        assert stale_note.status_code == 409
+        current = (await api.get(f"/tickets/{ticket['number']}")).json()
+    assert current["status"] == "resolved"
+    assert [m["body"] for m in current["messages"]] == [ticket["description"]]
