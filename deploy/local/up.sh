@@ -16,10 +16,20 @@ import json, secrets
 keys = {c: secrets.token_urlsafe(24) for c in ("web", "email", "chat", "phone", "api")}
 print(f"export SERVICE_TOKEN='{secrets.token_urlsafe(32)}'")
 print(f"export CHANNEL_KEYS='{json.dumps(keys)}'")
+signing = {c: secrets.token_urlsafe(32) for c in ("chat", "email")}
+print(f"export CHANNEL_SECRETS='{json.dumps(signing)}'")
+print(f"export STATUS_TOKEN_SECRET='{secrets.token_urlsafe(32)}'")
 PY
   chmod 600 .run/secrets.env
 fi
 # shellcheck disable=SC1091
+source .run/secrets.env
+# Files written by an older up.sh lack the newer secrets: add them.
+grep -q CHANNEL_SECRETS .run/secrets.env || python - >> .run/secrets.env <<'PY'
+import json, secrets
+print(f"export CHANNEL_SECRETS='{json.dumps({c: secrets.token_urlsafe(32) for c in ('chat', 'email')})}'")
+print(f"export STATUS_TOKEN_SECRET='{secrets.token_urlsafe(32)}'")
+PY
 source .run/secrets.env
 
 cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null || true; }
@@ -51,9 +61,15 @@ fi
 rm -f .run/mongo.port
 
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
+# Outbound notices go to a local mail catcher (aiosmtpd printing every message) unless
+# SMTP_RELAY_URL names a real relay; intake asks SLA for the requester's time limit.
+export SMTP_RELAY_URL="${SMTP_RELAY_URL:-smtp://127.0.0.1:${MAILCATCHER_PORT:-1025}}"
+export SLA_URL="${SLA_URL:-http://127.0.0.1:${SLA_PORT:-8003}}"
 cat <<INFO
 Sportello is starting:
   intake   http://127.0.0.1:8001  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
+           smtp://127.0.0.1:2525 (mail to help@sportello.localhost opens tickets)
+  mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints them)
   routing  http://127.0.0.1:8002
   sla      http://127.0.0.1:8003
   internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
