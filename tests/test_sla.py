@@ -214,3 +214,60 @@ async def test_sla_stopped_then_restarted_emits_what_fell_due_meanwhile_once(
     per_firing = expected_ids(firings(probe))
     assert all(len(ids) == 1 for ids in per_firing.values())
     assert len(firings(probe)) - before_restart >= 1  # emitted after coming back
+
+
+async def test_clocks_follow_the_conversation_first_response_met_pause_while_waiting(
+    system: System, probe: BusProbe
+) -> None:
+    """Intake's messages and statuses drive SLA's clocks: an agent's public reply meets the
+    first response; waiting for the customer pauses resolution; the reply resumes it."""
+    sla = await system.start("sla", **FAST)
+    await system.start("routing")
+    await system.start("intake", SLA_URL=sla.url)
+    async with system.channel_client("web") as web:
+        ticket = (await web.post("/tickets", json=ticket_body(1))).json()
+    number, ticket_id = ticket["number"], ticket["id"]
+
+    async with system.client("sla") as sla_api, system.client("intake") as intake:
+        await wait_assigned(intake, number)
+
+        async def clock(metric: str, state: str | None = None) -> dict[str, Any] | None:
+            response = await sla_api.get(f"/tickets/{ticket_id}/sla")
+            if response.status_code != 200:
+                return None
+            for c in response.json()["clocks"]:
+                if c["metric"] == metric and (state is None or c["state"] == state):
+                    return dict(c)
+            return None
+
+        await eventually(lambda: clock("first_response", "running"), what="first response")
+        note = await intake.post(f"/tickets/{number}/messages", json={
+            "author_id": "agent-1", "visibility": "internal", "body": "checking logs"})
+        assert note.status_code == 201
+        reply = await intake.post(f"/tickets/{number}/messages", json={
+            "author_id": "agent-1", "body": "Ciao Giulia, puoi mandarci il log del client?"})
+        assert reply.status_code == 201
+        met = await eventually(lambda: clock("first_response", "stopped"),
+                               what="first response met")
+        assert met["met"] is True
+        events = await probe.wait_for(lambda evs: any(
+            e.type == "sla.met" and e.payload["metric"] == "first_response" for e in evs),
+            what="sla.met")
+        met_events = [e for e in events if e.type == "sla.met" and e.ticket_id == ticket_id]
+        assert len(met_events) == 1  # the internal note before did not count
+
+        waiting = await intake.post(f"/tickets/{number}/status",
+                                    json={"status": "waiting_customer"})
+        assert waiting.status_code == 200
+        paused = await eventually(lambda: clock("resolution", "paused"), what="paused")
+        assert paused["due_at"] is None
+
+        async with system.channel_client("email") as mail_door:
+            answer = await mail_door.post(
+                "/channels/email/messages",
+                content=(f"From: {ticket['requester']['email']}\r\nSubject: Re: [{number}]\r\n"
+                         "Message-ID: <log-1@example.com>\r\n\r\nEcco il log.").encode())
+        assert answer.status_code == 200, answer.text
+        resumed = await eventually(lambda: clock("resolution", "running"), what="resumed")
+        assert resumed["due_at"] is not None
+        assert (await intake.get(f"/tickets/{number}")).json()["status"] == "in_progress"
