@@ -3,10 +3,12 @@ and a line saying which machine and backend produced the numbers."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -33,3 +35,12 @@ def percentile_ms(sorted_seconds: list[float], p: float) -> float:
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_report(name: str, report: dict[str, Any]) -> None:
+    """Print the report and keep it in bench/results/<name>-<when>.json (git ignores it)."""
+    print(json.dumps(report, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = str(report.get("when", "unknown")).replace(":", "")
+    (out / f"{name}-{stamp}.json").write_text(json.dumps(report, indent=2))

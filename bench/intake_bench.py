@@ -29,7 +29,7 @@ from typing import Any
 
 import aio_pika
 import httpx
-from common import ROOT, amqp_for_bench, machine, mongo_for_bench, percentile_ms
+from common import amqp_for_bench, machine, mongo_for_bench, percentile_ms, write_report
 
 from support.system import System
 from support.wait import eventually
@@ -183,11 +183,7 @@ async def main() -> int:
         await system.shutdown(failed=not report)
         if emulator is not None:
             emulator.stop()
-    print(json.dumps(report, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"intake-{report['when'].replace(':', '')}.json"
-    path.write_text(json.dumps(report, indent=2))
+    write_report("intake", report)
     return 0 if report["loss_check"]["lost"] == 0 else 1
 
 

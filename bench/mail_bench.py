@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import smtplib
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import ROOT, amqp_for_bench, machine, mongo_for_bench
+from common import ROOT, amqp_for_bench, machine, mongo_for_bench, write_report
 
 from support.system import System
 
@@ -154,10 +153,7 @@ async def main() -> int:
         await system.shutdown(failed=not report)
         if emulator is not None:
             emulator.stop()
-    print(json.dumps(report, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"mail-{report['when'].replace(':', '')}.json").write_text(json.dumps(report, indent=2))
+    write_report("mail", report)
     ok = report["email_smtp"]["stored_tickets"] == report["email_smtp"]["accepted_250"]
     return 0 if ok else 1
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-from common import ROOT, amqp_for_bench, machine, mongo_for_bench, percentile_ms
+from common import amqp_for_bench, machine, mongo_for_bench, percentile_ms, write_report
 
 from sportello_contracts.enums import Priority, SlaMetric, SupportLevel
 from sportello_sla import domain
@@ -149,10 +149,7 @@ async def main() -> int:
         await system.shutdown(failed=not report)
         if emulator is not None:
             emulator.stop()
-    print(json.dumps(report, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"sla-{report['when'].replace(':', '')}.json").write_text(json.dumps(report, indent=2))
+    write_report("sla", report)
     return 0
 
 

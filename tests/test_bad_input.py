@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from support.system import System
-from support.tickets import ticket_body
+from support.tickets import count_tickets, ticket_body
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +39,6 @@ CASES = [
     pytest.param(ticket_body(subject="x" * 201), "subject", "string_too_long", id="long-subject"),
     pytest.param(ticket_body(subject="   "), "subject", "string_too_short", id="blank-subject"),
 ]
-
-
-async def count_tickets(system: System) -> int:
-    client = system.mongo()
-    try:
-        return await client[system.database("intake")]["tickets"].count_documents({})
-    finally:
-        await client.close()
 
 
 @pytest.mark.parametrize(("body", "field", "kind"), CASES)

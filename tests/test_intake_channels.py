@@ -8,33 +8,20 @@ import base64
 import hashlib
 import hmac
 import json
-import time
-from typing import Any
 
 import httpx
 import pytest
 
 from support.probe import BusProbe
 from support.system import CHANNEL_SECRETS, System
-from support.tickets import ticket_body
+from support.tickets import count_tickets, fetch_ticket, signature, ticket_body
 from support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
 
 def signed_headers(secret: str, body: bytes) -> dict[str, str]:
-    stamp = str(int(time.time()))
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Sportello-Signature": f"t={stamp},v1={digest}",
-            "Content-Type": "application/json"}
-
-
-async def get_ticket(system: System, number: str) -> dict[str, Any]:
-    async with system.client("intake") as client:
-        response = await client.get(f"/tickets/{number}")
-    assert response.status_code == 200, response.text
-    ticket: dict[str, Any] = response.json()
-    return ticket
+    return {"X-Sportello-Signature": signature(secret, body), "Content-Type": "application/json"}
 
 
 async def test_chat_conversation_opens_one_ticket_and_replies_by_callback(
@@ -101,7 +88,7 @@ async def test_chat_conversation_opens_one_ticket_and_replies_by_callback(
                             hashlib.sha256).hexdigest()
         assert digest == expected
 
-    ticket = await get_ticket(system, number)
+    ticket = await fetch_ticket(system, number)
     assert ticket["channel"] == "chat"
     assert [m["body"] for m in ticket["messages"]] == [
         "Ciao, Outlook si chiude appena lo apro.", "Succede anche in modalità provvisoria."]
@@ -158,12 +145,12 @@ async def test_phone_calls_open_join_and_resolve_on_first_contact(system: System
             "caller": {"name": "Ugo"}, "agent_id": "a", "duration_s": 1, "notes": "x"})
     assert wrong.status_code == 403
 
-    ticket = await get_ticket(system, number)
+    ticket = await fetch_ticket(system, number)
     assert ticket["status"] == "resolved"
     assert ticket["resolution"] == "Richiamata: riconfigurato l'account, ora funziona."
     assert [m["call"]["duration_s"] for m in ticket["messages"]] == [240, 60]
     assert all(m["author"] == "agent" and m["channel"] == "phone" for m in ticket["messages"])
-    first_contact = await get_ticket(system, quick.json()["number"])
+    first_contact = await fetch_ticket(system, quick.json()["number"])
     assert first_contact["status"] == "resolved"
     assert first_contact["subject"] == "Password reset"
 
@@ -200,12 +187,7 @@ async def test_idempotency_key_returns_the_same_ticket_even_when_retries_race(
     assert other.status_code == 201
     assert other.json()["number"] != first.json()["number"]
 
-    client = system.mongo()
-    try:
-        count = await client[system.database("intake")]["tickets"].count_documents({})
-    finally:
-        await client.close()
-    assert count == 3
+    assert await count_tickets(system) == 3
 
 
 async def test_json_attachments_are_kept_and_bad_ones_refused(system: System) -> None:
@@ -234,9 +216,4 @@ async def test_json_attachments_are_kept_and_bad_ones_refused(system: System) ->
         anonymous = await httpx.AsyncClient(base_url=system.services["intake"].url).get(
             f"/tickets/{created.json()['number']}/attachments/{attachment['id']}")
     assert anonymous.status_code == 401
-    client = system.mongo()
-    try:
-        count = await client[system.database("intake")]["tickets"].count_documents({})
-    finally:
-        await client.close()
-    assert count == 1
+    assert await count_tickets(system) == 1

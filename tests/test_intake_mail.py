@@ -5,8 +5,6 @@ protection and bad mail."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import smtplib
 import time
 from email.message import EmailMessage
@@ -19,6 +17,7 @@ import pytest
 from support.mailsink import MailSink, text_of
 from support.probe import BusProbe
 from support.system import CHANNEL_KEYS, CHANNEL_SECRETS, System
+from support.tickets import count_tickets, fetch_ticket, signature
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -60,14 +59,6 @@ async def smtp_send(port: int, message: EmailMessage, envelope_from: str | None 
     return await asyncio.to_thread(send)
 
 
-async def ticket_count(system: System) -> int:
-    client = system.mongo()
-    try:
-        return await client[system.database("intake")]["tickets"].count_documents({})
-    finally:
-        await client.close()
-
-
 async def test_mail_opens_a_ticket_is_acknowledged_with_the_sla_time_limit_and_replies_thread(
     system: System, probe: BusProbe
 ) -> None:
@@ -101,12 +92,12 @@ async def test_mail_opens_a_ticket_is_acknowledged_with_the_sla_time_limit_and_r
         assert ack["Auto-Submitted"] == "auto-replied"  # nobody's autoresponder answers it
         assert ack["In-Reply-To"] == str(first["Message-ID"])
         async with system.client("sla") as sla_client:
-            clocks = (await sla_client.get(f"/tickets/{(await _ticket(system, number))['id']}"
+            clocks = (await sla_client.get(f"/tickets/{(await fetch_ticket(system, number))['id']}"
                                            "/sla")).json()["clocks"]
         due = next(c["due_at"] for c in clocks if c["metric"] == "resolution")
         assert _shown_time(due) in body, (due, body)
 
-        ticket = await _ticket(system, number)
+        ticket = await fetch_ticket(system, number)
         assert ticket["channel"] == "email"
         assert ticket["requester"]["email"] == "mario.rossi@example.it"
         assert ticket["requester"]["language"] == "it"
@@ -146,19 +137,19 @@ async def test_mail_opens_a_ticket_is_acknowledged_with_the_sla_time_limit_and_r
         assert code == 250
         assert f"joined {number}".encode() in reply, reply
 
-        ticket = await _ticket(system, number)
+        ticket = await fetch_ticket(system, number)
         bodies = [m["body"] for m in ticket["messages"]]
         assert bodies[1] == "Ho provato a riavviarla, niente."
         assert bodies[2] == "Adesso stampa solo pagine bianche."
         assert all(m["channel"] == "email" and m["author"] == "requester"
                    for m in ticket["messages"])
-        assert await ticket_count(system) == 1
+        assert await count_tickets(system) == 1
 
         # The same message delivered twice (an MTA retry) is stored once.
         code, reply = await smtp_send(intake.smtp_port, reply_mail)
         assert code == 250
         assert b"duplicate" in reply
-        assert len((await _ticket(system, number))["messages"]) == 3
+        assert len((await fetch_ticket(system, number))["messages"]) == 3
 
         added = await probe.wait_for(
             lambda evs: len([e for e in evs if e.type == "ticket.message_added"]) >= 2,
@@ -173,14 +164,6 @@ def _shown_time(due_iso: str) -> str:
 
     local = datetime.fromisoformat(due_iso).astimezone(ZoneInfo("Europe/Rome"))
     return local.strftime("%d/%m/%Y %H:%M")
-
-
-async def _ticket(system: System, number: str) -> dict[str, Any]:
-    async with system.client("intake") as client:
-        response = await client.get(f"/tickets/{number}")
-    assert response.status_code == 200, response.text
-    ticket: dict[str, Any] = response.json()
-    return ticket
 
 
 async def test_machine_written_mail_never_opens_tickets_nor_gets_answers(system: System) -> None:
@@ -222,17 +205,11 @@ async def test_machine_written_mail_never_opens_tickets_nor_gets_answers(system:
         assert code == 250
         assert b"created" in reply
         await relay.wait_for(lambda m: "anna@example.com" in str(m["To"]), what="ack to Anna")
-        assert await ticket_count(system) == 1
+        assert await count_tickets(system) == 1
         assert all("anna@example.com" in str(m["To"]) for m in relay.messages)
         async with system.client("intake") as client:
             metrics = (await client.get("/metrics")).text
         assert 'mail_ignored_total{reason="automatic"} 6.0' in metrics
-
-
-def _signed(secret: str, body: bytes, stamp: int | None = None) -> str:
-    t = str(stamp if stamp is not None else int(time.time()))
-    digest = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={digest}"
 
 
 async def test_raw_mail_webhook_authenticates_and_refuses_bad_mail_clearly(system: System) -> None:
@@ -247,19 +224,19 @@ async def test_raw_mail_webhook_authenticates_and_refuses_bad_mail_clearly(syste
             response = await anonymous.post(
                 "/channels/email/messages", content=good,
                 headers={"Content-Type": "message/rfc822",
-                         "X-Sportello-Signature": _signed(CHANNEL_SECRETS["email"], good)})
+                         "X-Sportello-Signature": signature(CHANNEL_SECRETS["email"], good)})
             assert response.status_code == 201, response.text
             number = response.json()["number"]
             assert response.json()["action"] == "created"
 
             forged = await anonymous.post(
                 "/channels/email/messages", content=good,
-                headers={"X-Sportello-Signature": _signed("not-the-secret", good)})
+                headers={"X-Sportello-Signature": signature("not-the-secret", good)})
             assert forged.status_code == 401
             assert "signature" in forged.json()["message"]
             replayed = await anonymous.post(
                 "/channels/email/messages", content=good,
-                headers={"X-Sportello-Signature": _signed(CHANNEL_SECRETS["email"], good,
+                headers={"X-Sportello-Signature": signature(CHANNEL_SECRETS["email"], good,
                                                           int(time.time()) - 3600)})
             assert replayed.status_code == 401
             nobody = await anonymous.post("/channels/email/messages", content=good)
@@ -293,7 +270,7 @@ async def test_raw_mail_webhook_authenticates_and_refuses_bad_mail_clearly(syste
             assert response.status_code == status, (field, response.text)
             if field:
                 assert response.json()["field"] == field, response.text
-    assert await ticket_count(system) == 1  # nothing stored half-way
+    assert await count_tickets(system) == 1  # nothing stored half-way
 
     # The SMTP door refuses the same bad mail with a clear 5xx reason.
     code, reply = await smtp_send_raw(intake.smtp_port, bad[1][0])
@@ -302,7 +279,7 @@ async def test_raw_mail_webhook_authenticates_and_refuses_bad_mail_clearly(syste
     code, reply = await smtp_send_raw(
         intake.smtp_port, mail("a@example.com", "huge", "z " * 40_000).as_bytes(policy=SMTP))
     assert code == 552  # over the listener's size limit
-    assert await ticket_count(system) == 1
+    assert await count_tickets(system) == 1
 
 
 async def smtp_send_raw(port: int, raw: bytes) -> Any:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from support.wait import eventually
+
+if TYPE_CHECKING:
+    from support.system import System
 
 
 def ticket_body(n: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -31,3 +37,28 @@ async def wait_assigned(
         return ticket if ticket["status"] == "assigned" else None
 
     return await eventually(assigned, timeout=timeout, what=f"{number} assigned")
+
+
+async def fetch_ticket(system: System, number: str) -> dict[str, Any]:
+    """The whole record from intake's internal API."""
+    async with system.client("intake") as client:
+        response = await client.get(f"/tickets/{number}")
+    assert response.status_code == 200, response.text
+    ticket: dict[str, Any] = response.json()
+    return ticket
+
+
+async def count_tickets(system: System) -> int:
+    """Straight from intake's database: what a refused request must not have left behind."""
+    client = system.mongo()
+    try:
+        return await client[system.database("intake")]["tickets"].count_documents({})
+    finally:
+        await client.close()
+
+
+def signature(secret: str, body: bytes, stamp: int | None = None) -> str:
+    """The X-Sportello-Signature a channel that signs would send."""
+    t = str(stamp if stamp is not None else int(time.time()))
+    digest = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"

@@ -65,6 +65,16 @@ DeskDep = Annotated[Desk, Depends(desk_of)]
 SettingsDep = Annotated[IntakeSettings, Depends(settings_of)]
 
 
+async def ticket_by_number(number: Annotated[str, NUMBER], desk: DeskDep) -> Ticket:
+    ticket = await desk.tickets.by_number(number)
+    if ticket is None:
+        raise ApiError(404, "not_found", f"no ticket {number}")
+    return ticket
+
+
+TicketDep = Annotated[Ticket, Depends(ticket_by_number)]
+
+
 # --- channel authentication -------------------------------------------------
 
 
@@ -421,10 +431,7 @@ async def requester_ticket(
         tokens.verify(request.app.state.token_secret, token, number)
     except tokens.TokenRefused as exc:
         raise ApiError(401, "unauthorized", str(exc), field="token") from exc
-    ticket = await desk.tickets.by_number(number)
-    if ticket is None:
-        raise ApiError(404, "not_found", f"no ticket {number}")
-    return ticket
+    return await ticket_by_number(number, desk)
 
 
 RequesterTicket = Annotated[Ticket, Depends(requester_ticket)]
@@ -469,16 +476,6 @@ async def rate_ticket(body: RatingIn, ticket: RequesterTicket, request: Request,
 
 
 # --- internal ticket API ----------------------------------------------------
-
-
-async def ticket_by_number(number: Annotated[str, NUMBER], desk: DeskDep) -> Ticket:
-    ticket = await desk.tickets.by_number(number)
-    if ticket is None:
-        raise ApiError(404, "not_found", f"no ticket {number}")
-    return ticket
-
-
-TicketDep = Annotated[Ticket, Depends(ticket_by_number)]
 
 
 @internal.get("/tickets/{number}", response_model=TicketView)
