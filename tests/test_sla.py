@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from sportello_contracts import EventEnvelope, utc_now
 from support.probe import BusProbe
-from support.system import System
+from support.system import STATUS_TOKEN_SECRET, System
 from support.tickets import ticket_body, wait_assigned
 from support.wait import eventually
 
@@ -275,3 +276,12 @@ async def test_clocks_follow_the_conversation_first_response_met_pause_while_wai
         resumed = await eventually(lambda: clock("resolution", "running"), what="resumed")
         assert resumed["due_at"] is not None
         assert (await intake.get(f"/tickets/{number}")).json()["status"] == "in_progress"
+
+        # The requester's status page tells the same time limit SLA keeps.
+        token = jwt.encode({"sub": number, "aud": "sportello-requester",
+                            "exp": utc_now() + timedelta(hours=1)},
+                           STATUS_TOKEN_SECRET, algorithm="HS256")
+        page = await intake.get(f"/public/tickets/{number}", params={"token": token})
+        assert page.status_code == 200, page.text
+        assert datetime.fromisoformat(page.json()["time_limit"]) == datetime.fromisoformat(
+            resumed["due_at"])
