@@ -83,6 +83,10 @@ async def test_mail_opens_a_ticket_is_acknowledged_with_the_sla_time_limit_and_r
         # what happens next, the time limit from SLA's running clock and the status link.
         ack = await relay.wait_for(lambda m: "Abbiamo ricevuto" in str(m["Subject"]),
                                    what="acknowledgement")
+        await relay.wait_for(lambda m: "presa in carico" in str(m["Subject"]),
+                             what="assignment notice")
+        assert relay.messages[0] is ack  # told in order, although routing was faster
+        assert ack["Date"] is not None
         body = text_of(ack)
         assert str(ack["To"]) == "Mario Rossi <mario.rossi@example.it>"
         assert number in str(ack["Subject"])

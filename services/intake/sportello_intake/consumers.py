@@ -9,7 +9,9 @@ bus and counted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,10 +68,18 @@ class IntakeConsumers:
         self._settings = settings
         self._metrics = metrics
         self._token_secret = token_secret
+        self._notifying = bool(settings.smtp_relay_url or settings.chat_callback_url)
 
     def handlers(self) -> dict[str, Any]:
+        """Without a relay or a chat callback nobody can be told anything: the notice
+        handlers are not even subscribed (said once in the log), saving their reads."""
+        routing = {TicketAssigned.event_type: self.on_ticket_assigned}
+        if not self._notifying:
+            log.warning("neither SMTP_RELAY_URL nor CHAT_CALLBACK_URL is set: requesters "
+                        "will not be notified")
+            return routing
         return {
-            TicketAssigned.event_type: self.on_ticket_assigned,
+            **routing,
             TicketCreated.event_type: self.on_ticket_created,
             TicketEscalated.event_type: self.on_ticket_escalated,
             TicketStatusChanged.event_type: self.on_status_changed,
@@ -99,9 +109,21 @@ class IntakeConsumers:
             break
         else:
             raise ConcurrencyConflict(f"{assigned.ticket_id}: too many concurrent updates")
-        if assigned.sequence == 1:  # the first assignment; escalations have their own notice
+        if self._notifying and assigned.sequence == 1:  # escalations have their own notice
             ticket = await self._ticket(assigned.ticket_id)
+            await self._after_acknowledgement(ticket)
             await self._notify(ticket, NoticeKind.ASSIGNED, envelope)
+
+    async def _after_acknowledgement(self, ticket: Ticket) -> None:
+        """Routing is usually faster than the acknowledgement (which waits for SLA's clock):
+        give the acknowledgement a head start so that the requester reads them in order."""
+        deadline = time.monotonic() + self._settings.sla_wait_s + 2
+        while time.monotonic() < deadline:
+            if await self._tickets.notifications.find_one(
+                {"ticket_id": ticket.id, "kind": NoticeKind.ACKNOWLEDGED.value,
+                 "status": {"$in": ["sent", "skipped", "failed"]}}, {"_id": 1}):
+                return
+            await asyncio.sleep(0.1)
 
     # --- keeping the requester informed ------------------------------------
 

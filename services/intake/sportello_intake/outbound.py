@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid, parseaddr
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
 import httpx
@@ -56,6 +56,7 @@ class Outbound:
         message["From"] = self.settings.mail_from
         message["To"] = formataddr((to_name, to_email))
         message["Subject"] = notice.subject
+        message["Date"] = formatdate(localtime=False, usegmt=True)
         message_id = make_msgid(domain=self.domain)
         message["Message-ID"] = message_id
         if in_reply_to:
