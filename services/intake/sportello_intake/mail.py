@@ -20,6 +20,7 @@ from email.utils import getaddresses
 
 from bs4 import BeautifulSoup
 from mailparser_reply import EmailReplyParser
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from sportello_contracts.events import LONG, SHORT
 
@@ -100,10 +101,12 @@ def read_mail(raw: bytes, *, limits: MailLimits, envelope_sender: str | None = N
     text, truncated = _text(message)
     attachments = _attachments(message, limits)
     automatic = _automatic(message, sender_email, envelope_sender, limits.own_addresses)
+    if automatic is None:
+        _check_reachable(sender_email)
     return InboundMail(
         message_id=_message_id(message, raw),
         sender_email=sender_email,
-        sender_name=sender_name or sender_email.split("@")[0],
+        sender_name=sender_name or sender_email.split("@")[0] or sender_email,
         subject=subject[:SHORT],
         text=text,
         language=_language(message, f"{subject}\n{text}"),
@@ -152,6 +155,20 @@ def _sender(message: EmailMessage) -> tuple[str, str]:
     except (errors.HeaderParseError, ValueError, IndexError) as exc:
         raise MailRejected(f"invalid sender address {addr[:100]!r}", "from") from exc
     return name.strip()[:SHORT], addr.strip().lower()
+
+
+REQUESTER_ADDRESS: TypeAdapter[str] = TypeAdapter(EmailStr)
+
+
+def _check_reachable(address: str) -> None:
+    """The requester's address must be one we can answer (and store as a requester):
+    ``root@localhost`` or ``x@host.invalid`` can open no ticket."""
+    try:
+        REQUESTER_ADDRESS.validate_python(address)
+    except ValidationError as exc:
+        reason = exc.errors()[0].get("msg", "invalid")
+        raise MailRejected(f"the sender {address[:100]!r} cannot be answered: {reason}",
+                           "from") from exc
 
 
 def _decoded_text(part: EmailMessage) -> str:

@@ -53,6 +53,9 @@ class SupportMailbox:
         except (PyMongoError, ConcurrencyConflict, OSError) as exc:
             log.warning("could not store mail from %s: %s", envelope.mail_from, exc)
             return "451 4.3.0 temporary failure, try again later"
+        except Exception:  # a bug of ours: the sender keeps the message and retries
+            log.exception("unexpected failure storing mail from %s", envelope.mail_from)
+            return "451 4.3.0 temporary failure, try again later"
         if outcome is None:
             return "250 2.0.0 accepted (automatic message: no ticket, no reply)"
         return f"250 2.0.0 {outcome.action} {outcome.ticket.number}"

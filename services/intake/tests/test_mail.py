@@ -135,6 +135,13 @@ def test_machine_written_mail_is_recognised(
     assert reason in mail.automatic
 
 
+@pytest.mark.parametrize("sender", ["root@localhost", "someone@host.invalid"])
+def test_a_sender_we_could_never_answer_is_refused(sender: str) -> None:
+    with pytest.raises(MailRejected, match="cannot be answered") as refused:
+        read_mail(message(From=sender).as_bytes(), limits=LIMITS)
+    assert refused.value.field == "from"
+
+
 def test_auto_submitted_no_is_a_person() -> None:
     mail = read_mail(message(Auto_Submitted="no").as_bytes(), limits=LIMITS)
     assert mail.automatic is None
