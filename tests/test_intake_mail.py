@@ -11,13 +11,15 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from support.mailsink import MailSink, text_of
 from support.probe import BusProbe
+from support.proxy import TcpProxy, through
 from support.system import CHANNEL_KEYS, CHANNEL_SECRETS, System
-from support.tickets import count_tickets, fetch_ticket, signature
+from support.tickets import count_tickets, fetch_ticket, signature, wait_assigned
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -335,3 +337,53 @@ async def test_notices_that_fail_are_retried_and_counted(system: System) -> None
         assert 'notifications_sent_total{channel="email",kind="acknowledged"} 1.0' in metrics
         assert 'tickets_created_total{channel="email"} 1.0' in metrics
         assert 'messages_total{author="requester",channel="email"} 1.0' in metrics
+
+
+async def test_mail_accepted_while_the_broker_is_down_survives_a_crash_and_is_answered_once(
+    system: System,
+) -> None:
+    """250 means stored: a SIGKILL and a broker outage later, every ticket is routed and
+    every requester acknowledged exactly once."""
+    target = urlsplit(system.amqp_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy.start()
+    try:
+        with MailSink() as relay:
+            await system.start("routing", AMQP_URL=through(proxy, system.amqp_url))
+            intake = await system.start("intake", SMTP_RELAY_URL=relay.url,
+                                        AMQP_URL=through(proxy, system.amqp_url))
+            proxy.cut()
+            async with system.client("intake") as client:
+                async def broker_down() -> bool:
+                    return (await client.get("/health/ready")).json()["checks"]["broker"] is False
+
+                await eventually(broker_down, what="intake sees the broker down")
+            senders = [f"user{n}@example.com" for n in range(4)]
+            numbers = []
+            for sender in senders:
+                code, reply = await smtp_send(intake.smtp_port,
+                                              mail(sender, "Disk full", "C: is full again."))
+                assert code == 250
+                numbers.append(reply.decode().split()[-1])
+
+            intake.kill()  # in memory: nothing; on disk: the tickets and their outbox
+            intake.start()
+            await intake.wait_ready(broker=False)
+            proxy.restore()
+            async with system.client("intake") as client:
+                for number in numbers:
+                    ticket = await wait_assigned(client, number, timeout=40)
+                    assert ticket["channel"] == "email"
+            for sender in senders:
+                await relay.wait_for(lambda m, s=sender: s in str(m["To"])
+                                     and "We received" in str(m["Subject"]),
+                                     what=f"acknowledgement to {sender}")
+                await relay.wait_for(lambda m, s=sender: s in str(m["To"])
+                                     and "being handled" in str(m["Subject"]),
+                                     what=f"assignment notice to {sender}")
+            for sender in senders:
+                acks = [m for m in relay.to(sender) if "We received" in str(m["Subject"])]
+                assert len(acks) == 1
+            assert await count_tickets(system) == 4
+    finally:
+        proxy.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -14,18 +14,12 @@ from sportello_contracts import EventEnvelope, new_event, utc_now
 from sportello_contracts.events import Requester, TicketCreated
 from support.dlq import dead_letters
 from support.probe import BusProbe
-from support.proxy import TcpProxy
+from support.proxy import TcpProxy, through
 from support.system import System
 from support.tickets import ticket_body, wait_assigned
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def through(proxy: TcpProxy, amqp_url: str) -> str:
-    parts = urlsplit(amqp_url)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:

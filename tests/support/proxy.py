@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 
 def free_port() -> int:
@@ -79,3 +80,10 @@ class TcpProxy:
 
         await asyncio.gather(pipe(client_r, upstream_w), pipe(upstream_r, client_w))
         self._writers.difference_update({client_w, upstream_w})
+
+
+def through(proxy: TcpProxy, amqp_url: str) -> str:
+    """The same broker URL, but by way of the proxy (which a test can cut)."""
+    parts = urlsplit(amqp_url)
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
