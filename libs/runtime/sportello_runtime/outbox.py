@@ -147,12 +147,16 @@ class OutboxRelay:
                      known: int) -> None:
         pull = {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": sent}}}} if sent else {}
         try:
-            # When the outbox holds exactly what we read and sent, empty it and clear the mark
-            # in the same update; otherwise (more arrived, or some are still unsent) just pull.
+            # When the outbox holds exactly what we sent, empty it and clear the mark in the
+            # same update; otherwise (more arrived, or some are still unsent) just pull. The
+            # size alone is not enough: a late clear from a stale read must not see a newer,
+            # unsent entry of the same count as "ours" and drop the mark that finds it again.
             if len(sent) == known:
+                exactly_ours: dict[str, Any] = {"_id": doc_id, OUTBOX_FIELD: {"$size": known}}
+                if sent:
+                    exactly_ours[f"{OUTBOX_FIELD}.event_id"] = {"$all": sent}
                 emptied = await collection.update_one(
-                    {"_id": doc_id, OUTBOX_FIELD: {"$size": known}},
-                    {**pull, "$set": {PENDING_FIELD: None}},
+                    exactly_ours, {**pull, "$set": {PENDING_FIELD: None}},
                 )
                 if emptied.matched_count:
                     return

@@ -201,6 +201,16 @@ async def test_outbox_clearing_pulls_sent_entries_and_clears_the_mark_only_when_
     )
     assert emptied.modified_count == 1
     assert only_c.matched_count == 0  # more entries than we sent: the mark stays
+    await db.tickets.insert_one({"_id": "three", "outbox": [{"event_id": "e"}],
+                                 "outbox_pending_at": now})
+    not_ours = await db.tickets.update_one(  # same size, other content: not what we sent
+        {"_id": "three", "outbox": {"$size": 1}, "outbox.event_id": {"$all": ["z"]}},
+        {"$set": {"outbox_pending_at": None}})
+    ours = await db.tickets.count_documents(
+        {"_id": "three", "outbox": {"$size": 1}, "outbox.event_id": {"$all": ["e"]}})
+    assert not_ours.matched_count == 0
+    assert ours == 1
+    await db.tickets.delete_one({"_id": "three"})
     pending = [d["_id"] async for d in db.tickets.find(
         {"outbox_pending_at": {"$lte": now + timedelta(seconds=1)}})]
     assert pending == ["two"]

@@ -1,0 +1,118 @@
+"""The outbox relay against the run's MongoDB: a late clear from a stale read must never
+hide a newer entry (found by bench/intake_bench.py: 12 of 3,000 status changes stuck)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from sportello_contracts import EventEnvelope, new_event, utc_now
+from sportello_contracts.events import TicketReopened, TicketResolved
+from sportello_runtime.metrics import ServiceMetrics
+from sportello_runtime.outbox import (
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    OutboxRelay,
+    outbox_entry,
+    outbox_fields,
+    with_outbox,
+)
+
+pytestmark = pytest.mark.e2e
+
+Doc = dict[str, Any]
+
+
+class GatedBus:
+    """Stands in for the broker: records what is published; a gate holds the first publish
+    of an event, and a flaky id times out once (what a loaded broker does)."""
+
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.time_out_once: set[str] = set()
+        self.holding = asyncio.Event()
+
+    async def publish(self, envelope: EventEnvelope) -> None:
+        event_id = str(envelope.event_id)
+        if event_id in self.time_out_once:
+            self.time_out_once.discard(event_id)
+            raise TimeoutError("publish confirm timed out")
+        gate = self.gates.pop(event_id, None)
+        if gate is not None:
+            self.holding.set()
+            await gate.wait()
+        self.published.append(event_id)
+
+
+@pytest.fixture
+async def tickets(mongo_url: str) -> AsyncIterator[AsyncCollection[Doc]]:
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
+    yield db.tickets
+    await client.drop_database(db.name)
+    await client.close()
+
+
+def event(kind: type[TicketResolved] | type[TicketReopened]) -> EventEnvelope:
+    payload = (TicketResolved(ticket_id="t-1", number="HD-2026-000001", resolution="ok")
+               if kind is TicketResolved else TicketReopened(ticket_id="t-1",
+                                                             number="HD-2026-000001"))
+    return new_event(payload, producer="test", correlation_id="t-1")
+
+
+async def test_a_late_clear_from_a_stale_read_keeps_the_newer_entry_findable(
+    tickets: AsyncCollection[Doc],
+) -> None:
+    bus = GatedBus()
+    relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                        sweep_interval_s=60, stale_after_s=0)
+    relay.watch(tickets)
+    first, second = event(TicketResolved), event(TicketReopened)
+    first_entry = outbox_entry(first)
+    fields = outbox_fields([first_entry])
+    fields[PENDING_FIELD] = utc_now() - timedelta(seconds=10)  # stale: the sweeper takes it
+    await tickets.insert_one({"_id": "t-1", "version": 1, **fields})
+
+    # The sweeper reads [first] and is held while publishing it...
+    bus.gates[str(first.event_id)] = gate = asyncio.Event()
+    sweeping = asyncio.create_task(relay.sweep())
+    await asyncio.wait_for(bus.holding.wait(), 5)
+    # ...meanwhile the fast path publishes and clears it, the ticket changes again, and
+    # the new entry's first publish times out (kept for later).
+    relay.publish_soon(tickets, "t-1", [first_entry])
+    await asyncio.wait_for(_settled(relay), 5)
+    second_entry = outbox_entry(second)
+    bus.time_out_once.add(str(second.event_id))
+    await tickets.update_one({"_id": "t-1"},
+                             with_outbox({"$set": {"version": 2}}, [second_entry]))
+    relay.publish_soon(tickets, "t-1", [second_entry])
+    await asyncio.wait_for(_settled(relay), 5)
+    # Now the held sweeper finishes and clears what it read: [first], one entry, like [second].
+    gate.set()
+    await sweeping
+
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert [e["event_id"] for e in doc[OUTBOX_FIELD]] == [str(second.event_id)]
+    assert doc[PENDING_FIELD] is not None  # still findable by the next sweep
+    assert await relay.sweep() == 1
+    assert bus.published[-1] == str(second.event_id)
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert doc[OUTBOX_FIELD] == []
+    assert doc[PENDING_FIELD] is None
+
+
+async def _settled(relay: OutboxRelay) -> None:
+    while relay._pending:  # the fast path's tasks
+        await asyncio.gather(*relay._pending)
