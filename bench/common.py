@@ -44,3 +44,33 @@ def write_report(name: str, report: dict[str, Any]) -> None:
     out.mkdir(exist_ok=True)
     stamp = str(report.get("when", "unknown")).replace(":", "")
     (out / f"{name}-{stamp}.json").write_text(json.dumps(report, indent=2))
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuMeter:
+    """CPU used by named processes between ``start`` and ``stop``: where a run's time went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        return self.used
+
+    def per_item_ms(self, items: int) -> dict[str, float]:
+        per = {name: round(1000 * used / max(1, items), 2) for name, used in self.used.items()}
+        per["total"] = round(sum(per.values()), 2)
+        return per

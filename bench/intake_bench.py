@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +31,9 @@ from typing import Any
 
 import aio_pika
 import httpx
-from common import amqp_for_bench, machine, mongo_for_bench, percentile_ms, write_report
+from common import CpuMeter, amqp_for_bench, machine, mongo_for_bench, percentile_ms, write_report
 
+from support.backends import Backend
 from support.system import System
 from support.wait import eventually
 
@@ -131,6 +134,20 @@ async def latency(client: httpx.AsyncClient, watcher: AssignedWatcher, total: in
             "mean_ms": round(statistics.fmean(samples) * 1000, 1), "ids": list(sent_at)}
 
 
+def processes(system: System, emulator: Backend | None) -> dict[str, int]:
+    """Every process the run's CPU goes to on this machine (RabbitMQ when it is local)."""
+    pids = {"bench": os.getpid()}
+    for name, service in system.services.items():
+        assert service.process is not None
+        pids[name] = service.process.pid
+    if emulator is not None and emulator.pid is not None:
+        pids["mongo emulator"] = emulator.pid
+    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout
+    if found.strip():
+        pids["rabbitmq"] = int(found.split()[0])
+    return pids
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,7 +167,9 @@ async def main() -> int:
         await system.start("routing", OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
         await watcher.start()
         limits = httpx.Limits(max_connections=args.concurrency * 2)
+        meter = CpuMeter(processes(system, emulator))
         async with system.channel_client("api", limits=limits, timeout=60) as client:
+            meter.start()
             tp = await throughput(client, args.tickets, args.concurrency)
 
             async def drained() -> bool:
@@ -159,6 +178,8 @@ async def main() -> int:
             drain_start = time.perf_counter()
             await eventually(drained, timeout=600, interval=0.2, what="throughput phase assigned")
             tp["all_assigned_after_s"] = round(time.perf_counter() - drain_start, 2)
+            meter.stop()
+            tp["cpu_ms_per_ticket"] = meter.per_item_ms(tp["accepted"])
             lat = await latency(client, watcher, args.latency_tickets, args.rate)
 
         mongo = system.mongo()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import tempfile
@@ -28,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-from common import amqp_for_bench, machine, mongo_for_bench, percentile_ms, write_report
+from common import (
+    amqp_for_bench,
+    cpu_seconds,
+    machine,
+    mongo_for_bench,
+    percentile_ms,
+    write_report,
+)
 
 from sportello_contracts.enums import Priority, SlaMetric, SupportLevel
 from sportello_sla import domain
@@ -36,13 +42,6 @@ from sportello_sla.defaults import DEFAULT_POLICY, ROUND_THE_CLOCK
 from sportello_sla.store import clock_document
 from support.system import System
 from support.wait import eventually
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def clock_doc(n: int, due: datetime, *, now: datetime) -> dict[str, Any]:

@@ -156,7 +156,7 @@ class Desk:
         raise ConcurrencyConflict(ticket.number)
 
     def _count(self, message: Message) -> None:
-        channel = message.channel.value if message.channel else "internal"
+        channel = message.channel.value if message.channel else "desk"  # written at the desk
         self.metrics.messages.labels(channel, message.author.value).inc()
 
     async def follow_up(self, closed: Ticket, request: TicketCreateRequest, *, origin_key: str,
