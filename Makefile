@@ -20,6 +20,7 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 
 ## make test: every test, unit and end to end, against real RabbitMQ and MongoDB (or the emulator)
 test: install
+	bash deploy/local/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 ## make unit: the tests that need no broker or database

@@ -18,6 +18,7 @@ import pytest
 
 from sportello_contracts import new_event
 from sportello_contracts.events import ArticleSuggestion, KbSuggestionsReady
+from support.browser import headless_chromium
 from support.mailsink import MailSink, text_of
 from support.probe import BusProbe
 from support.system import STATUS_TOKEN_SECRET, System
@@ -157,7 +158,9 @@ async def test_requester_is_told_every_step_and_sees_only_public_things(
             assert resolved.status_code == 200
             done = await relay.wait_for(notice("risolta"), what="resolution notice")
             assert "Profilo VPN rigenerato" in text_of(done)
-            rating_url = link_in(done, "/rating").replace("http://127.0.0.1:9", intake.url)
+            rating_page = link_in(done).replace("http://127.0.0.1:9", intake.url)
+            assert f"{link_in(done)}#rating" in text_of(done)  # the page's rating form
+            rating_url = rating_page.replace("?", "/rating?")
             async with httpx.AsyncClient() as browser:
                 bad_score = await browser.post(rating_url, json={"score": 6})
                 assert bad_score.status_code == 422
@@ -263,3 +266,61 @@ async def test_suggestions_reach_the_requester_and_stale_updates_are_refused(
         current = (await api.get(f"/tickets/{ticket['number']}")).json()
     assert current["status"] == "resolved"
     assert [m["body"] for m in current["messages"]] == [ticket["description"]]
+
+
+async def test_the_requester_follows_the_link_in_a_real_browser_and_rates_the_ticket(
+    system: System, probe: BusProbe
+) -> None:
+    with MailSink() as relay:
+        intake = await system.start("intake", SMTP_RELAY_URL=relay.url)
+        async with system.channel_client("web") as web:
+            ticket = (await web.post("/tickets", json=ticket_body(
+                3, subject="La <b>stampante</b> non stampa"))).json()
+        number = ticket["number"]
+        async with system.client("intake") as api:
+            await api.post(f"/tickets/{number}/messages", json={
+                "author_id": "agent-9", "visibility": "internal",
+                "body": "INTERNAL: driver HP vecchio"})
+            await api.post(f"/tickets/{number}/messages", json={
+                "author_id": "agent-9", "body": "Abbiamo aggiornato il driver della stampante."})
+            await api.post(f"/tickets/{number}/status", json={
+                "status": "resolved", "resolution": "Driver aggiornato alla versione 7."})
+        done = await relay.wait_for(lambda m: "risolta" in str(m["Subject"]),
+                                    what="resolution notice")
+        link = link_in(done) + "#rating"
+        assert link in text_of(done)
+
+        async with headless_chromium() as browser:
+            page = await browser.new_page()
+            response = await page.goto(link)
+            assert response is not None
+            assert response.status == 200
+            assert response.headers["referrer-policy"] == "no-referrer"
+            assert await page.title() == f"Richiesta {number} · Sportello"
+            assert await page.inner_text("#status") == "Risolta"
+            assert await page.inner_text("#subject") == "La <b>stampante</b> non stampa"
+            conversation = await page.inner_text("#conversation")
+            assert "Abbiamo aggiornato il driver della stampante." in conversation
+            assert "INTERNAL" not in await page.content()
+            assert "agent-9" not in await page.content()
+            assert "Driver aggiornato alla versione 7." in await page.inner_text("#resolution")
+
+            await page.check("input[name=score][value='5']")
+            await page.fill("#comment", "Gentilissimi, grazie!")
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("#rated")
+            assert await page.inner_text("#rated") == "Grazie: il tuo voto è 5/5."
+            assert page.url.startswith(f"{intake.url}/public/tickets/{number}?token=")
+
+            expired = await page.goto(f"{intake.url}/public/tickets/{number}?token=" + jwt.encode(
+                {"sub": number, "aud": "sportello-requester",
+                 "exp": datetime.now(UTC) - timedelta(minutes=1)},
+                STATUS_TOKEN_SECRET, algorithm="HS256"))
+            assert expired is not None
+            assert expired.status == 401
+
+        rated = await probe.wait_for(lambda evs: any(e.type == "ticket.rated" for e in evs),
+                                     what="ticket.rated")
+        event = next(e for e in rated if e.type == "ticket.rated")
+        assert event.payload["score"] == 5
+        assert event.payload["comment"] == "Gentilissimi, grazie!"

@@ -146,6 +146,8 @@ class System:
         """Start a service; ``replica`` names a second (third...) process of the same service."""
         port = free_port()
         key = replica or name
+        if name == "intake":  # the links in its notices point at itself
+            env = {"PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
         service = ServiceProcess(
             name,
             self.env_for(name, SERVICE_PORT=str(port), **env),

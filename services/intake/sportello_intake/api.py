@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from sportello_contracts import utc_now
 from sportello_contracts.api import (
@@ -38,6 +40,7 @@ from sportello_intake.domain import (
     TicketClosedForReplies,
 )
 from sportello_intake.mail import MailLimits, MailRejected, read_mail
+from sportello_intake.page import PAGE_HEADERS, PageData, PageMessage, render_status_page
 from sportello_intake.service import AttachmentRefused, Desk, Outcome, TicketMissing, decode_uploads
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import ConcurrencyConflict
@@ -437,9 +440,12 @@ async def requester_ticket(
 RequesterTicket = Annotated[Ticket, Depends(requester_ticket)]
 
 
-@public.get("/public/tickets/{number}", response_model=PublicTicket)
-async def status_page(ticket: RequesterTicket, request: Request) -> PublicTicket:
-    """The requester's view: status, level, time limit and the public conversation."""
+def wants_html(request: Request) -> bool:
+    """Browsers (following the link in a notice) get the page; API clients get JSON."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+async def public_view(ticket: Ticket, request: Request) -> PublicTicket:
     due = await request.app.state.outbound.time_limit(ticket.id, wait_s=0)
     return PublicTicket(
         number=ticket.number, subject=ticket.subject, status=ticket.status, level=ticket.level,
@@ -457,6 +463,31 @@ async def status_page(ticket: RequesterTicket, request: Request) -> PublicTicket
     )
 
 
+def html_page(view: PublicTicket, ticket: Ticket, request: Request, *, status_code: int = 200,
+              error: str | None = None) -> HTMLResponse:
+    data = PageData(
+        number=view.number, subject=view.subject, status=view.status,
+        level=view.level.value if view.level else None, time_limit=view.time_limit,
+        resolution=view.resolution, can_rate=view.can_rate, rating=view.rating,
+        messages=tuple(PageMessage(m.author, m.author_name, m.body, m.at, tuple(m.attachments))
+                       for m in view.messages),
+    )
+    token = request.query_params.get("token", "")
+    action = f"/public/tickets/{quote(view.number)}/rating?token={quote(token, safe='')}"
+    body = render_status_page(data, language=ticket.requester.language, rating_action=action,
+                              zone=settings_of(request).display_timezone, error=error)
+    return HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
+
+
+@public.get("/public/tickets/{number}", response_model=PublicTicket,
+            responses={200: {"content": {"text/html": {}},
+                             "description": "JSON, or the page when the client asks for HTML"}})
+async def status_page(ticket: RequesterTicket, request: Request) -> PublicTicket | HTMLResponse:
+    """The requester's view: status, level, time limit and the public conversation."""
+    view = await public_view(ticket, request)
+    return html_page(view, ticket, request) if wants_html(request) else view
+
+
 class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -464,15 +495,43 @@ class RatingIn(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-@public.post("/public/tickets/{number}/rating", response_model=PublicTicket)
-async def rate_ticket(body: RatingIn, ticket: RequesterTicket, request: Request,
-                      desk: DeskDep) -> PublicTicket:
-    """Satisfaction (1-5 and a comment), once, after the resolution."""
+@public.post(
+    "/public/tickets/{number}/rating", response_model=PublicTicket,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": RatingIn.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": RatingIn.model_json_schema()}}}},
+)
+async def rate_ticket(ticket: RequesterTicket, request: Request,
+                      desk: DeskDep) -> PublicTicket | Response:
+    """Satisfaction (1-5 and a comment), once, after the resolution: JSON from API clients,
+    the page's form from browsers (answered with a redirect back to the page)."""
+    from_form = request.headers.get("content-type", "").startswith(
+        "application/x-www-form-urlencoded")
+    raw = await request.body()
+    try:
+        if from_form:
+            fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+            body = RatingIn.model_validate({"score": fields.get("score"),
+                                            "comment": fields.get("comment") or None})
+        else:
+            body = RatingIn.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        if from_form:
+            problem = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in exc.errors())
+            return html_page(await public_view(ticket, request), ticket, request,
+                             status_code=422, error=problem)
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
     async with refusals():
         await desk.rate(ticket, body.score, body.comment)
     rated = await desk.tickets.by_number(ticket.number)
     assert rated is not None
-    return await status_page(rated, request)
+    if from_form:
+        token = quote(request.query_params.get("token", ""), safe="")
+        return RedirectResponse(f"/public/tickets/{quote(rated.number)}?token={token}#rating",
+                                status_code=status.HTTP_303_SEE_OTHER, headers=PAGE_HEADERS)
+    return await public_view(rated, request)
 
 
 # --- internal ticket API ----------------------------------------------------

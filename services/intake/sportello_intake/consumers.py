@@ -209,7 +209,7 @@ class IntakeConsumers:
             "group": ticket.group_name or "",
             "time_limit": format_time_limit(due, language, self._settings.display_timezone),
             "status_url": self.requester_link(ticket),
-            "rating_url": self.requester_link(ticket, "/rating"),
+            "rating_url": self.requester_link(ticket) + "#rating",
             **values,
         })
         await notices.update_one({"_id": notice_id}, {
