@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -165,9 +167,6 @@ async def test_mail_opens_a_ticket_is_acknowledged_with_the_sla_time_limit_and_r
 
 
 def _shown_time(due_iso: str) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     local = datetime.fromisoformat(due_iso).astimezone(ZoneInfo("Europe/Rome"))
     return local.strftime("%d/%m/%Y %H:%M")
 
@@ -387,3 +386,34 @@ async def test_mail_accepted_while_the_broker_is_down_survives_a_crash_and_is_an
             assert await count_tickets(system) == 4
     finally:
         proxy.close()
+
+
+async def test_an_autoresponder_that_hides_what_it_is_gets_only_a_few_acknowledgements(
+    system: System,
+) -> None:
+    """No Auto-Submitted, no Precedence: every one of its mails is a ticket (nothing is lost),
+    but the answers to that address stop at the hourly cap, so the loop dies out."""
+    with MailSink() as relay:
+        intake = await system.start("intake", SMTP_RELAY_URL=relay.url, ACK_LIMIT_PER_HOUR="2")
+
+        async def not_at_the_top_of_the_hour() -> bool:
+            # The cap counts per clock hour: keep the four mails inside one hour.
+            now = datetime.now(UTC)
+            return not (now.minute == 59 and now.second >= 30)
+
+        await eventually(not_at_the_top_of_the_hour, timeout=40, interval=1,
+                         what="a clock hour with room for the test")
+        for n in range(4):
+            code, _ = await smtp_send(intake.smtp_port, mail(
+                "robot@example.org", f"Re: your message {n}", "I am away, back soon."))
+            assert code == 250
+        async with system.client("intake") as client:
+            async def all_decided() -> str | None:
+                text = (await client.get("/metrics")).text
+                skipped = 'notifications_skipped_total{kind="acknowledged"} 2.0' in text
+                return text if skipped else None
+
+            metrics = await eventually(all_decided, what="two acknowledgements skipped")
+        assert 'notifications_sent_total{channel="email",kind="acknowledged"} 2.0' in metrics
+        assert len(relay.to("robot@example.org")) == 2
+        assert await count_tickets(system) == 4

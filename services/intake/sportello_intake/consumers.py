@@ -191,6 +191,11 @@ class IntakeConsumers:
         if record is not None and record.get("status") in {"sent", "skipped"}:
             return
         route, unreachable = self._route(ticket)
+        if route is not None and kind is NoticeKind.ACKNOWLEDGED and await self._too_many_acks(
+                route[1], notice_id):
+            route, unreachable = None, (
+                f"more than {self._settings.ack_limit_per_hour} acknowledgements to this "
+                "address this hour (a mail loop?)")
         if route is None:
             await notices.update_one({"_id": notice_id}, {"$set": {
                 "ticket_id": ticket.id, "kind": kind.value, "status": "skipped",
@@ -233,6 +238,12 @@ class IntakeConsumers:
         self._metrics.sent.labels(kind.value, route[0]).inc()
         log.info("notice %s sent for %s by %s", kind.value, ticket.number, route[0],
                  extra={"ticket_id": ticket.id})
+
+    async def _too_many_acks(self, address: str, notice_id: str) -> bool:
+        """Automatic answers to one address are capped per hour: an autoresponder that does not
+        say it is one (no Auto-Submitted) would otherwise loop with us forever."""
+        rank = await self._tickets.acknowledgement_rank(address.lower(), notice_id, utc_now())
+        return rank >= self._settings.ack_limit_per_hour
 
     def _route(self, ticket: Ticket) -> tuple[tuple[str, str] | None, str]:
         """Where the requester hears from us: the chat they wrote from, else their mailbox."""

@@ -66,6 +66,9 @@ class IntakeSettings(ServiceSettings):
         default=8 * 3600, ge=60,
         description="Time limit told to requesters while no SLA service answers")
     display_timezone: str = "Europe/Rome"
+    ack_limit_per_hour: int = Field(
+        default=10, ge=1, description="Acknowledgements to one address per hour, at most: the "
+        "last guard against mail loops with autoresponders that do not say they are one")
 
     # --- lifecycle
     auto_close_after_s: float = Field(default=7 * 24 * 3600, gt=0,

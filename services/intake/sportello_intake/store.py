@@ -29,6 +29,7 @@ COUNTERS = "counters"
 THREADS = "threads"
 ATTACHMENTS = "attachments"
 NOTIFICATIONS = "notifications"
+ACK_WINDOWS = "ack_windows"
 
 INDEXES = {
     TICKETS: [
@@ -39,6 +40,7 @@ INDEXES = {
     ],
     ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
     NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)])],
+    ACK_WINDOWS: [IndexModel([("opened_at", ASCENDING)], expireAfterSeconds=2 * 3600)],
 }
 
 LIGHT = {OUTBOX_FIELD: 0}
@@ -59,6 +61,7 @@ class TicketStore:
         self._threads = store.collection(THREADS)
         self._attachments = store.collection(ATTACHMENTS)
         self.notifications = store.collection(NOTIFICATIONS)
+        self._ack_windows = store.collection(ACK_WINDOWS)
         self._relay = relay
 
     async def next_sequence(self, prefix: str, year: int) -> int:
@@ -135,6 +138,19 @@ class TicketStore:
             if key in found:
                 return str(found[key])
         return None
+
+    async def acknowledgement_rank(self, address: str, notice_id: str, now: datetime) -> int:
+        """How many acknowledgements to ``address`` this hour came before this one. Atomic
+        across replicas, and a retried notice keeps its place ($addToSet)."""
+        window = now.strftime("%Y%m%d%H")
+        doc = await self._ack_windows.find_one_and_update(
+            {"_id": f"{address}|{window}"},
+            {"$addToSet": {"notices": notice_id}, "$setOnInsert": {"opened_at": now}},
+            upsert=True, return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        notices: list[str] = doc["notices"]
+        return notices.index(notice_id)
 
     # --- attachments: written before the message that names them, by a deterministic id
 
