@@ -365,7 +365,9 @@ class PhoneCallIn(BaseModel):
     started_at: AwareDatetime | None = None
     duration_s: int = Field(ge=0, le=24 * 3600)
     notes: str = Field(min_length=1, max_length=LONG)
-    outcome: Literal["resolved", "follow_up", "escalate"] = "follow_up"
+    outcome: Literal["resolved", "follow_up"] = Field(
+        default="follow_up", description="resolved: solved on the call (first-contact "
+        "resolution). Escalating is routing's decision, through its API")
     subject: str | None = Field(default=None, min_length=1, max_length=SHORT)
     category_hint: str | None = Field(default=None, max_length=SHORT)
     ticket_number: str | None = Field(default=None, max_length=50,
