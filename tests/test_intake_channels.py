@@ -204,6 +204,19 @@ async def test_json_attachments_are_kept_and_bad_ones_refused(system: System) ->
             {**files[0], "content_base64": "***"}]))
         too_big = await web.post("/tickets", json=ticket_body(5, attachments=[
             {**files[0], "content_base64": base64.b64encode(b"x" * 2048).decode()}]))
+        racing = await asyncio.gather(*(
+            web.post("/tickets", json=ticket_body(6, attachments=files),
+                     headers={"Idempotency-Key": "form-6"}) for _ in range(4)))
+    assert {r.json()["number"] for r in racing} == {racing[0].json()["number"]}
+    client = system.mongo()
+    try:
+        stored_files = await client[system.database("intake")]["attachments"].count_documents(
+            {"ticket_id": racing[0].json()["id"]})
+        all_files = await client[system.database("intake")]["attachments"].count_documents({})
+    finally:
+        await client.close()
+    assert stored_files == 1  # the losers of the race took their copies back
+    assert all_files == 2
     assert not_base64.status_code == 422
     assert not_base64.json()["field"] == "attachments.0.content_base64"
     assert too_big.status_code == 422
@@ -216,4 +229,4 @@ async def test_json_attachments_are_kept_and_bad_ones_refused(system: System) ->
         anonymous = await httpx.AsyncClient(base_url=system.services["intake"].url).get(
             f"/tickets/{created.json()['number']}/attachments/{attachment['id']}")
     assert anonymous.status_code == 401
-    assert await count_tickets(system) == 1
+    assert await count_tickets(system) == 2

@@ -122,10 +122,14 @@ class Desk:
         try:
             await self.tickets.add(change.ticket, change.events)
         except DuplicateOrigin:
+            await self._forget_files(ticket_id, message.id, files)  # the winner kept its own
             assert origin_key is not None
             winner = await self.tickets.by_origin(origin_key)
             assert winner is not None
             return winner, False
+        except BaseException:
+            await self._forget_files(ticket_id, message.id, files)
+            raise
         self.metrics.tickets_created.labels(request.channel.value).inc()
         self._count(message)
         log.info("ticket %s opened from %s", number, request.channel.value,
@@ -139,21 +143,31 @@ class Desk:
         if files:
             message = replace(message, attachments=tuple(ref for ref, _ in files))
             await self.tickets.put_attachments(ticket.id, message.id, files)
-        current: Ticket | None = ticket
-        for _ in range(MAX_CONFLICT_RETRIES):
-            assert current is not None
-            change = domain.add_message(current, message, now=utc_now())
-            if change is None:
-                return current, False
-            try:
-                await self.tickets.save(change.ticket, expected_version=current.version,
-                                        events=change.events)
-            except ConcurrencyConflict:
-                current = await self.tickets.by_id(ticket.id)
-                continue
-            self._count(message)
-            return change.ticket, True
-        raise ConcurrencyConflict(ticket.number)
+        stored = False
+        try:
+            current: Ticket | None = ticket
+            for _ in range(MAX_CONFLICT_RETRIES):
+                assert current is not None
+                change = domain.add_message(current, message, now=utc_now())
+                if change is None:
+                    return current, False
+                try:
+                    await self.tickets.save(change.ticket, expected_version=current.version,
+                                            events=change.events)
+                except ConcurrencyConflict:
+                    current = await self.tickets.by_id(ticket.id)
+                    continue
+                stored = True
+                self._count(message)
+                return change.ticket, True
+            raise ConcurrencyConflict(ticket.number)
+        finally:
+            if not stored:  # a redelivery, a closed ticket or a failure: no message names them
+                await self._forget_files(ticket.id, message.id, files)
+
+    async def _forget_files(self, ticket_id: str, message_id: str, files: Files) -> None:
+        if files:
+            await self.tickets.drop_attachments(ticket_id, message_id)
 
     def _count(self, message: Message) -> None:
         channel = message.channel.value if message.channel else "desk"  # written at the desk

@@ -3,13 +3,14 @@ mail threads, attachments and the record of notifications sent."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from sportello_contracts import EventEnvelope, utc_now
 from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
@@ -44,6 +45,8 @@ INDEXES = {
 }
 
 LIGHT = {OUTBOX_FIELD: 0}
+
+log = logging.getLogger(__name__)
 
 
 class ConcurrencyConflict(Exception):
@@ -165,6 +168,15 @@ class TicketStore:
                  "content": Binary(content)},
                 upsert=True,
             )
+
+    async def drop_attachments(self, ticket_id: str, message_id: str) -> None:
+        """Files of a message that was not stored after all; best effort (a leftover is
+        unreachable: only a stored message names its files)."""
+        try:
+            await self._attachments.delete_many({"ticket_id": ticket_id,
+                                                 "message_id": message_id})
+        except PyMongoError:
+            log.warning("could not drop the attachments of message %s", message_id)
 
     async def attachment(self, ticket_id: str, attachment_id: str) -> Document | None:
         return await self._attachments.find_one({"_id": attachment_id, "ticket_id": ticket_id})

@@ -1,0 +1,109 @@
+"""The desk on the run's MongoDB: what a lost creation race leaves behind (nothing)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from sportello_contracts import EventEnvelope
+from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
+from sportello_contracts.enums import Author, Channel, Visibility
+from sportello_intake.domain import Message
+from sportello_intake.service import Desk, DeskMetrics, decode_uploads
+from sportello_intake.settings import IntakeSettings
+from sportello_intake.store import INDEXES, TicketStore
+from sportello_runtime.metrics import ServiceMetrics
+from sportello_runtime.outbox import OutboxRelay
+from sportello_runtime.store import MongoStore
+
+pytestmark = pytest.mark.e2e
+
+
+class RecordingBus:
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.published: list[EventEnvelope] = []
+
+    async def publish(self, envelope: EventEnvelope) -> None:
+        self.published.append(envelope)
+
+
+@pytest.fixture
+async def desk(mongo_url: str) -> AsyncIterator[Desk]:
+    store = MongoStore(mongo_url, f"desk_{uuid.uuid4().hex[:10]}", app_name="test")
+    await store.ensure_indexes(INDEXES)
+    relay = OutboxRelay(RecordingBus(), ServiceMetrics(f"d{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                        sweep_interval_s=60, stale_after_s=60)
+    registry = CollectorRegistry()
+
+    def counter(name: str, *labels: str) -> Counter:
+        return Counter(name, name, list(labels), registry=registry)
+
+    yield Desk(TicketStore(store, relay), IntakeSettings(status_token_secret="s" * 32),
+               DeskMetrics(counter("created", "channel"), counter("messages", "channel", "author"),
+                           counter("ignored", "reason")))
+    await store.client.drop_database(store.db.name)
+    await store.close()
+
+
+def request() -> TicketCreateRequest:
+    return TicketCreateRequest.model_validate({
+        "requester": {"name": "Anna", "email": "anna@example.com"}, "subject": "Scanner",
+        "description": "Lo scanner non invia le scansioni.", "channel": "api",
+        "attachments": [{"filename": "log.txt", "content_base64": "aGVsbG8="}],
+    })
+
+
+async def attachments(desk: Desk) -> list[dict[str, Any]]:
+    return [d async for d in desk.tickets._attachments.find({}, {"content": 0})]
+
+
+async def test_the_loser_of_a_creation_race_takes_its_files_back(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = request()
+    uploads: list[AttachmentUpload] = body.attachments
+    winner, created = await desk.open(body, origin_key="idem:api:k1",
+                                      files=decode_uploads(uploads, max_bytes=1024, prefix="a"))
+    assert created
+
+    # The loser read "no ticket with this origin yet" just before the winner wrote it.
+    real_by_origin = desk.tickets.by_origin
+    stale = [True]
+
+    async def stale_then_real(origin_key: str) -> Any:
+        if stale:
+            stale.pop()
+            return None
+        return await real_by_origin(origin_key)
+
+    monkeypatch.setattr(desk.tickets, "by_origin", stale_then_real)
+    same, created = await desk.open(body, origin_key="idem:api:k1",
+                                    files=decode_uploads(uploads, max_bytes=1024, prefix="b"))
+    assert not created
+    assert same.id == winner.id
+    files = await attachments(desk)
+    assert [(f["ticket_id"], f["filename"]) for f in files] == [(winner.id, "log.txt")]
+
+
+async def test_a_redelivered_message_keeps_no_second_copy_of_its_files(desk: Desk) -> None:
+    ticket, _ = await desk.open(request())
+
+    def message() -> Message:
+        return Message(id=uuid.uuid4().hex, author=Author.REQUESTER, visibility=Visibility.PUBLIC,
+                       channel=Channel.EMAIL, body="altro log", at=ticket.created_at,
+                       external_id="m-1@example.com")
+
+    uploads = request().attachments
+    ticket, added = await desk.post(ticket, message(),
+                                    decode_uploads(uploads, max_bytes=1024, prefix="c"))
+    assert added
+    _, added = await desk.post(ticket, message(),
+                               decode_uploads(uploads, max_bytes=1024, prefix="d"))
+    assert not added
+    assert len(await attachments(desk)) == 1
