@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.backends import LOCAL_AMQP, Backend, start_emulator  # noqa: E402
+from support.system import System  # noqa: E402
 
 
 def mongo_for_bench() -> tuple[str, Backend | None, str]:
@@ -74,3 +76,17 @@ class CpuMeter:
         per = {name: round(1000 * used / max(1, items), 2) for name, used in self.used.items()}
         per["total"] = round(sum(per.values()), 2)
         return per
+
+
+def processes(system: System, emulator: Backend | None) -> dict[str, int]:
+    """Every process the run's CPU goes to on this machine (RabbitMQ when it is local)."""
+    pids = {"bench": os.getpid()}
+    for name, service in system.services.items():
+        assert service.process is not None
+        pids[name] = service.process.pid
+    if emulator is not None and emulator.pid is not None:
+        pids["mongo emulator"] = emulator.pid
+    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout
+    if found.strip():
+        pids["rabbitmq"] = int(found.split()[0])
+    return pids

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +29,16 @@ from typing import Any
 
 import aio_pika
 import httpx
-from common import CpuMeter, amqp_for_bench, machine, mongo_for_bench, percentile_ms, write_report
+from common import (
+    CpuMeter,
+    amqp_for_bench,
+    machine,
+    mongo_for_bench,
+    percentile_ms,
+    processes,
+    write_report,
+)
 
-from support.backends import Backend
 from support.system import System
 from support.wait import eventually
 
@@ -132,20 +137,6 @@ async def latency(client: httpx.AsyncClient, watcher: AssignedWatcher, total: in
             "p50_ms": percentile_ms(samples, 50), "p95_ms": percentile_ms(samples, 95),
             "p99_ms": percentile_ms(samples, 99), "max_ms": percentile_ms(samples, 100),
             "mean_ms": round(statistics.fmean(samples) * 1000, 1), "ids": list(sent_at)}
-
-
-def processes(system: System, emulator: Backend | None) -> dict[str, int]:
-    """Every process the run's CPU goes to on this machine (RabbitMQ when it is local)."""
-    pids = {"bench": os.getpid()}
-    for name, service in system.services.items():
-        assert service.process is not None
-        pids[name] = service.process.pid
-    if emulator is not None and emulator.pid is not None:
-        pids["mongo emulator"] = emulator.pid
-    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout
-    if found.strip():
-        pids["rabbitmq"] = int(found.split()[0])
-    return pids
 
 
 async def main() -> int:

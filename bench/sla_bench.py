@@ -28,11 +28,12 @@ from typing import Any
 
 import aio_pika
 from common import (
+    CpuMeter,
     amqp_for_bench,
-    cpu_seconds,
     machine,
     mongo_for_bench,
     percentile_ms,
+    processes,
     write_report,
 )
 
@@ -122,13 +123,11 @@ async def main() -> int:
         lags = sorted(received.values())
 
         assert sla.process is not None
-        pids = {"sla": sla.process.pid}
-        if emulator is not None and emulator.pid is not None:
-            pids["mongo emulator"] = emulator.pid
-        before = {k: cpu_seconds(p) for k, p in pids.items()}
+        meter = CpuMeter({k: v for k, v in processes(system, emulator).items()
+                          if k in {"sla", "mongo emulator"}})
+        meter.start()
         await asyncio.sleep(args.idle)  # measuring idle CPU: the point is to let time pass
-        idle = {k: round(100 * (cpu_seconds(p) - before[k]) / args.idle, 1)
-                for k, p in pids.items()}
+        idle = {k: round(100 * used / args.idle, 1) for k, used in meter.stop().items()}
         active = await clocks.count_documents({"state": "running"})
         await mongo.close()
         report = {
