@@ -177,11 +177,11 @@ class IntakeConsumers:
             raise TicketNotFound(ticket_id)
         return ticket
 
-    def requester_link(self, ticket: Ticket, path: str = "") -> str:
+    def requester_link(self, ticket: Ticket) -> str:
         token = tokens.issue(self._token_secret, ticket.number, now=utc_now(),
                              ttl=timedelta(seconds=self._settings.status_token_ttl_s))
         base = self._settings.public_url.rstrip("/")
-        return f"{base}/public/tickets/{ticket.number}{path}?token={token}"
+        return f"{base}/public/tickets/{ticket.number}?token={token}"
 
     async def _notify(self, ticket: Ticket, kind: NoticeKind, cause: EventEnvelope, *,
                       wait_for_sla: float = 0.0, **values: str) -> None:
@@ -208,13 +208,14 @@ class IntakeConsumers:
         due = await self._outbound.time_limit(ticket.id, wait_s=wait_for_sla)
         if due is None and kind is NoticeKind.ACKNOWLEDGED:
             due = ticket.created_at + timedelta(seconds=self._settings.default_time_limit_s)
+        status_url = self.requester_link(ticket)
         notice = render(kind, language, {
             "name": ticket.requester.name, "number": ticket.number, "subject": ticket.subject,
             "level": ticket.level.value if ticket.level else "L1",
             "group": ticket.group_name or "",
             "time_limit": format_time_limit(due, language, self._settings.display_timezone),
-            "status_url": self.requester_link(ticket),
-            "rating_url": self.requester_link(ticket) + "#rating",
+            "status_url": status_url,
+            "rating_url": f"{status_url}#rating",  # the page's rating form
             **values,
         })
         await notices.update_one({"_id": notice_id}, {
