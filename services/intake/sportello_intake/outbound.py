@@ -4,8 +4,6 @@ and the SLA service asked for a ticket's time limit."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import smtplib
 import time
@@ -19,23 +17,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from sportello_contracts.enums import SlaMetric
+from sportello_intake import signatures
 from sportello_intake.notices import Notice
 from sportello_intake.settings import IntakeSettings
 
-SIGNATURE_HEADER = "X-Sportello-Signature"
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 """RFC 5322's line limit: long Message-IDs in In-Reply-To stay verbatim, never encoded words."""
 
 
 class DeliveryFailed(Exception):
     """The relay or the chat platform did not take the notice: the bus retries it."""
-
-
-def sign(secret: str, body: bytes, now: float | None = None) -> str:
-    """``t=<unix>,v1=<hex>``: HMAC-SHA256 over ``<t>.<body>``, the scheme our channels use."""
-    stamp = str(int(now if now is not None else time.time()))
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={stamp},v1={digest}"
 
 
 class Outbound:
@@ -88,7 +79,7 @@ class Outbound:
         headers = {"Content-Type": "application/json"}
         secret = self.settings.channel_secrets.get("chat")
         if secret is not None:
-            headers[SIGNATURE_HEADER] = sign(secret.get_secret_value(), body)
+            headers[signatures.HEADER] = signatures.sign(secret.get_secret_value(), body)
         try:
             response = await self.http.post(self.settings.chat_callback_url, content=body,
                                             headers=headers, timeout=10)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sportello_intake import tokens
+from sportello_intake import signatures, tokens
 from sportello_intake.notices import LANGUAGES, NoticeKind, format_time_limit, render
 
 VALUES = {"name": "Lucia", "number": "HD-2026-000001", "subject": "VPN", "level": "L2",
@@ -51,3 +51,16 @@ def test_a_token_opens_its_own_ticket_only() -> None:
                        ttl=timedelta(days=1))
     with pytest.raises(tokens.TokenRefused, match="expired"):
         tokens.verify(SECRET, old, "HD-2026-000001")
+
+
+def test_channel_signatures_bind_body_secret_and_time() -> None:
+    body = b'{"text": "ciao"}'
+    header = signatures.sign(SECRET, body, now=1_800_000_000)
+    assert signatures.matches(SECRET, header, body, tolerance_s=300, now=1_800_000_100)
+    assert not signatures.matches(SECRET, header, body + b" ", tolerance_s=300,
+                                  now=1_800_000_100)
+    assert not signatures.matches("t" * 32, header, body, tolerance_s=300, now=1_800_000_100)
+    with pytest.raises(signatures.BadSignature, match="too old"):
+        signatures.matches(SECRET, header, body, tolerance_s=300, now=1_800_000_301)
+    with pytest.raises(signatures.BadSignature, match="must be"):
+        signatures.matches(SECRET, "sha256=abc", body, tolerance_s=300)
