@@ -1,5 +1,6 @@
-"""What every benchmark here needs: a MongoDB (MONGO_URL or the emulator), percentiles,
-and a line saying which machine and backend produced the numbers."""
+"""What every benchmark here needs: an isolated Sportello on a MongoDB (MONGO_URL or the
+emulator), percentiles, CPU accounting, and a report that says which machine, backend and
+command produced the numbers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,41 @@ def mongo_for_bench() -> tuple[str, Backend | None, str]:
 
 def amqp_for_bench() -> str:
     return os.environ.get("AMQP_URL", LOCAL_AMQP)
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One benchmark's own Sportello: its services start on ``system``."""
+
+    system: System
+    emulator: Backend | None
+    backend: str
+
+    def report(self, script: str, **results: Any) -> dict[str, Any]:
+        """The results with when, where and how they were measured."""
+        return {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "mongo_backend": self.backend,
+            "command": " ".join([f"bench/{script}", *sys.argv[1:]]),
+            **results,
+        }
+
+
+@asynccontextmanager
+async def isolated_system(prefix: str) -> AsyncIterator[BenchRun]:
+    """A fresh namespace and databases (and the emulator, without MONGO_URL); everything
+    is stopped and deleted afterwards, with the services' logs printed when the run failed."""
+    mongo_url, emulator, backend = mongo_for_bench()
+    system = System(mongo_url, amqp_for_bench(), Path(tempfile.mkdtemp(prefix=prefix)))
+    failed = True
+    try:
+        yield BenchRun(system, emulator, backend)
+        failed = False
+    finally:
+        await system.shutdown(failed=failed)
+        if emulator is not None:
+            emulator.stop()
 
 
 def percentile_ms(sorted_seconds: list[float], p: float) -> float:

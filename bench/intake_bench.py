@@ -21,25 +21,13 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import httpx
-from common import (
-    CpuMeter,
-    amqp_for_bench,
-    machine,
-    mongo_for_bench,
-    percentile_ms,
-    processes,
-    write_report,
-)
+from common import BenchRun, CpuMeter, isolated_system, percentile_ms, processes, write_report
 
-from support.system import System
 from support.wait import eventually
 
 
@@ -148,17 +136,21 @@ async def main() -> int:
     parser.add_argument("--latency-tickets", type=int, default=1500)
     args = parser.parse_args()
 
-    mongo_url, emulator, backend = mongo_for_bench()
-    amqp_url = amqp_for_bench()
-    system = System(mongo_url, amqp_url, Path(tempfile.mkdtemp(prefix="sportello-bench-")))
-    watcher = AssignedWatcher(amqp_url, system.namespace)
-    report: dict[str, Any] = {}
+    async with isolated_system("sportello-bench-") as run:
+        report = await measure(run, args)
+    write_report("intake", report)
+    return 0 if report["loss_check"]["lost"] == 0 else 1
+
+
+async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
+    system = run.system
+    watcher = AssignedWatcher(system.amqp_url, system.namespace)
     try:
         await system.start("intake", OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
         await system.start("routing", OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
         await watcher.start()
         limits = httpx.Limits(max_connections=args.concurrency * 2)
-        meter = CpuMeter(processes(system, emulator))
+        meter = CpuMeter(processes(system, run.emulator))
         async with system.channel_client("api", limits=limits, timeout=60) as client:
             meter.start()
             tp = await throughput(client, args.tickets, args.concurrency)
@@ -179,24 +171,15 @@ async def main() -> int:
         stored_assigned = await tickets.count_documents({"status": "assigned"})
         pending = await tickets.count_documents({"outbox.0": {"$exists": True}})
         await mongo.close()
-        report = {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "mongo_backend": backend,
-            "command": " ".join(["bench/intake_bench.py", *sys.argv[1:]]),
-            "throughput": tp,
-            "latency_at_rate": lat,
-            "loss_check": {"accepted": len(expected), "assigned_in_store": stored_assigned,
-                           "outbox_entries_left": pending,
-                           "lost": len(expected) - stored_assigned},
-        }
+        return run.report(
+            "intake_bench.py",
+            throughput=tp,
+            latency_at_rate=lat,
+            loss_check={"accepted": len(expected), "assigned_in_store": stored_assigned,
+                        "outbox_entries_left": pending, "lost": len(expected) - stored_assigned},
+        )
     finally:
         await watcher.close()
-        await system.shutdown(failed=not report)
-        if emulator is not None:
-            emulator.stop()
-    write_report("intake", report)
-    return 0 if report["loss_check"]["lost"] == 0 else 1
 
 
 if __name__ == "__main__":

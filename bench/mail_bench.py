@@ -20,17 +20,14 @@ import asyncio
 import csv
 import smtplib
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
-from pathlib import Path
 from typing import Any
 
 import httpx
-from common import ROOT, amqp_for_bench, machine, mongo_for_bench, write_report
+from common import ROOT, isolated_system, write_report
 
 from support.system import System
 
@@ -132,27 +129,13 @@ async def main() -> int:
     args = parser.parse_args()
 
     texts = ticket_texts(args.messages)
-    mongo_url, emulator, backend = mongo_for_bench()
-    system = System(mongo_url, amqp_for_bench(), Path(tempfile.mkdtemp(prefix="sportello-bench-")))
-    report: dict[str, Any] = {}
-    try:
-        intake = await system.start("intake", OUTBOX_SWEEP_INTERVAL_S="1",
-                                    OUTBOX_STALE_AFTER_S="2", LOG_LEVEL="WARNING")
-        mail = await mail_phase(system, texts, args.connections, intake.smtp_port)
-        api = await json_phase(system, texts, args.connections)
-        report = {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "mongo_backend": backend,
-            "command": " ".join(["bench/mail_bench.py", *sys.argv[1:]]),
-            "data": str(DATA.relative_to(ROOT.parent)),
-            "email_smtp": mail,
-            "json_api": api,
-        }
-    finally:
-        await system.shutdown(failed=not report)
-        if emulator is not None:
-            emulator.stop()
+    async with isolated_system("sportello-bench-") as run:
+        intake = await run.system.start("intake", OUTBOX_SWEEP_INTERVAL_S="1",
+                                        OUTBOX_STALE_AFTER_S="2", LOG_LEVEL="WARNING")
+        mail = await mail_phase(run.system, texts, args.connections, intake.smtp_port)
+        api = await json_phase(run.system, texts, args.connections)
+        report = run.report("mail_bench.py", data=str(DATA.relative_to(ROOT.parent)),
+                            email_smtp=mail, json_api=api)
     write_report("mail", report)
     ok = report["email_smtp"]["stored_tickets"] == report["email_smtp"]["accepted_250"]
     return 0 if ok else 1

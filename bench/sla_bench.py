@@ -20,28 +20,17 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aio_pika
-from common import (
-    CpuMeter,
-    amqp_for_bench,
-    machine,
-    mongo_for_bench,
-    percentile_ms,
-    processes,
-    write_report,
-)
+from common import BenchRun, CpuMeter, isolated_system, percentile_ms, processes, write_report
 
 from sportello_contracts.enums import Priority, SlaMetric, SupportLevel
 from sportello_sla import domain
 from sportello_sla.defaults import DEFAULT_POLICY, ROUND_THE_CLOCK
 from sportello_sla.store import clock_document
-from support.system import System
 from support.wait import eventually
 
 
@@ -71,14 +60,18 @@ async def main() -> int:
     parser.add_argument("--idle", type=float, default=30.0)
     args = parser.parse_args()
 
-    mongo_url, emulator, backend = mongo_for_bench()
-    amqp_url = amqp_for_bench()
-    system = System(mongo_url, amqp_url, Path(tempfile.mkdtemp(prefix="sportello-sla-bench-")))
+    async with isolated_system("sportello-sla-bench-") as run:
+        report = await measure(run, args)
+    write_report("sla", report)
+    return 0
+
+
+async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
+    system = run.system
     received: dict[str, float] = {}
-    report: dict[str, Any] = {}
-    connection = await aio_pika.connect_robust(amqp_url)
+    connection = await aio_pika.connect_robust(system.amqp_url)
     try:
-        sla = await system.start("sla", MONGO_TIMEOUT_MS="60000")
+        await system.start("sla", MONGO_TIMEOUT_MS="60000")
         channel = await connection.channel()
         exchange = await channel.declare_exchange(f"{system.namespace}.events",
                                                   aio_pika.ExchangeType.TOPIC, durable=True)
@@ -122,33 +115,24 @@ async def main() -> int:
                          what="every due clock fired")
         lags = sorted(received.values())
 
-        assert sla.process is not None
-        meter = CpuMeter({k: v for k, v in processes(system, emulator).items()
+        meter = CpuMeter({k: v for k, v in processes(system, run.emulator).items()
                           if k in {"sla", "mongo emulator"}})
         meter.start()
         await asyncio.sleep(args.idle)  # measuring idle CPU: the point is to let time pass
         idle = {k: round(100 * used / args.idle, 1) for k, used in meter.stop().items()}
         active = await clocks.count_documents({"state": "running"})
         await mongo.close()
-        report = {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "mongo_backend": backend,
-            "command": " ".join(["bench/sla_bench.py", *sys.argv[1:]]),
-            "clocks_stored": args.clocks, "clocks_loaded_in_s": round(loaded_in, 1),
-            "running_after": active,
-            "fired": len(lags), "lag_p50_ms": percentile_ms(lags, 50),
-            "lag_p95_ms": percentile_ms(lags, 95), "lag_p99_ms": percentile_ms(lags, 99),
-            "lag_max_ms": percentile_ms(lags, 100),
-            "idle_cpu_percent_of_one_core": idle,
-        }
+        return run.report(
+            "sla_bench.py",
+            clocks_stored=args.clocks, clocks_loaded_in_s=round(loaded_in, 1),
+            running_after=active,
+            fired=len(lags), lag_p50_ms=percentile_ms(lags, 50),
+            lag_p95_ms=percentile_ms(lags, 95), lag_p99_ms=percentile_ms(lags, 99),
+            lag_max_ms=percentile_ms(lags, 100),
+            idle_cpu_percent_of_one_core=idle,
+        )
     finally:
         await connection.close()
-        await system.shutdown(failed=not report)
-        if emulator is not None:
-            emulator.stop()
-    write_report("sla", report)
-    return 0
 
 
 if __name__ == "__main__":
