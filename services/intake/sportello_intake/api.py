@@ -516,9 +516,7 @@ async def rate_ticket(ticket: RequesterTicket, request: Request,
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
     async with refusals():
-        await desk.rate(ticket, body.score, body.comment)
-    rated = await desk.tickets.by_number(ticket.number)
-    assert rated is not None
+        rated = await desk.rate(ticket, body.score, body.comment)
     if from_form:
         token = quote(request.query_params.get("token", ""), safe="")
         return RedirectResponse(f"/public/tickets/{quote(rated.number)}?token={token}#rating",

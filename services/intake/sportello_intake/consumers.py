@@ -33,6 +33,7 @@ from sportello_contracts.events import (
 from sportello_intake import tokens
 from sportello_intake.domain import Ticket, apply_assignment
 from sportello_intake.notices import (
+    Notice,
     NoticeKind,
     format_suggestions,
     format_time_limit,
@@ -259,7 +260,8 @@ class IntakeConsumers:
             return None, "no SMTP_RELAY_URL configured"
         return ("email", str(ticket.requester.email)), ""
 
-    async def _send(self, ticket: Ticket, route: tuple[str, str], notice: Any) -> str | None:
+    async def _send(self, ticket: Ticket, route: tuple[str, str],
+                    notice: Notice) -> str | None:
         channel, address = route
         if channel == "chat":
             await self._outbound.post_chat(address, ticket.number, notice)

@@ -197,6 +197,14 @@ class Change:
     events: tuple[EventEnvelope, ...]
 
 
+def description_message(request: TicketCreateRequest, *, message_id: str,
+                        now: datetime) -> Message:
+    """The requester's own words, as the channel gave them: the conversation's first entry."""
+    return Message(id=message_id, author=Author.REQUESTER, visibility=Visibility.PUBLIC,
+                   channel=request.channel, body=request.description, at=now,
+                   author_name=request.requester.name)
+
+
 def open_ticket(
     request: TicketCreateRequest,
     *,
@@ -208,11 +216,8 @@ def open_ticket(
     first_message: Message | None = None,
 ) -> Change:
     """A new ticket; its description is also the first message of its conversation."""
-    message = first_message or Message(
-        id=f"{ticket_id}:1", author=Author.REQUESTER, visibility=Visibility.PUBLIC,
-        channel=request.channel, body=request.description, at=now,
-        author_name=request.requester.name,
-    )
+    message = first_message or description_message(request, message_id=f"{ticket_id}:1",
+                                                    now=now)
     ticket = Ticket(
         id=ticket_id,
         number=number,

@@ -107,11 +107,8 @@ class Desk:
         ticket_id = str(uuid.uuid4())
         sequence = await self.tickets.next_sequence(self.settings.ticket_prefix, now.year)
         number = domain.format_number(self.settings.ticket_prefix, now.year, sequence)
-        message = first_message or Message(
-            id=uuid.uuid4().hex, author=Author.REQUESTER, visibility=Visibility.PUBLIC,
-            channel=request.channel, body=request.description, at=now,
-            author_name=request.requester.name,
-        )
+        message = first_message or domain.description_message(
+            request, message_id=uuid.uuid4().hex, now=now)
         if files:
             message = replace(message, attachments=tuple(ref for ref, _ in files))
             await self.tickets.put_attachments(ticket_id, message.id, files)

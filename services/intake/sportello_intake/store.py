@@ -218,7 +218,7 @@ def to_document(ticket: Ticket) -> Document:
         "requester": ticket.requester.model_dump(mode="json"),
         "subject": ticket.subject,
         "description": ticket.description,
-        "origin_key": ticket.origin_key or f"ticket:{ticket.id}",
+        "origin_key": ticket.origin_key,
         "origin_fingerprint": ticket.origin_fingerprint,
         "category_hint": ticket.category_hint,
         "level": ticket.level.value if ticket.level else None,
@@ -247,7 +247,7 @@ def from_document(doc: Document) -> Ticket:
         requester=Requester.model_validate(doc["requester"]),
         subject=doc["subject"],
         description=doc["description"],
-        origin_key=doc.get("origin_key") or f"ticket:{doc['_id']}",
+        origin_key=doc.get("origin_key") or f"ticket:{doc['_id']}",  # tickets older than keys
         origin_fingerprint=doc.get("origin_fingerprint"),
         category_hint=doc.get("category_hint"),
         level=SupportLevel(doc["level"]) if doc.get("level") else None,
