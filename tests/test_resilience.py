@@ -16,7 +16,7 @@ from support.dlq import dead_letters
 from support.probe import BusProbe
 from support.proxy import TcpProxy, through
 from support.system import System
-from support.tickets import ticket_body, wait_assigned
+from support.tickets import post_tickets, ticket_body, wait_assigned
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -50,12 +50,7 @@ async def test_ticket_posted_while_the_broker_is_down_is_assigned_once_it_is_bac
                 return ready["checks"]["broker"] is False
 
             await eventually(broker_down, what="intake sees the broker down")
-            numbers = []
-            async with system.channel_client("web") as channel:
-                for n in range(5):
-                    response = await channel.post("/tickets", json=ticket_body(n))
-                    assert response.status_code == 201, response.text
-                    numbers.append(response.json()["number"])
+            numbers = [t["number"] for t in await post_tickets(system, 5)]
             for number in numbers:  # accepted, but nobody could be told yet
                 assert (await intake.get(f"/tickets/{number}")).json()["status"] == "new"
 

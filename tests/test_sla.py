@@ -12,7 +12,7 @@ import pytest
 from sportello_contracts import EventEnvelope, utc_now
 from support.probe import BusProbe
 from support.system import STATUS_TOKEN_SECRET, System
-from support.tickets import ticket_body, wait_assigned
+from support.tickets import post_tickets, ticket_body, wait_assigned
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -141,16 +141,6 @@ def expected_ids(events: list[EventEnvelope]) -> dict[tuple[str, str, Any], set[
     return seen
 
 
-async def post_tickets(system: System, count: int) -> list[str]:
-    ids = []
-    async with system.channel_client("web") as channel:
-        for n in range(count):
-            response = await channel.post("/tickets", json=ticket_body(n))
-            assert response.status_code == 201
-            ids.append(response.json()["id"])
-    return ids
-
-
 async def test_two_replicas_one_killed_mid_run_emit_every_due_event_exactly_once(
     system: System, probe: BusProbe
 ) -> None:
@@ -160,7 +150,7 @@ async def test_two_replicas_one_killed_mid_run_emit_every_due_event_exactly_once
     await system.start("sla", replica="sla-b", REPLICA_NAME="sla-b", **FAST)
     async with system.client("sla-b") as sla:
         await shorten_l1(sla, 6)
-    tickets = await post_tickets(system, 20)
+    tickets = [t["id"] for t in await post_tickets(system, 20)]
     await probe.wait_for(lambda _: len(firings(probe)) >= 5, timeout=30, what="first warnings")
     doomed.kill()
 
@@ -185,7 +175,7 @@ async def test_sla_stopped_then_restarted_emits_what_fell_due_meanwhile_once(
     sla_process = await system.start("sla", **FAST)
     async with system.client("sla") as sla:
         await shorten_l1(sla, 30)
-        tickets = await post_tickets(system, 5)
+        tickets = [t["id"] for t in await post_tickets(system, 5)]
 
         async def all_due_times() -> list[datetime] | None:
             due = []

@@ -62,3 +62,14 @@ def signature(secret: str, body: bytes, stamp: int | None = None) -> str:
     t = str(stamp if stamp is not None else int(time.time()))
     digest = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"t={t},v1={digest}"
+
+
+async def post_tickets(system: System, count: int) -> list[dict[str, Any]]:
+    """``count`` tickets through the web channel, one after the other; each must get a 201."""
+    created = []
+    async with system.channel_client("web") as channel:
+        for n in range(count):
+            response = await channel.post("/tickets", json=ticket_body(n))
+            assert response.status_code == 201, response.text
+            created.append(response.json())
+    return created
