@@ -201,3 +201,30 @@ async def test_invalid_events_are_parked_with_the_reason_and_routing_keeps_going
     assert json.loads(broken.to_json())["event_id"] in {
         json.loads(b).get("event_id") for b in bodies if b.startswith(b'{"')
     }
+
+
+async def test_an_idle_keep_alive_connection_is_still_served(system: System) -> None:
+    """Clients and proxies reuse idle connections for up to a minute; the service must not
+    close one under them (uvicorn's own default closes after 5 s, which made such a reuse
+    fail with a read error)."""
+    await system.start("intake")
+    address = urlsplit(system.services["intake"].url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    request = f"GET /health/live HTTP/1.1\r\nHost: {address.netloc}\r\n\r\n".encode()
+
+    async def served() -> None:
+        writer.write(request)
+        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+        assert status_line.startswith(b"HTTP/1.1 200"), status_line
+        headers = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in headers.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+
+    try:
+        await served()
+        await asyncio.sleep(6)  # idle on purpose, past uvicorn's 5 s default
+        assert not reader.at_eof(), "the service closed an idle keep-alive connection"
+        await served()
+    finally:
+        writer.close()

@@ -20,5 +20,6 @@ def serve(factory: Callable[[S], FastAPI], settings: S) -> None:
         port=settings.service_port,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
     )

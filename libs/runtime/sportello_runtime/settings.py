@@ -44,6 +44,12 @@ class ServiceSettings(BaseSettings):
     outbox_stale_after_s: float = Field(default=2.0, ge=0)
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    http_keep_alive_s: int = Field(
+        default=75, ge=1,
+        description="How long an idle HTTP connection stays open. Longer than the idle timeouts "
+        "of the proxies and clients in front (60 s is common), so the service never closes "
+        "a connection at the moment a client reuses it",
+    )
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
