@@ -332,8 +332,14 @@ async def test_notices_that_fail_are_retried_and_counted(system: System) -> None
             ack = await relay.wait_for(lambda m: "eva@example.com" in str(m["To"]),
                                        what="the notice after the relay came back")
             assert "We received your request" in str(ack["Subject"])
-            metrics = (await client.get("/metrics")).text
-        assert 'notifications_sent_total{channel="email",kind="acknowledged"} 1.0' in metrics
+
+            # The relay holds the mail before intake counts it as sent: poll, do not read once.
+            async def sent_counted() -> str | None:
+                text = (await client.get("/metrics")).text
+                sent = 'notifications_sent_total{channel="email",kind="acknowledged"} 1.0'
+                return text if sent in text else None
+
+            metrics = await eventually(sent_counted, what="the sent notice counted")
         assert 'tickets_created_total{channel="email"} 1.0' in metrics
         assert 'messages_total{author="requester",channel="email"} 1.0' in metrics
 

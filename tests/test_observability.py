@@ -133,8 +133,17 @@ async def test_metrics_expose_http_red_and_events_by_type_and_outcome(system: Sy
         assert (await channel.post("/tickets", json={})).status_code == 422
     async with system.client("intake") as intake, system.client("routing") as routing:
         await wait_assigned(intake, number)
-        intake_text = (await intake.get("/metrics")).text
-        routing_text = (await routing.get("/metrics")).text
+
+        # Counters move just after the writes the ticket shows: poll until both sides counted.
+        async def counted() -> tuple[str, str] | None:
+            intake_text = (await intake.get("/metrics")).text
+            routing_text = (await routing.get("/metrics")).text
+            consumed = samples(intake_text, "events_consumed_total")
+            published = samples(routing_text, "events_published_total")
+            done = (("outcome", "ok"), ("type", "ticket.assigned"))
+            return (intake_text, routing_text) if done in consumed and done in published else None
+
+        intake_text, routing_text = await eventually(counted, what="both services counted")
 
     requests = samples(intake_text, "http_requests_total")
     assert requests[(("method", "POST"), ("route", "/tickets"), ("status", "201"))] == 1
