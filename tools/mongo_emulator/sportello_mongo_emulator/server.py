@@ -15,12 +15,14 @@ command's meaning that we do not carry over, is answered with an error
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import selectors
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +72,19 @@ class CommandError(Exception):
 class Unsupported(CommandError):
     def __init__(self, what: str) -> None:
         super().__init__(NOT_IMPLEMENTED, f"mongo emulator: {what} is not supported")
+
+
+SETTLE_HEAP_EVERY_S = 5.0
+
+
+def _settle_heap() -> None:
+    """The stored documents live as long as the emulator, and Python's full garbage
+    collection walked all of them again and again (200-360 ms pauses with a few thousand
+    tickets, every client waiting, nothing ever collected). Collect the young garbage, then
+    freeze what survived out of the collector's sight; plain reference counting still frees
+    every document that is deleted or replaced."""
+    gc.collect(1)
+    gc.freeze()
 
 
 class MongoEmulator:
@@ -137,8 +152,12 @@ class MongoEmulator:
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ, None)
         buffers: dict[socket.socket, bytearray] = {}
+        settled_at = time.monotonic()
         try:
             while not self._stopping.is_set():
+                if time.monotonic() - settled_at > SETTLE_HEAP_EVERY_S:
+                    _settle_heap()
+                    settled_at = time.monotonic()
                 for key, _ in selector.select(timeout=0.2):
                     if key.data is None:
                         client, _ = self._listener.accept()
