@@ -21,7 +21,12 @@ narrows the documents it is asked about:
 - unique indexes compare key tuples directly instead of running a filter
   per document;
 - TTL expiry runs at most once a second per collection (MongoDB's own TTL
-  monitor runs every 60 seconds).
+  monitor runs every 60 seconds);
+- mongomock deep-copies a document before every update (to roll back a unique
+  violation) and for every document it returns. Stored documents hold only
+  what BSON decodes to, so a copy that rebuilds dicts and lists and shares
+  the immutable values does the same job several times faster; any other
+  type still goes through ``copy.deepcopy``.
 
 The hash maps stay exact because every change to a document passes through
 one of three places: the store's ``__setitem__`` (inserts, restores),
@@ -34,11 +39,15 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import time
+import types
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+import bson
 from mongomock import collection as mm_collection
 from mongomock import helpers, store
 from mongomock.filtering import filter_applies
@@ -352,6 +361,24 @@ def _remove_expired_documents(self: Any) -> None:
     _original_remove_expired(self)
 
 
+_SHARED_AS_IS = frozenset({
+    str, int, float, bool, type(None), bytes, datetime, uuid.UUID,
+    bson.ObjectId, bson.Binary, bson.Int64, bson.Decimal128, bson.Timestamp,
+})
+"""Immutable types, returned as they are by ``copy.deepcopy`` too."""
+
+
+def _copy_document(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_document(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy_document(item) for item in value]
+    if kind in _SHARED_AS_IS:
+        return value
+    return copy.deepcopy(value, memo)
+
+
 _original_iter_documents = mm_collection.Collection._iter_documents
 _original_ensure_uniques = mm_collection.Collection._ensure_uniques
 _original_update = mm_collection.Collection._update
@@ -366,6 +393,8 @@ def apply() -> None:
     if _applied:
         return
     mm_collection.Collection._iter_documents = _iter_documents
+    mm_collection.copy = types.SimpleNamespace(  # type: ignore[assignment,attr-defined]
+        copy=copy.copy, deepcopy=_copy_document)
     mm_collection.Collection._ensure_uniques = _ensure_uniques
     mm_collection.Collection._update = _update
     store.CollectionStore._remove_expired_documents = _remove_expired_documents

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from bson import Binary, Int64, ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from sportello_mongo_emulator import MongoEmulator
+from sportello_mongo_emulator.speedups import _copy_document
 
 Doc = dict[str, Any]
 
@@ -148,3 +151,40 @@ async def test_ranges_on_an_indexed_field_match_what_mongomock_matches(
              .sort("due_at", 1).limit(3)]
     assert first == ["none", 0, 1]
     assert [d["_id"] async for d in db.c.find({"due_at": {"$gte": 5, "$lte": 8}})] == ["number"]
+
+
+async def test_a_refused_update_leaves_nested_values_as_they_were(
+    client: AsyncMongoClient[Doc],
+) -> None:
+    """The snapshot taken before an update must not share the nested documents and arrays
+    the update changes in place, or the rollback would keep half of the update."""
+    db = client.rollback_nested
+    await db.t.create_index("number", unique=True)
+    at = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+    original = {"_id": "x", "number": 1, "at": at, "blob": Binary(b"\x00\x01"),
+                "nested": {"list": [{"a": 1}, {"a": 2}], "tags": ["vpn"]}}
+    await db.t.insert_one(original)
+    await db.t.insert_one({"_id": "y", "number": 2})
+
+    with pytest.raises(DuplicateKeyError):
+        await db.t.update_one({"_id": "x"}, {"$set": {"number": 2, "nested.list.0.a": 5},
+                                             "$push": {"nested.tags": "wifi"}})
+    stored = await db.t.find_one({"_id": "x"})
+    assert stored is not None
+    assert stored["nested"] == {"list": [{"a": 1}, {"a": 2}], "tags": ["vpn"]}
+    assert stored["number"] == 1
+    assert stored["blob"] == b"\x00\x01"
+    assert stored["at"].replace(tzinfo=UTC) == at
+
+
+def test_document_copies_share_only_immutable_values() -> None:
+    original = {"_id": ObjectId(), "n": Int64(7), "blob": Binary(b"\x01", 4),
+                "at": datetime.now(UTC), "nested": {"list": [{"a": 1}], "raw": bytearray(b"x")}}
+    copied = _copy_document(original)
+    assert copied == original
+    assert copied["nested"] is not original["nested"]
+    assert copied["nested"]["list"][0] is not original["nested"]["list"][0]
+    assert copied["nested"]["raw"] is not original["nested"]["raw"]  # mutable: deep-copied
+    assert type(copied["n"]) is Int64
+    assert type(copied["blob"]) is Binary
+    assert copied["blob"].subtype == 4
