@@ -52,7 +52,11 @@ internal = APIRouter(tags=["tickets"])
 NUMBER = Path(min_length=1, max_length=50, pattern=r"^[A-Z]{1,6}-\d{4}-\d{6,9}$")
 
 
-def desk_of(request: Request) -> Desk:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hop per request for reading an attribute.
+
+
+async def desk_of(request: Request) -> Desk:
     desk: Desk = request.app.state.desk
     return desk
 
@@ -62,8 +66,12 @@ def settings_of(request: Request) -> IntakeSettings:
     return settings
 
 
+async def settings_dependency(request: Request) -> IntakeSettings:
+    return settings_of(request)
+
+
 DeskDep = Annotated[Desk, Depends(desk_of)]
-SettingsDep = Annotated[IntakeSettings, Depends(settings_of)]
+SettingsDep = Annotated[IntakeSettings, Depends(settings_dependency)]
 
 
 async def ticket_by_number(number: Annotated[str, NUMBER], desk: DeskDep) -> Ticket:

@@ -44,7 +44,7 @@ SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 Slug = Annotated[str, Path(pattern=SLUG)]
 
 
-def router_of(request: Request) -> Router:
+async def router_of(request: Request) -> Router:
     router: Router = request.app.state.router
     return router
 

@@ -18,7 +18,7 @@ from sportello_sla.service import ClockKeeper
 internal = APIRouter()
 
 
-def keeper_of(request: Request) -> ClockKeeper:
+async def keeper_of(request: Request) -> ClockKeeper:
     keeper: ClockKeeper = request.app.state.keeper
     return keeper
 
