@@ -22,7 +22,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import IndexModel
 
-from sportello_runtime.bus import EventBus, Handler, Topology
+from sportello_runtime.bus import EventBus, Handler, Subscription, Topology
 from sportello_runtime.http import (
     BodySizeLimit,
     HttpMetrics,
@@ -59,7 +59,7 @@ class ServiceWiring:
     """Routes for other services and the gateway: behind the service token."""
     public_routers: Sequence[APIRouter] = ()
     """Routes that authenticate their callers themselves (channels, requesters)."""
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    handlers: Mapping[str, Handler | Subscription] = field(default_factory=dict)
     indexes: Mapping[str, Sequence[IndexModel]] = field(default_factory=dict)
     outbox_collections: Sequence[str] = ()
     on_startup: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()

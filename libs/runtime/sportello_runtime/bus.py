@@ -26,6 +26,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import aio_pika
@@ -41,14 +42,40 @@ from pamqp.commands import Basic
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from sportello_contracts import EventEnvelope, UnknownEventType, utc_now
+from sportello_contracts import EVENT_PAYLOADS, EventEnvelope, UnknownEventType, utc_now
 from sportello_runtime.logs import log_context
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.store import ProcessedEvents
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[EventEnvelope], Awaitable[None]]
+
+class Outcome(StrEnum):
+    """What a handler made of an event, as counted in ``events_consumed_total``."""
+
+    OK = "ok"
+    DUPLICATE = "duplicate"
+    """A copy of an event already handled (only idempotent handlers say so themselves)."""
+    IGNORED = "ignored"
+    """Refused by the subscription's ``wants``: nothing to do for this service."""
+
+
+Handler = Callable[[EventEnvelope], Awaitable[Outcome | None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """How a service takes one event type: by default every event is checked against, and
+    then added to, the consumer's dedupe records (two database round trips per event)."""
+
+    handler: Handler
+    idempotent: bool = False
+    """The handler's own write already ignores a second copy (a unique key, a sequence
+    number kept in the aggregate) and returns ``Outcome.DUPLICATE`` for it: the dedupe
+    records would only repeat that check."""
+    wants: Callable[[EventEnvelope], bool] | None = None
+    """A test on the event alone, never on stored state: events it refuses are acked as
+    ``ignored`` with no dedupe, e.g. status changes a service does not act on."""
 
 ATTEMPT_HEADER = "x-sportello-attempt"
 REASON_HEADER = "x-sportello-reason"
@@ -124,7 +151,7 @@ class EventBus:
         self._max_attempts = max_attempts
         self._publish_timeout = publish_timeout_s
         self._reconnect_interval = reconnect_interval_s
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, Subscription] = {}
         self._tracer = trace.get_tracer("sportello.bus")
 
         self._connection: AbstractRobustConnection | None = None
@@ -143,9 +170,11 @@ class EventBus:
 
     # -- wiring ---------------------------------------------------------------
 
-    def subscribe(self, event_type: str, handler: Handler) -> None:
+    def subscribe(self, event_type: str, handler: Handler | Subscription) -> None:
         if event_type in self._handlers:
             raise ValueError(f"{event_type} already has a handler in {self.topology.service}")
+        if not isinstance(handler, Subscription):
+            handler = Subscription(handler)
         self._handlers[event_type] = handler
 
     def on_connected(self, listener: Callable[[], None]) -> None:
@@ -256,6 +285,10 @@ class EventBus:
             )
         for event_type in sorted(self._handlers):
             await queue.bind(t.exchange, routing_key=event_type)
+        # Bindings outlive the code that made them: a type this service no longer handles
+        # would keep arriving, be parked as unknown and never be asked for again.
+        for event_type in sorted(EVENT_PAYLOADS.keys() - self._handlers.keys()):
+            await queue.unbind(t.exchange, routing_key=event_type)
         return queue
 
     async def stop_consuming(self, grace_s: float) -> None:
@@ -300,10 +333,10 @@ class EventBus:
             timestamp=envelope.occurred_at,
         )
         try:
-            confirmation = await asyncio.wait_for(
-                exchange.publish(message, routing_key=envelope.type, mandatory=False),
-                timeout=self._publish_timeout,
-            )
+            # asyncio.timeout, not wait_for: no extra task per publish on this hot path.
+            async with asyncio.timeout(self._publish_timeout):
+                confirmation = await exchange.publish(
+                    message, routing_key=envelope.type, mandatory=False)
             if not isinstance(confirmation, Basic.Ack):
                 raise BusNotConnected(f"broker did not confirm {envelope.type}: {confirmation!r}")
         except BaseException:
@@ -338,15 +371,21 @@ class EventBus:
         routing_key = message.routing_key or "unknown"
         try:
             envelope = EventEnvelope.from_json(message.body)
-            handler = self._handlers.get(envelope.type)
-            if handler is None:
+            subscription = self._handlers.get(envelope.type)
+            if subscription is None:
                 raise UnknownEventType(
                     f"{self.topology.service} has no handler for {envelope.type!r}"
                 )
+            wanted = subscription.wants is None or subscription.wants(envelope)
         except (ValidationError, UnknownEventType, ValueError) as exc:
             await self._park(message, routing_key, f"invalid event: {_describe(exc)}", exc)
             return
 
+        if not wanted:
+            await message.ack()
+            self._metrics.events_consumed.labels(envelope.type, Outcome.IGNORED.value).inc()
+            return
+        dedupe = None if subscription.idempotent else self._processed
         event_id = str(envelope.event_id)
         with (
             log_context(
@@ -366,16 +405,12 @@ class EventBus:
         ):
             started = time.perf_counter()
             try:
-                if self._processed is not None and await self._processed.seen(
-                    self.topology.service, event_id
-                ):
-                    await message.ack()
-                    self._metrics.events_consumed.labels(envelope.type, "duplicate").inc()
-                    log.info("duplicate %s ignored", envelope.type)
-                    return
-                await handler(envelope)
-                if self._processed is not None:
-                    await self._processed.remember(self.topology.service, event_id)
+                if dedupe is not None and await dedupe.seen(self.topology.service, event_id):
+                    outcome: Outcome | None = Outcome.DUPLICATE
+                else:
+                    outcome = await subscription.handler(envelope)
+                    if dedupe is not None:
+                        await dedupe.remember(self.topology.service, event_id)
             except (PermanentFailure, ValidationError, UnknownEventType) as exc:
                 await self._park(message, envelope.type, _describe(exc), exc)
                 return
@@ -387,8 +422,12 @@ class EventBus:
                     time.perf_counter() - started
                 )
             await message.ack()
-            self._metrics.events_consumed.labels(envelope.type, "ok").inc()
-            log.info("handled %s", envelope.type)
+            outcome = outcome or Outcome.OK
+            self._metrics.events_consumed.labels(envelope.type, outcome.value).inc()
+            if outcome is Outcome.DUPLICATE:
+                log.info("duplicate %s ignored", envelope.type)
+            else:
+                log.info("handled %s", envelope.type)
 
     async def _retry_or_park(
         self, message: AbstractIncomingMessage, event_type: str, exc: Exception

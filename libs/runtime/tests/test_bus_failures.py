@@ -16,6 +16,8 @@ from sportello_runtime.bus import (
     REASON_HEADER,
     ROUTING_KEY_HEADER,
     EventBus,
+    Outcome,
+    Subscription,
     Topology,
 )
 from sportello_runtime.metrics import ServiceMetrics
@@ -162,3 +164,100 @@ async def test_unknown_event_types_are_parked_not_dropped(harness: Harness) -> N
         await connection.close()
     parked = await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=1)
     assert "no handler for 'ticket.teleported'" in str(parked[0].headers[REASON_HEADER])
+
+
+async def test_an_idempotent_handler_keeps_no_dedupe_records_and_reports_its_copies(
+    harness: Harness, mongo_url: str,
+) -> None:
+    """Its own write refuses the copy; the bus counts what the handler says."""
+    seen: set[str] = set()
+
+    async def unique_write(envelope: EventEnvelope) -> Outcome:
+        if envelope.ticket_id in seen:
+            return Outcome.DUPLICATE
+        seen.add(str(envelope.ticket_id))
+        return Outcome.OK
+
+    harness.bus.subscribe("ticket.rated", Subscription(unique_write, idempotent=True))
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    event = rated("t-unique")
+    await harness.bus.publish(event)
+    await harness.bus.publish(event)
+
+    consumed = harness.metrics.events_consumed
+
+    async def both() -> bool:
+        return (consumed.labels("ticket.rated", "ok")._value.get() == 1
+                and consumed.labels("ticket.rated", "duplicate")._value.get() == 1)
+
+    await eventually(both, what="one handled, one duplicate")
+    records = harness.bus._processed._collection  # type: ignore[union-attr]
+    assert await records.count_documents({}) == 0
+
+
+async def test_events_a_subscription_does_not_want_are_acked_untouched(
+    harness: Harness,
+) -> None:
+    handled: list[str] = []
+
+    async def on_rated(envelope: EventEnvelope) -> None:
+        handled.append(str(envelope.ticket_id))
+
+    def bad_scores(envelope: EventEnvelope) -> bool:
+        return int(envelope.payload["score"]) <= 2
+
+    harness.bus.subscribe("ticket.rated", Subscription(on_rated, wants=bad_scores))
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    await harness.bus.publish(new_event(TicketRated(ticket_id="t-happy", number="HD-3", score=5),
+                                        producer="test", correlation_id="t-happy"))
+    await harness.bus.publish(rated("t-unhappy"))
+
+    consumed = harness.metrics.events_consumed
+
+    async def both() -> bool:
+        return (consumed.labels("ticket.rated", "ignored")._value.get() == 1
+                and consumed.labels("ticket.rated", "ok")._value.get() == 1)
+
+    await eventually(both, what="one ignored, one handled")
+    assert handled == ["t-unhappy"]
+    records = harness.bus._processed._collection  # type: ignore[union-attr]
+    assert await records.count_documents({}) == 1  # only the handled one
+
+
+async def test_a_type_the_service_stopped_handling_is_no_longer_routed_to_it(
+    harness: Harness, mongo_url: str,
+) -> None:
+    """Bindings live in the broker: the previous version's binding must not keep sending
+    events that would only be parked as unknown."""
+    async def ignore(_: EventEnvelope) -> None:
+        return None
+
+    previous = EventBus(amqp_url=harness.amqp_url, topology=harness.topology,
+                        metrics=ServiceMetrics("flaky_before"), processed=None)
+    previous.subscribe("ticket.rated", ignore)
+    previous.subscribe("ticket.reopened", ignore)
+    previous.start()
+    await previous.wait_connected(10)
+    await previous.close()
+
+    harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+
+    connection = await aio_pika.connect(harness.amqp_url)
+    try:
+        channel = await connection.channel(on_return_raises=True)
+        exchange = await channel.get_exchange(harness.topology.exchange)
+
+        async def publish(envelope: EventEnvelope) -> None:
+            await exchange.publish(aio_pika.Message(envelope.to_json()),
+                                   routing_key=envelope.type, mandatory=True)
+
+        await publish(rated("t-still-wanted"))  # routed: no error
+        with pytest.raises(aio_pika.exceptions.DeliveryError):  # returned: no queue bound
+            await publish(new_event(TicketReopened(ticket_id="t-old", number="HD-4"),
+                                    producer="test", correlation_id="t-old"))
+    finally:
+        await connection.close()
