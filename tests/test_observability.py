@@ -100,6 +100,9 @@ async def test_one_trace_covers_the_http_request_on_intake_and_the_handler_in_ro
 
     spans = list(exporter.get_finished_spans())
     http = next(s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /tickets")
+    assert (http.attributes or {}).get("http.route") == "/tickets"
+    # The readiness probes the test sent are not traced.
+    assert not [s.name for s in spans if s.kind == SpanKind.SERVER and "/health" in s.name]
     routing_handler = next(
         s for s in spans
         if s.name == "handle ticket.created"
