@@ -17,15 +17,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from opentelemetry import context, propagate
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from sportello_contracts import EventEnvelope, utc_now
+from sportello_runtime.batching import Batcher
 from sportello_runtime.bus import BusNotConnected, EventBus
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.store import Document
@@ -66,6 +68,44 @@ def outbox_entry(envelope: EventEnvelope) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Clear:
+    doc_id: Any
+    sent: list[str]
+    """The event ids that went out, in order."""
+    known: int
+    """How many entries the publisher had read: when it sent them all, the outbox may be
+    emptied and its mark cleared, if it still holds exactly those."""
+
+    def pull(self) -> dict[str, Any]:
+        return {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": self.sent}}}} if self.sent else {}
+
+    def emptying(self) -> UpdateOne:
+        # The size alone is not enough: a late clear from a stale read must not see a newer,
+        # unsent entry of the same count as "ours" and drop the mark that finds it again.
+        exactly_ours: dict[str, Any] = {"_id": self.doc_id, OUTBOX_FIELD: {"$size": self.known}}
+        if self.sent:
+            exactly_ours[f"{OUTBOX_FIELD}.event_id"] = {"$all": self.sent}
+        return UpdateOne(exactly_ours, {**self.pull(), "$set": {PENDING_FIELD: None}})
+
+
+async def _clear_together(collection: AsyncCollection[Document], clears: list[_Clear]) -> None:
+    """Where the outbox holds exactly what was sent, empty it and clear the mark in the same
+    update; otherwise (more arrived, or some are still unsent) just pull what was sent. A
+    pull after an emptying update of the same document changes nothing, so when some
+    emptying updates miss, every pull is sent: no need to know which ones missed."""
+    complete = [c for c in clears if len(c.sent) == c.known]
+    pulls_needed = [c for c in clears if c.sent and len(c.sent) != c.known]
+    if complete:
+        emptied = await collection.bulk_write([c.emptying() for c in complete], ordered=False)
+        if emptied.matched_count < len(complete):
+            pulls_needed += [c for c in complete if c.sent]
+    if pulls_needed:
+        await collection.bulk_write(
+            [UpdateOne({"_id": c.doc_id}, c.pull()) for c in pulls_needed], ordered=False
+        )
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -81,9 +121,13 @@ class OutboxRelay:
         self._sweep_interval = sweep_interval_s
         self._stale_after = timedelta(seconds=stale_after_s)
         self._pending: set[asyncio.Task[int]] = set()
+        self._publishing: dict[tuple[str, Any], int] = {}
+        """Documents whose fresh entries this process is publishing, and how many times."""
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self._clears: Batcher[AsyncCollection[Document], _Clear, None] = Batcher(
+            self._clear_batch)
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         self._collections.append(collection)
@@ -94,9 +138,19 @@ class OutboxRelay:
         """Publish a document's fresh entries right away, without blocking the caller."""
         if not entries:
             return
+        key = (collection.full_name, doc_id)
+        self._publishing[key] = self._publishing.get(key, 0) + 1
         task = asyncio.create_task(self._publish_entries(collection, doc_id, entries))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+
+        def done(task: asyncio.Task[int]) -> None:
+            self._pending.discard(task)
+            if self._publishing[key] == 1:
+                del self._publishing[key]
+            else:
+                self._publishing[key] -= 1
+
+        task.add_done_callback(done)
 
     def wake(self) -> None:
         """Sweep now (the broker just came back)."""
@@ -145,29 +199,24 @@ class OutboxRelay:
 
     async def _clear(self, collection: AsyncCollection[Document], doc_id: Any, sent: list[str],
                      known: int) -> None:
-        pull = {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": sent}}}} if sent else {}
+        """Take the sent entries out of the document. Clears that come in while another is
+        on its way to the store wait for it and then go together in one bulk write: the
+        clears of a busy service cost one round trip per batch, not one per event."""
+        await self._clears.submit(collection, _Clear(doc_id, sent, known))
+
+    @staticmethod
+    async def _clear_batch(collection: AsyncCollection[Document],
+                           clears: list[_Clear]) -> list[None]:
         try:
-            # When the outbox holds exactly what we sent, empty it and clear the mark in the
-            # same update; otherwise (more arrived, or some are still unsent) just pull. The
-            # size alone is not enough: a late clear from a stale read must not see a newer,
-            # unsent entry of the same count as "ours" and drop the mark that finds it again.
-            if len(sent) == known:
-                exactly_ours: dict[str, Any] = {"_id": doc_id, OUTBOX_FIELD: {"$size": known}}
-                if sent:
-                    exactly_ours[f"{OUTBOX_FIELD}.event_id"] = {"$all": sent}
-                emptied = await collection.update_one(
-                    exactly_ours, {**pull, "$set": {PENDING_FIELD: None}},
-                )
-                if emptied.matched_count:
-                    return
-            if sent:
-                await collection.update_one({"_id": doc_id}, pull)
+            await _clear_together(collection, clears)
         except PyMongoError:
-            log.warning("outbox: published %s but could not clear them; they will be sent again",
-                        sent, exc_info=True)
+            log.warning("outbox: published %s but could not clear them; they will be "
+                        "sent again", [c.sent for c in clears], exc_info=True)
+        return [None] * len(clears)
 
     async def sweep(self) -> int:
-        """Publish every entry older than ``stale_after``; returns how many went out."""
+        """Publish every entry older than ``stale_after`` that this process is not already
+        publishing; returns how many went out."""
         published = 0
         pending = 0
         cutoff = utc_now() - self._stale_after
@@ -178,6 +227,8 @@ class OutboxRelay:
             async for doc in cursor:
                 entries = doc.get(OUTBOX_FIELD) or []
                 pending += len(entries)
+                if (collection.full_name, doc["_id"]) in self._publishing:
+                    continue  # this process is still on it (slow under load): not stale
                 if self._bus.is_connected or not entries:
                     published += await self._publish_entries(collection, doc["_id"], entries,
                                                              whole_outbox=True)

@@ -24,6 +24,7 @@ from sportello_runtime.outbox import (
     outbox_fields,
     with_outbox,
 )
+from support.commands import CommandCounter
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +117,67 @@ async def test_a_late_clear_from_a_stale_read_keeps_the_newer_entry_findable(
 async def _settled(relay: OutboxRelay) -> None:
     while relay._pending:  # the fast path's tasks
         await asyncio.gather(*relay._pending)
+
+
+async def test_many_documents_published_at_once_are_cleared_in_shared_updates(
+    mongo_url: str,
+) -> None:
+    """Clears that wait for one on its way go together; each document ends up right: empty
+    and unmarked, or (when a newer entry arrived first) holding only that entry, marked."""
+    listener = CommandCounter("update")
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
+                                                     event_listeners=[listener])
+    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
+    tickets = db.tickets
+    try:
+        bus = GatedBus()
+        relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                            sweep_interval_s=60, stale_after_s=60)
+        relay.watch(tickets)
+        entries = {f"t-{n}": outbox_entry(event(TicketResolved)) for n in range(40)}
+        await tickets.insert_many([{"_id": doc_id, **outbox_fields([entry])}
+                                   for doc_id, entry in entries.items()])
+        newer = outbox_entry(event(TicketReopened))  # t-0 changes again before its clear
+        await tickets.update_one({"_id": "t-0"}, with_outbox({"$set": {"version": 2}}, [newer]))
+        bus.time_out_once.add(newer["event_id"])  # and the newer one is not sent yet
+        listener.count = 0
+        for doc_id, entry in entries.items():
+            relay.publish_soon(tickets, doc_id, [entry])
+        await asyncio.wait_for(_settled(relay), 10)
+
+        assert listener.count < len(entries)
+        assert sorted(bus.published) == sorted(e["event_id"] for e in entries.values())
+        left = {d["_id"]: d async for d in tickets.find({})}
+        assert [e["event_id"] for e in left.pop("t-0")[OUTBOX_FIELD]] == [newer["event_id"]]
+        assert all(d[OUTBOX_FIELD] == [] and d[PENDING_FIELD] is None for d in left.values())
+        assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 1
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(
+    tickets: AsyncCollection[Doc],
+) -> None:
+    """Under load a fresh publish can take longer than ``stale_after``: sweeping it too sent
+    every such event twice, which made the load worse (seen at 100 tickets/s)."""
+    bus = GatedBus()
+    relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                        sweep_interval_s=60, stale_after_s=0)
+    relay.watch(tickets)
+    slow = event(TicketResolved)
+    entry = outbox_entry(slow)
+    await tickets.insert_one({"_id": "t-1", **outbox_fields([entry])})
+    bus.gates[str(slow.event_id)] = gate = asyncio.Event()
+    relay.publish_soon(tickets, "t-1", [entry])
+    await asyncio.wait_for(bus.holding.wait(), 5)
+
+    assert await relay.sweep() == 0  # stale by the clock, but on its way
+    gate.set()
+    await asyncio.wait_for(_settled(relay), 5)
+    assert bus.published == [str(slow.event_id)]
+    assert await relay.sweep() == 0
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert doc[OUTBOX_FIELD] == []
+    assert doc[PENDING_FIELD] is None
