@@ -43,6 +43,7 @@ from sportello_intake.notices import (
 from sportello_intake.outbound import DeliveryFailed, Outbound
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import ConcurrencyConflict, TicketStore
+from sportello_runtime.bus import Outcome, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,18 @@ class NoticeMetrics:
     skipped: Counter
 
 
+def waits_for_the_requester(envelope: EventEnvelope) -> bool:
+    changed = parse_payload(envelope, TicketStatusChanged)
+    return changed.to_status is TicketStatus.WAITING_CUSTOMER
+
+
+def is_an_agent_reply(envelope: EventEnvelope) -> bool:
+    """A public agent message, except on the phone: the requester was on the call."""
+    added = parse_payload(envelope, TicketMessageAdded)
+    return (added.author is Author.AGENT and added.visibility is Visibility.PUBLIC
+            and added.channel is not Channel.PHONE)
+
+
 class IntakeConsumers:
     def __init__(self, tickets: TicketStore, outbound: Outbound, settings: IntakeSettings,
                  metrics: NoticeMetrics, token_secret: str) -> None:
@@ -74,7 +87,9 @@ class IntakeConsumers:
     def handlers(self) -> dict[str, Any]:
         """Without a relay or a chat callback nobody can be told anything: the notice
         handlers are not even subscribed (said once in the log), saving their reads."""
-        routing = {TicketAssigned.event_type: self.on_ticket_assigned}
+        # Assignments carry routing's sequence, kept on the ticket: a copy is seen as stale.
+        routing = {TicketAssigned.event_type: Subscription(self.on_ticket_assigned,
+                                                           idempotent=True)}
         if not self._notifying:
             log.warning("neither SMTP_RELAY_URL nor CHAT_CALLBACK_URL is set: requesters "
                         "will not be notified")
@@ -83,25 +98,31 @@ class IntakeConsumers:
             **routing,
             TicketCreated.event_type: self.on_ticket_created,
             TicketEscalated.event_type: self.on_ticket_escalated,
-            TicketStatusChanged.event_type: self.on_status_changed,
+            # Most status changes and messages tell the requester nothing new: acked
+            # without the dedupe records' two round trips.
+            TicketStatusChanged.event_type: Subscription(self.on_status_changed,
+                                                         wants=waits_for_the_requester),
             TicketResolved.event_type: self.on_ticket_resolved,
-            TicketMessageAdded.event_type: self.on_message_added,
+            TicketMessageAdded.event_type: Subscription(self.on_message_added,
+                                                        wants=is_an_agent_reply),
             KbSuggestionsReady.event_type: self.on_suggestions_ready,
         }
 
     # --- routing's decisions ------------------------------------------------
 
-    async def on_ticket_assigned(self, envelope: EventEnvelope) -> None:
+    async def on_ticket_assigned(self, envelope: EventEnvelope) -> Outcome:
         assigned = parse_payload(envelope, TicketAssigned)
+        outcome = Outcome.OK
         for _ in range(MAX_CONFLICT_RETRIES):
             ticket = await self._ticket(assigned.ticket_id)
             change = apply_assignment(ticket, assigned, cause=envelope, now=utc_now())
             if change is None:
                 log.info("assignment %s already applied or stale", assigned.sequence)
+                outcome = Outcome.DUPLICATE
                 break
             try:
                 await self._tickets.save(
-                    change.ticket, expected_version=ticket.version, events=change.events
+                    change.ticket, previous=ticket, events=change.events
                 )
             except ConcurrencyConflict:
                 continue
@@ -114,6 +135,7 @@ class IntakeConsumers:
             ticket = await self._ticket(assigned.ticket_id)
             await self._after_acknowledgement(ticket)
             await self._notify(ticket, NoticeKind.ASSIGNED, envelope)
+        return outcome
 
     async def _after_acknowledgement(self, ticket: Ticket) -> None:
         """Routing is usually faster than the acknowledgement (which waits for SLA's clock):
@@ -142,10 +164,9 @@ class IntakeConsumers:
 
     async def on_status_changed(self, envelope: EventEnvelope) -> None:
         changed = parse_payload(envelope, TicketStatusChanged)
-        if changed.to_status is TicketStatus.WAITING_CUSTOMER:
-            ticket = await self._ticket(changed.ticket_id)
-            await self._notify(ticket, NoticeKind.WAITING_FOR_YOU, envelope,
-                               message=changed.reason or "")
+        ticket = await self._ticket(changed.ticket_id)
+        await self._notify(ticket, NoticeKind.WAITING_FOR_YOU, envelope,
+                           message=changed.reason or "")
 
     async def on_ticket_resolved(self, envelope: EventEnvelope) -> None:
         resolved = parse_payload(envelope, TicketResolved)
@@ -154,10 +175,6 @@ class IntakeConsumers:
 
     async def on_message_added(self, envelope: EventEnvelope) -> None:
         added = parse_payload(envelope, TicketMessageAdded)
-        if added.author is not Author.AGENT or added.visibility is not Visibility.PUBLIC:
-            return
-        if added.channel is Channel.PHONE:
-            return  # the requester was on the call
         ticket = await self._ticket(added.ticket_id)
         await self._notify(ticket, NoticeKind.AGENT_REPLY, envelope, message=added.body)
 

@@ -149,7 +149,7 @@ class Desk:
                 if change is None:
                     return current, False
                 try:
-                    await self.tickets.save(change.ticket, expected_version=current.version,
+                    await self.tickets.save(change.ticket, previous=current,
                                             events=change.events)
                 except ConcurrencyConflict:
                     current = await self.tickets.by_id(ticket.id)
@@ -313,13 +313,13 @@ class Desk:
                             actor: str | None, resolution: str | None) -> Ticket:
         change = domain.change_status(ticket, status, reason=reason, actor=actor,
                                       resolution=resolution, now=utc_now())
-        await self.tickets.save(change.ticket, expected_version=ticket.version,
+        await self.tickets.save(change.ticket, previous=ticket,
                                 events=change.events)
         return change.ticket
 
     async def rate(self, ticket: Ticket, score: int, comment: str | None) -> Ticket:
         change = domain.rate(ticket, score, comment, now=utc_now())
-        await self.tickets.save(change.ticket, expected_version=ticket.version,
+        await self.tickets.save(change.ticket, previous=ticket,
                                 events=change.events)
         return change.ticket
 
@@ -333,7 +333,7 @@ class Desk:
             if change is None:
                 continue
             try:
-                await self.tickets.save(change.ticket, expected_version=ticket.version,
+                await self.tickets.save(change.ticket, previous=ticket,
                                         events=change.events)
             except ConcurrencyConflict:
                 continue  # someone replied or another replica closed it: next sweep decides

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -113,13 +114,15 @@ class TicketStore:
         self._relay.publish_soon(self._tickets, ticket.id, entries)
 
     async def save(
-        self, ticket: Ticket, *, expected_version: int, events: Sequence[EventEnvelope]
+        self, ticket: Ticket, *, previous: Ticket, events: Sequence[EventEnvelope]
     ) -> None:
-        """Write the new state and its events in one update, fenced by the version read."""
+        """Write the new state and its events in one update, fenced by the version read.
+        Only the fields that differ from ``previous`` are sent: the fence guarantees the
+        stored ticket is ``previous``, and a ticket carries its whole conversation."""
         entries = [outbox_entry(e) for e in events]
         result = await self._tickets.update_one(
-            {"_id": ticket.id, "version": expected_version},
-            with_outbox({"$set": to_document(ticket)}, entries),
+            {"_id": ticket.id, "version": previous.version},
+            with_outbox({"$set": changed_fields(previous, ticket)}, entries),
         )
         if result.matched_count == 0:
             raise ConcurrencyConflict(ticket.number)
@@ -258,6 +261,16 @@ def to_document(ticket: Ticket) -> Document:
         "messages": [_message_document(m) for m in ticket.messages],
         "history": [{"at": h.at, "kind": h.kind, "detail": h.detail} for h in ticket.history],
     }
+
+
+def changed_fields(before: Ticket, after: Ticket) -> Document:
+    """``after``'s stored fields that differ from ``before``'s (unchanged ones are usually
+    the very same objects, so the comparison is cheap)."""
+    changed = {
+        f.name for f in fields(Ticket)
+        if (old := getattr(before, f.name)) is not (new := getattr(after, f.name)) and old != new
+    }
+    return {key: value for key, value in to_document(after).items() if key in changed}
 
 
 def from_document(doc: Document) -> Ticket:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
-from sportello_contracts.enums import Author, Channel, Visibility
+from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
 from sportello_intake.domain import Message
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
@@ -107,3 +107,23 @@ async def test_a_redelivered_message_keeps_no_second_copy_of_its_files(desk: Des
                                decode_uploads(uploads, max_bytes=1024, prefix="d"))
     assert not added
     assert len(await attachments(desk)) == 1
+
+
+async def test_saves_that_send_only_changes_leave_the_whole_ticket_stored(desk: Desk) -> None:
+    ticket, _ = await desk.open(request())
+    reply = Message(id=uuid.uuid4().hex, author=Author.AGENT, visibility=Visibility.PUBLIC,
+                    channel=Channel.EMAIL, body="Provi a riavviare lo scanner",
+                    at=ticket.created_at)
+    ticket, _ = await desk.post(ticket, reply)
+    ticket = await desk.change_status(ticket, TicketStatus.RESOLVED, reason=None,
+                                      actor="lucia", resolution="riavviato")
+    stored = await desk.tickets.by_id(ticket.id)
+    assert stored is not None
+    # MongoDB keeps milliseconds: compare everything else exactly.
+    assert (stored.status, stored.version, stored.resolution, stored.requester, stored.subject) \
+        == (TicketStatus.RESOLVED, ticket.version, "riavviato", ticket.requester, ticket.subject)
+    assert [(m.id, m.author, m.body) for m in stored.messages] \
+        == [(m.id, m.author, m.body) for m in ticket.messages]
+    assert [(h.kind, h.detail) for h in stored.history] \
+        == [(h.kind, h.detail) for h in ticket.history]
+    assert stored.resolved_at is not None

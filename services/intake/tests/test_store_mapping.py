@@ -1,0 +1,54 @@
+"""The stored form of a ticket, without I/O: every field has its key, and a save sends
+only the fields a change touched."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta
+
+from sportello_contracts.api import TicketCreateRequest
+from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
+from sportello_intake.domain import Message, Ticket, add_message, change_status, open_ticket
+from sportello_intake.store import changed_fields, from_document, to_document
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def opened() -> Ticket:
+    request = TicketCreateRequest.model_validate({
+        "requester": {"name": "Lucia", "email": "lucia@example.it"},
+        "subject": "Password scaduta", "description": "Non riesco ad accedere",
+        "channel": "email",
+    })
+    return open_ticket(request, ticket_id="t-1", number="HD-2026-000001", now=NOW,
+                       origin_key="mail:abc@example.it").ticket
+
+
+def test_every_field_of_a_ticket_has_its_key_in_the_stored_form() -> None:
+    """A field stored under another name would never be sent by a save."""
+    keys = set(to_document(opened()))
+    assert keys == {"_id" if f.name == "id" else f.name for f in fields(Ticket)}
+
+
+def test_a_status_change_sends_the_status_and_its_trace_not_the_conversation() -> None:
+    before = replace(opened(), status=TicketStatus.ASSIGNED)
+    after = change_status(before, TicketStatus.IN_PROGRESS, reason=None, actor="lucia",
+                          resolution=None, now=NOW + timedelta(minutes=5)).ticket
+    sent = changed_fields(before, after)
+    assert set(sent) == {"status", "version", "updated_at", "history"}
+    assert sent["status"] == "in_progress"
+    assert sent["version"] == before.version + 1
+
+
+def test_a_reply_sends_the_conversation() -> None:
+    before = replace(opened(), status=TicketStatus.ASSIGNED)
+    reply = Message(id="m2", author=Author.AGENT, visibility=Visibility.PUBLIC,
+                    channel=Channel.EMAIL, body="Provi ora", at=NOW + timedelta(minutes=5))
+    change = add_message(before, reply, now=NOW + timedelta(minutes=5))
+    assert change is not None
+    sent = changed_fields(before, change.ticket)
+    assert {"messages", "version", "updated_at", "history"} <= set(sent)
+    assert "requester" not in sent
+    assert "subject" not in sent
+    stored = {**to_document(before), **sent}
+    assert from_document(stored) == change.ticket
