@@ -7,6 +7,7 @@ document update.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -215,9 +216,16 @@ class TriagePolicy:
     default_urgency: Urgency = Urgency.MEDIUM
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(expression: str) -> rule_engine.Rule:
+    """Parsing an expression costs far more than matching it, and every ticket runs every
+    rule of the policy: each distinct expression is compiled once per process."""
+    return rule_engine.Rule(expression, context=_RULE_CONTEXT)
+
+
 def compile_rule(rule: TriageRule, index: int) -> rule_engine.Rule:
     try:
-        return rule_engine.Rule(rule.when, context=_RULE_CONTEXT)
+        return _compiled(rule.when)
     except rule_engine.EngineError as exc:
         reason = getattr(exc, "message", str(exc))
         raise InvalidPolicy(f"rule {index} does not compile: {reason}",
