@@ -203,12 +203,20 @@ class Router:
             progress = True
             while progress:
                 progress = False
+                # Agents first: a group's few agents are cheap to read, its queue is not, and
+                # with nobody free (the usual case under load) there is nothing to take from it.
+                agents = await self._agents_with_room(group_id)
+                if agents is None:
+                    break
                 for waiting in await self.store.queued(group_id):
-                    if not any(a.has_room for a in await self.store.agents(group_id)):
-                        break
-                    agent = await self._claim_agent(group_id, waiting.category)
+                    if agents is None:
+                        agents = await self._agents_with_room(group_id)
+                        if agents is None:
+                            break
+                    agent = await self._claim_agent(group_id, waiting.category, agents)
                     if agent is None:
                         continue  # nobody with the skill has room: try the next ticket
+                    agents = None  # a slot was taken: read them again for the next ticket
                     decision = domain.give_to_agent(waiting, agent, now=utc_now())
                     try:
                         await self.store.save(decision.assignment,
@@ -225,6 +233,11 @@ class Router:
                     )
             await self._update_waiting(group_id)
         return given
+
+    async def _agents_with_room(self, group_id: str) -> list[Agent] | None:
+        """The group's agents, or ``None`` when none of them has room."""
+        agents = await self.store.agents(group_id)
+        return agents if any(a.has_room for a in agents) else None
 
     async def reconcile_agent(self, agent_id: str, *, quiet_for: timedelta) -> None:
         """Recount an agent's open tickets (a crash between claiming a slot and writing the
@@ -247,13 +260,19 @@ class Router:
 
     # -- helpers --------------------------------------------------------------------
 
-    async def _claim_agent(self, group_id: str, skill: str) -> Agent | None:
+    async def _claim_agent(self, group_id: str, skill: str,
+                           agents: list[Agent] | None = None) -> Agent | None:
+        """``agents``: the group's agents, just read by the caller; read again after a
+        claim lost to another replica."""
         for _ in range(MAX_RETRIES):
-            agent = domain.pick_agent(await self.store.agents(group_id), group_id, skill)
+            if agents is None:
+                agents = await self.store.agents(group_id)
+            agent = domain.pick_agent(agents, group_id, skill)
             if agent is None:
                 return None
             if await self.store.claim_slot(agent.id, utc_now()):
                 return agent
+            agents = None
         return None
 
     async def _get(self, ticket_id: str) -> Assignment:

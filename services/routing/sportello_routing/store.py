@@ -35,7 +35,9 @@ POLICIES = "triage_policies"
 
 INDEXES = {
     ASSIGNMENTS: [
-        IndexModel([("group_id", ASCENDING), ("state", ASCENDING)]),
+        # A group's queue, in the order it is served (see ``queued``).
+        IndexModel([("group_id", ASCENDING), ("state", ASCENDING), ("priority", ASCENDING),
+                    ("created_at", ASCENDING)]),
         IndexModel([("agent_id", ASCENDING), ("state", ASCENDING)]),
         IndexModel([("level", ASCENDING), ("state", ASCENDING)]),
     ],
