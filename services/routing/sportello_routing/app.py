@@ -9,12 +9,6 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from sportello_contracts import utc_now
-from sportello_contracts.events import (
-    SlaBreached,
-    TicketCreated,
-    TicketReopened,
-    TicketStatusChanged,
-)
 from sportello_routing import api
 from sportello_routing.consumers import RoutingConsumers
 from sportello_routing.defaults import DEFAULT_GROUPS, DEFAULT_POLICY
@@ -29,7 +23,8 @@ log = logging.getLogger(__name__)
 def wire(service: Service) -> ServiceWiring:
     settings = service.settings
     assert isinstance(settings, RoutingSettings)
-    store = RoutingStore(service.store, service.relay)
+    store = RoutingStore(service.store, service.relay,
+                         setup_max_age_s=settings.setup_max_age_s)
     m = service.metrics
     router = Router(store, RoutingMetrics(
         triaged=m.counter("tickets_triaged_total", "Tickets triaged, by category and priority",
@@ -71,12 +66,7 @@ def wire(service: Service) -> ServiceWiring:
 
     return ServiceWiring(
         internal_routers=[api.internal],
-        handlers={
-            TicketCreated.event_type: consumers.on_ticket_created,
-            TicketStatusChanged.event_type: consumers.on_ticket_status_changed,
-            TicketReopened.event_type: consumers.on_ticket_reopened,
-            SlaBreached.event_type: consumers.on_sla_breached,
-        },
+        handlers=consumers.subscriptions(),
         indexes=INDEXES,
         outbox_collections=[ASSIGNMENTS],
         on_startup=[seed],

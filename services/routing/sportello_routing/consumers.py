@@ -5,33 +5,49 @@ from __future__ import annotations
 import logging
 
 from sportello_contracts import EventEnvelope, parse_payload
-from sportello_contracts.enums import TicketStatus
 from sportello_contracts.events import (
     SlaBreached,
+    TicketClosed,
     TicketCreated,
     TicketReopened,
-    TicketStatusChanged,
+    TicketResolved,
 )
 from sportello_routing.service import Router
+from sportello_runtime.bus import Outcome, Subscription
 
 log = logging.getLogger(__name__)
-
-RELEASING = {TicketStatus.RESOLVED, TicketStatus.CLOSED}
 
 
 class RoutingConsumers:
     def __init__(self, router: Router) -> None:
         self._router = router
 
-    async def on_ticket_created(self, envelope: EventEnvelope) -> None:
+    def subscriptions(self) -> dict[str, Subscription]:
+        return {
+            # One assignment per ticket, under the ticket's id: a second copy cannot insert.
+            TicketCreated.event_type: Subscription(self.on_ticket_created, idempotent=True),
+            # Only resolving and closing free an agent. Intake publishes both beside the
+            # status change, so routing takes them instead of every ticket.status_changed.
+            TicketResolved.event_type: Subscription(self.on_ticket_resolved),
+            TicketClosed.event_type: Subscription(self.on_ticket_closed),
+            TicketReopened.event_type: Subscription(self.on_ticket_reopened),
+            SlaBreached.event_type: Subscription(self.on_sla_breached),
+        }
+
+    async def on_ticket_created(self, envelope: EventEnvelope) -> Outcome:
         created = parse_payload(envelope, TicketCreated)
         if not await self._router.route_new_ticket(created, envelope):
             log.info("ticket %s already routed", created.number)
+            return Outcome.DUPLICATE
+        return Outcome.OK
 
-    async def on_ticket_status_changed(self, envelope: EventEnvelope) -> None:
-        changed = parse_payload(envelope, TicketStatusChanged)
-        if changed.to_status in RELEASING:
-            await self._router.release(changed.ticket_id, reason=changed.to_status.value)
+    async def on_ticket_resolved(self, envelope: EventEnvelope) -> None:
+        resolved = parse_payload(envelope, TicketResolved)
+        await self._router.release(resolved.ticket_id, reason="resolved")
+
+    async def on_ticket_closed(self, envelope: EventEnvelope) -> None:
+        closed = parse_payload(envelope, TicketClosed)
+        await self._router.release(closed.ticket_id, reason="closed")
 
     async def on_ticket_reopened(self, envelope: EventEnvelope) -> None:
         reopened = parse_payload(envelope, TicketReopened)

@@ -54,14 +54,13 @@ class Router:
     # -- new tickets ------------------------------------------------------------
 
     async def route_new_ticket(self, created: TicketCreated, cause: EventEnvelope) -> bool:
-        if await self.store.get(created.ticket_id) is not None:
-            return False  # redelivery: already routed
-        policy = await self.store.policy()
-        if policy is None:
+        """``False`` for a ticket routed before: its assignment's insert fails on the
+        ticket's id (and a claimed agent is given back), so a copy changes nothing."""
+        setup = await self.store.setup()
+        if setup.policy is None:
             raise RoutingError("no triage policy configured")
-        result = domain.triage(TriageInput.of(created), policy)
-        groups = await self.store.groups()
-        group = domain.group_for(groups, SupportLevel.L1, result.category)
+        result = domain.triage(TriageInput.of(created), setup.policy)
+        group = domain.group_for(setup.groups, SupportLevel.L1, result.category)
         if group is None:
             raise RoutingError("no L1 group configured")
         now = utc_now()

@@ -17,3 +17,8 @@ class RoutingSettings(ServiceSettings):
         default=5.0, gt=0,
         description="How often queues are drained and agent loads recounted as a safety net",
     )
+    setup_max_age_s: float = Field(
+        default=2.0, ge=0,
+        description="How long a replica routes new tickets with the triage policy and groups "
+                    "it read, before reading them again (its own changes apply at once)",
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,13 +51,50 @@ class ConcurrencyConflict(Exception):
     """The document changed since it was read: reload and decide again."""
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What routing a new ticket needs besides the ticket: the current triage policy and
+    the groups."""
+
+    policy: TriagePolicy | None
+    groups: list[Group]
+    read_at: float
+
+
 class RoutingStore:
-    def __init__(self, store: MongoStore, relay: OutboxRelay) -> None:
+    def __init__(self, store: MongoStore, relay: OutboxRelay, *,
+                 setup_max_age_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._assignments = store.collection(ASSIGNMENTS)
         self._groups = store.collection(GROUPS)
         self._agents = store.collection(AGENTS)
         self._policies = store.collection(POLICIES)
         self._relay = relay
+        self._setup_max_age_s = setup_max_age_s
+        self._clock = clock
+        self._setup: Setup | None = None
+        self._setup_changes = 0
+
+    # -- the setup new tickets are routed with --------------------------------------
+
+    async def setup(self) -> Setup:
+        """The policy and the groups, read at most every ``setup_max_age_s`` seconds: every
+        new ticket needs both, and they change a few times a month. This replica's own
+        changes are seen at once; another replica's within ``setup_max_age_s``. Operators'
+        reads and changes never go through this copy."""
+        now = self._clock()
+        cached = self._setup
+        if cached is not None and now - cached.read_at < self._setup_max_age_s:
+            return cached
+        changes = self._setup_changes
+        fresh = Setup(await self.policy(), await self.groups(), now)
+        if changes == self._setup_changes:  # a change made during the reads wins over them
+            self._setup = fresh
+        return fresh
+
+    def _setup_changed(self) -> None:
+        self._setup_changes += 1
+        self._setup = None
 
     # -- assignments ------------------------------------------------------------
 
@@ -131,9 +170,12 @@ class RoutingStore:
 
     async def put_group(self, group: Group) -> None:
         await self._groups.replace_one({"_id": group.id}, group_document(group), upsert=True)
+        self._setup_changed()
 
     async def delete_group(self, group_id: str) -> bool:
-        return (await self._groups.delete_one({"_id": group_id})).deleted_count == 1
+        deleted = (await self._groups.delete_one({"_id": group_id})).deleted_count == 1
+        self._setup_changed()
+        return deleted
 
     async def has_groups(self) -> bool:
         return await self._groups.find_one({}, {"_id": 1}) is not None
@@ -206,6 +248,7 @@ class RoutingStore:
             )
         except DuplicateKeyError:
             return False
+        self._setup_changed()
         return True
 
 
