@@ -11,7 +11,13 @@ uvicorn processes), then:
    ``ticket.status_changed -> assigned`` event reaches the bench;
 3. checks zero loss: every accepted ticket is assigned in intake's store.
 
+With ``--accept-only`` only intake runs and only step 1 is measured, up to the moment
+every accepted ticket's ``ticket.created`` reached the bench: what the accepting path
+alone (HTTP, store, outbox, broker) costs on this machine, without routing and intake's
+consumers sharing the cores.
+
     .venv/bin/python bench/intake_bench.py [--tickets 3000 --concurrency 32 --rate 100]
+    .venv/bin/python bench/intake_bench.py --accept-only [--tickets 3000]
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import time
 from typing import Any
 
 import aio_pika
-import httpx
+import aiohttp
 from common import BenchRun, CpuMeter, isolated_system, percentile_ms, processes, write_report
 
+from support.system import CHANNEL_KEYS, System
 from support.wait import eventually
 
 
@@ -41,12 +48,15 @@ def body(n: int) -> dict[str, Any]:
 
 
 class AssignedWatcher:
-    """Records when each ticket's 'assigned' status change reaches the bench."""
+    """Records when each ticket's 'assigned' status change (or, with ``created``, its
+    ``ticket.created``) reaches the bench."""
 
-    def __init__(self, amqp_url: str, namespace: str) -> None:
+    def __init__(self, amqp_url: str, namespace: str, *, created: bool = False) -> None:
         self.amqp_url = amqp_url
         self.namespace = namespace
+        self.routing_key = "ticket.created" if created else "ticket.status_changed"
         self.assigned_at: dict[str, float] = {}
+        self.created_at: dict[str, float] = {}
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
 
     async def start(self) -> None:
@@ -57,12 +67,14 @@ class AssignedWatcher:
             f"{self.namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True
         )
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, "ticket.status_changed")
+        await queue.bind(exchange, self.routing_key)
         await queue.consume(self._on_message, no_ack=True)
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         event = json.loads(message.body)
-        if event["payload"]["to_status"] == "assigned":
+        if event["type"] == "ticket.created":
+            self.created_at.setdefault(event["ticket_id"], time.perf_counter())
+        elif event["payload"]["to_status"] == "assigned":
             self.assigned_at.setdefault(event["ticket_id"], time.perf_counter())
 
     async def close(self) -> None:
@@ -70,7 +82,16 @@ class AssignedWatcher:
             await self._connection.close()
 
 
-async def throughput(client: httpx.AsyncClient, total: int, concurrency: int) -> dict[str, Any]:
+async def post_ticket(client: aiohttp.ClientSession, n: int) -> str | None:
+    """The new ticket's id, or None when it was not accepted."""
+    async with client.post("/tickets", json=body(n)) as response:
+        if response.status != 201:
+            return None
+        created: dict[str, Any] = await response.json()
+        return str(created["id"])
+
+
+async def throughput(client: aiohttp.ClientSession, total: int, concurrency: int) -> dict[str, Any]:
     accepted: list[str] = []
     errors = 0
     counter = iter(range(total))
@@ -78,9 +99,8 @@ async def throughput(client: httpx.AsyncClient, total: int, concurrency: int) ->
     async def worker() -> None:
         nonlocal errors
         for n in counter:
-            response = await client.post("/tickets", json=body(n))
-            if response.status_code == 201:
-                accepted.append(response.json()["id"])
+            if ticket_id := await post_ticket(client, n):
+                accepted.append(ticket_id)
             else:
                 errors += 1
 
@@ -92,7 +112,7 @@ async def throughput(client: httpx.AsyncClient, total: int, concurrency: int) ->
             "ids": accepted}
 
 
-async def latency(client: httpx.AsyncClient, watcher: AssignedWatcher, total: int,
+async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total: int,
                   rate: float) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     errors = 0
@@ -100,9 +120,8 @@ async def latency(client: httpx.AsyncClient, watcher: AssignedWatcher, total: in
     async def one(n: int) -> None:
         nonlocal errors
         started = time.perf_counter()
-        response = await client.post("/tickets", json=body(n))
-        if response.status_code == 201:
-            sent_at[response.json()["id"]] = started
+        if ticket_id := await post_ticket(client, n):
+            sent_at[ticket_id] = started
         else:
             errors += 1
 
@@ -134,35 +153,96 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--latency-tickets", type=int, default=1500)
+    parser.add_argument("--accept-only", action="store_true",
+                        help="run intake alone and measure only the accepting path")
     args = parser.parse_args()
 
     async with isolated_system("sportello-bench-") as run:
-        report = await measure(run, args)
+        report = await (measure_accepting(run, args) if args.accept_only
+                        else measure(run, args))
     write_report("intake", report)
     return 0 if report["loss_check"]["lost"] == 0 else 1
+
+
+def intake_client(system: System, concurrency: int) -> aiohttp.ClientSession:
+    # aiohttp rather than the tests' httpx: the load generator shares the two cores
+    # with what it measures, and aiohttp spends a fraction of httpx's CPU per request.
+    return aiohttp.ClientSession(
+        base_url=system.services["intake"].url,
+        headers={"X-Api-Key": CHANNEL_KEYS["api"]},
+        connector=aiohttp.TCPConnector(limit=concurrency * 2),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
+# A quick sweep, so that a publish lost mid-run would show up within the run.
+OUTBOX = {"OUTBOX_SWEEP_INTERVAL_S": "1", "OUTBOX_STALE_AFTER_S": "2"}
+
+
+async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, meter: CpuMeter,
+                      arrived: dict[str, float], *, what: str,
+                      interval: float) -> tuple[dict[str, Any], float]:
+    """Post the burst, then wait until every accepted ticket's event has ``arrived``:
+    the throughput phase's results, CPU per ticket over both, and the wait in seconds."""
+    meter.start()
+    tp = await throughput(client, args.tickets, args.concurrency)
+
+    async def all_arrived() -> bool:
+        return all(t in arrived for t in tp["ids"])
+
+    started = time.perf_counter()
+    await eventually(all_arrived, timeout=600, interval=interval, what=what)
+    waited = round(time.perf_counter() - started, 2)
+    meter.stop()
+    tp["cpu_ms_per_ticket"] = meter.per_item_ms(tp["accepted"])
+    return tp, waited
+
+
+async def measure_accepting(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
+    """Intake alone: accepted tickets/s, and CPU per ticket up to the moment every
+    accepted ticket's ``ticket.created`` is on the bus."""
+    system = run.system
+    watcher = AssignedWatcher(system.amqp_url, system.namespace, created=True)
+    try:
+        await system.start("intake", **OUTBOX)
+        await watcher.start()
+        meter = CpuMeter(processes(system, run.emulator))
+        async with intake_client(system, args.concurrency) as client:
+            tp, waited = await burst_until(
+                client, args, meter, watcher.created_at, what="every ticket.created published",
+                interval=0.05)
+            tp["all_published_after_s"] = waited
+
+        mongo = system.mongo()
+        tickets = mongo[system.database("intake")]["tickets"]
+        expected = set(tp.pop("ids"))
+        stored = await tickets.count_documents({})
+        pending = await tickets.count_documents({"outbox.0": {"$exists": True}})
+        await mongo.close()
+        return run.report(
+            "intake_bench.py",
+            throughput=tp,
+            loss_check={"accepted": len(expected), "stored": stored,
+                        "created_events_seen": len(expected & set(watcher.created_at)),
+                        "outbox_entries_left": pending, "lost": len(expected) - stored},
+        )
+    finally:
+        await watcher.close()
 
 
 async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     system = run.system
     watcher = AssignedWatcher(system.amqp_url, system.namespace)
     try:
-        await system.start("intake", OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
-        await system.start("routing", OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
+        await system.start("intake", **OUTBOX)
+        await system.start("routing", **OUTBOX)
         await watcher.start()
-        limits = httpx.Limits(max_connections=args.concurrency * 2)
         meter = CpuMeter(processes(system, run.emulator))
-        async with system.channel_client("api", limits=limits, timeout=60) as client:
-            meter.start()
-            tp = await throughput(client, args.tickets, args.concurrency)
-
-            async def drained() -> bool:
-                return all(t in watcher.assigned_at for t in tp["ids"])
-
-            drain_start = time.perf_counter()
-            await eventually(drained, timeout=600, interval=0.2, what="throughput phase assigned")
-            tp["all_assigned_after_s"] = round(time.perf_counter() - drain_start, 2)
-            meter.stop()
-            tp["cpu_ms_per_ticket"] = meter.per_item_ms(tp["accepted"])
+        async with intake_client(system, args.concurrency) as client:
+            tp, waited = await burst_until(
+                client, args, meter, watcher.assigned_at, what="throughput phase assigned",
+                interval=0.2)
+            tp["all_assigned_after_s"] = waited
             lat = await latency(client, watcher, args.latency_tickets, args.rate)
 
         mongo = system.mongo()
