@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from bson import Binary, Int64, ObjectId
+from bson import Binary, Int64, ObjectId, Timestamp
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from sportello_mongo_emulator import MongoEmulator
-from sportello_mongo_emulator.speedups import _copy_document
+from sportello_mongo_emulator.speedups import (
+    _copy_document,
+    _original_patch_datetimes,
+    _patch_datetimes,
+)
 
 Doc = dict[str, Any]
 
@@ -188,3 +193,31 @@ def test_document_copies_share_only_immutable_values() -> None:
     assert type(copied["n"]) is Int64
     assert type(copied["blob"]) is Binary
     assert copied["blob"].subtype == 4
+
+
+def test_a_stored_document_is_copied_as_the_ordered_dict_it_is() -> None:
+    """mongomock keeps stored documents as OrderedDicts and snapshots one before every
+    update: that copy must rebuild it too, not share its nested values."""
+    stored = OrderedDict([("_id", "x"), ("nested", {"tags": ["vpn"]})])
+    copied = _copy_document(stored)
+    assert type(copied) is OrderedDict
+    assert list(copied) == ["_id", "nested"]
+    assert copied == stored
+    assert copied["nested"]["tags"] is not stored["nested"]["tags"]
+
+
+def test_datetimes_are_patched_exactly_as_mongomock_patches_them() -> None:
+    aware = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
+    document = OrderedDict([
+        ("_id", ObjectId()), ("at", aware), ("naive", datetime(2026, 1, 1, 0, 0, 0, 999999)),
+        ("nested", {"list": [aware, {"deep": aware}], "pair": (aware, 1)}),
+        ("zero", Timestamp(0, 0)), ("n", Int64(3)), ("text", "x"), ("none", None),
+    ])
+    patched = _patch_datetimes(document)
+    expected = _original_patch_datetimes(document)
+    assert type(patched) is OrderedDict
+    assert {k: v for k, v in patched.items() if k != "zero"} == {
+        k: v for k, v in expected.items() if k != "zero"}
+    assert patched["at"] == datetime(2026, 11, 23, 8, 30, 15, 123000)
+    assert patched["nested"]["pair"] == [datetime(2026, 11, 23, 8, 30, 15, 123000), 1]
+    assert patched["zero"].time > 0  # an empty Timestamp becomes the current one
