@@ -23,10 +23,16 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
 
     def start(self) -> None:
         self._thread.start()
         self._call(self._listen())
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
+    def hold(self) -> None:
+        """Keep the connections open but pass nothing more either way: a silent broker."""
+        self._loop.call_soon_threadsafe(self._flowing.clear)
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones."""
@@ -48,6 +54,7 @@ class TcpProxy:
                                                   reuse_address=True)
 
     async def _cut(self) -> None:
+        self._flowing.set()  # for the connections made after a restore
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -74,6 +81,7 @@ class TcpProxy:
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.IncompleteReadError):
                 while data := await reader.read(65536):
+                    await self._flowing.wait()
                     writer.write(data)
                     await writer.drain()
             writer.transport.abort()

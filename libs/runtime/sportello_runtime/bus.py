@@ -140,7 +140,7 @@ class EventBus:
         processed: ProcessedEvents | None,
         prefetch: int = 32,
         max_attempts: int = 6,
-        publish_timeout_s: float = 5.0,
+        publish_timeout_s: float = 30.0,
         reconnect_interval_s: float = 1.0,
     ) -> None:
         self.topology = topology
@@ -339,6 +339,13 @@ class EventBus:
                     message, routing_key=envelope.type, mandatory=False)
             if not isinstance(confirmation, Basic.Ack):
                 raise BusNotConnected(f"broker did not confirm {envelope.type}: {confirmation!r}")
+        except (aio_pika.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError,
+                ConnectionError) as exc:
+            # The connection or channel went away while the confirm was awaited: aiormq
+            # fails pending confirms at once, and for the caller that is "not connected".
+            self._metrics.events_published.labels(envelope.type, "failed").inc()
+            raise BusNotConnected(f"lost the broker while publishing {envelope.type}: "
+                                  f"{exc!r}") from exc
         except BaseException:
             self._metrics.events_published.labels(envelope.type, "failed").inc()
             raise

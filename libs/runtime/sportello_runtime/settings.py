@@ -33,7 +33,13 @@ class ServiceSettings(BaseSettings):
     bus_retry_delays_ms: list[int] = Field(default=[1_000, 5_000, 30_000, 120_000], min_length=1)
     bus_max_attempts: int = Field(default=6, ge=1, le=100)
     bus_delivery_limit: int = Field(default=10, ge=1)
-    bus_publish_timeout_s: float = Field(default=5.0, gt=0)
+    bus_publish_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="How long a publish waits for the broker's confirm. A lost channel fails "
+        "its pending confirms at once, so this only bounds a broker that is connected but "
+        "silent; under a burst a late confirm is still coming, and giving up on it early "
+        "only made the outbox send the event again",
+    )
     bus_reconnect_interval_s: float = Field(default=1.0, gt=0)
 
     mongo_url: str = "mongodb://127.0.0.1:27017"

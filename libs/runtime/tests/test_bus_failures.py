@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
@@ -15,6 +17,7 @@ from sportello_runtime.bus import (
     ATTEMPT_HEADER,
     REASON_HEADER,
     ROUTING_KEY_HEADER,
+    BusNotConnected,
     EventBus,
     Outcome,
     Subscription,
@@ -23,6 +26,7 @@ from sportello_runtime.bus import (
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.store import MongoStore, ProcessedEvents
 from support.dlq import dead_letters
+from support.proxy import TcpProxy, through
 from support.system import delete_namespace
 from support.wait import eventually
 
@@ -261,3 +265,33 @@ async def test_a_type_the_service_stopped_handling_is_no_longer_routed_to_it(
                                     producer="test", correlation_id="t-old"))
     finally:
         await connection.close()
+
+
+async def test_a_publish_awaiting_its_confirm_fails_at_once_when_the_connection_drops(
+    amqp_url: str,
+) -> None:
+    """Why a long BUS_PUBLISH_TIMEOUT_S is safe: a publish waiting for a confirm does not
+    wait out the timeout when its channel is lost, so its outbox entry is kept for the
+    sweeper right away."""
+    target = urlsplit(amqp_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy.start()
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    bus = EventBus(amqp_url=through(proxy, amqp_url),
+                   topology=Topology(namespace, "silent", DELAYS, 5),
+                   metrics=ServiceMetrics("silent"), processed=None,
+                   publish_timeout_s=600, reconnect_interval_s=60)
+    try:
+        bus.start()
+        await bus.wait_connected(10)
+        proxy.hold()
+        publishing = asyncio.create_task(bus.publish(rated("t-held")))
+        await asyncio.sleep(0.5)  # the frames are on their way; no confirm can come back
+        assert not publishing.done()
+        proxy.cut()
+        with pytest.raises(BusNotConnected, match="lost the broker while publishing"):
+            await asyncio.wait_for(publishing, timeout=30)  # far below the publish timeout
+    finally:
+        await bus.close()
+        proxy.close()
+        await delete_namespace(amqp_url, namespace, [])
