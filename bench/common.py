@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class BenchRun:
         return {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
+            "python_loop_s": python_loop_seconds(),
             "mongo_backend": self.backend,
             "command": " ".join([f"bench/{script}", *sys.argv[1:]]),
             **results,
@@ -78,6 +80,16 @@ def percentile_ms(sorted_seconds: list[float], p: float) -> float:
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def python_loop_seconds() -> float:
+    """Seconds a fixed pure-Python loop takes here, now: this VM's speed varies by a third
+    from hour to hour, and runs are only comparable next to it."""
+    started = time.perf_counter()
+    total = 0
+    for n in range(5_000_000):
+        total += n
+    return round(time.perf_counter() - started, 3)
 
 
 def write_report(name: str, report: dict[str, Any]) -> None:

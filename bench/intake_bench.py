@@ -113,7 +113,7 @@ async def throughput(client: aiohttp.ClientSession, total: int, concurrency: int
 
 
 async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total: int,
-                  rate: float) -> dict[str, Any]:
+                  rate: float, meter: CpuMeter) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     errors = 0
 
@@ -126,6 +126,7 @@ async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total
             errors += 1
 
     tasks = []
+    meter.start()
     t0 = time.perf_counter()
     for n in range(total):  # open loop: the schedule does not wait for answers
         delay = t0 + n / rate - time.perf_counter()
@@ -139,11 +140,27 @@ async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total
         return all(t in watcher.assigned_at for t in sent_at)
 
     await eventually(all_seen, timeout=120, interval=0.2, what="every ticket assigned")
+    meter.stop()
     samples = sorted(watcher.assigned_at[t] - s for t, s in sent_at.items())
     return {"offered_per_s": round(offered, 1), "tickets": len(samples), "errors": errors,
             "p50_ms": percentile_ms(samples, 50), "p95_ms": percentile_ms(samples, 95),
             "p99_ms": percentile_ms(samples, 99), "max_ms": percentile_ms(samples, 100),
-            "mean_ms": round(statistics.fmean(samples) * 1000, 1), "ids": list(sent_at)}
+            "mean_ms": round(statistics.fmean(samples) * 1000, 1),
+            "cpu_ms_per_ticket": meter.per_item_ms(len(samples)),
+            "slowest_seconds": slowest_seconds(sent_at, watcher.assigned_at, t0),
+            "ids": list(sent_at)}
+
+
+def slowest_seconds(sent_at: dict[str, float], assigned_at: dict[str, float], t0: float,
+                    count: int = 5) -> list[dict[str, float]]:
+    """The seconds of the run (by when tickets were sent) with the slowest tickets: a tail
+    made of a few stalls looks different from one spread over the whole run."""
+    by_second: dict[int, list[float]] = {}
+    for ticket_id, sent in sent_at.items():
+        by_second.setdefault(int(sent - t0), []).append(assigned_at[ticket_id] - sent)
+    worst = sorted(by_second.items(), key=lambda item: max(item[1]), reverse=True)[:count]
+    return [{"second": second, "tickets": len(waits), "max_ms": round(max(waits) * 1000, 1),
+             "median_ms": round(statistics.median(waits) * 1000, 1)} for second, waits in worst]
 
 
 async def main() -> int:
@@ -243,7 +260,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                 client, args, meter, watcher.assigned_at, what="throughput phase assigned",
                 interval=0.2)
             tp["all_assigned_after_s"] = waited
-            lat = await latency(client, watcher, args.latency_tickets, args.rate)
+            lat = await latency(client, watcher, args.latency_tickets, args.rate, meter)
 
         mongo = system.mongo()
         tickets = mongo[system.database("intake")]["tickets"]
