@@ -4,6 +4,7 @@ command produced the numbers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -129,6 +130,22 @@ class CpuMeter:
         per = {name: round(1000 * used / max(1, items), 2) for name, used in self.used.items()}
         per["total"] = round(sum(per.values()), 2)
         return per
+
+
+async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,
+                      window_s: float = 0.5, timeout_s: float = 120.0) -> float:
+    """Wait until these processes together use less than ``below_cores`` over a window:
+    the work a phase left behind (outbox clears, acks, sweeps) is done before the next
+    phase is measured. Returns the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items() if name != "bench"}
+        await asyncio.sleep(window_s)
+        used = sum(cpu_seconds(pid) - before[name] for name, pid in pids.items()
+                   if name != "bench")
+        if used / window_s < below_cores:
+            break
+    return round(time.perf_counter() - started, 2)
 
 
 def processes(system: System, emulator: Backend | None) -> dict[str, int]:

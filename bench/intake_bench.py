@@ -32,7 +32,15 @@ from typing import Any
 
 import aio_pika
 import aiohttp
-from common import BenchRun, CpuMeter, isolated_system, percentile_ms, processes, write_report
+from common import (
+    BenchRun,
+    CpuMeter,
+    isolated_system,
+    percentile_ms,
+    processes,
+    until_quiet,
+    write_report,
+)
 
 from support.system import CHANNEL_KEYS, System
 from support.wait import eventually
@@ -260,6 +268,8 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                 client, args, meter, watcher.assigned_at, what="throughput phase assigned",
                 interval=0.2)
             tp["all_assigned_after_s"] = waited
+            # The rate phase measures a steady 100/s, not the burst's leftovers.
+            tp["quiet_after_s"] = await until_quiet(meter.pids)
             lat = await latency(client, watcher, args.latency_tickets, args.rate, meter)
 
         mongo = system.mongo()
