@@ -137,12 +137,12 @@ async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,
     """Wait until these processes together use less than ``below_cores`` over a window:
     the work a phase left behind (outbox clears, acks, sweeps) is done before the next
     phase is measured. Returns the seconds waited."""
+    watched = {name: pid for name, pid in pids.items() if name != "bench"}
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
-        before = {name: cpu_seconds(pid) for name, pid in pids.items() if name != "bench"}
+        before = {name: cpu_seconds(pid) for name, pid in watched.items()}
         await asyncio.sleep(window_s)
-        used = sum(cpu_seconds(pid) - before[name] for name, pid in pids.items()
-                   if name != "bench")
+        used = sum(cpu_seconds(pid) - before[name] for name, pid in watched.items())
         if used / window_s < below_cores:
             break
     return round(time.perf_counter() - started, 2)
