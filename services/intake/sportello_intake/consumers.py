@@ -114,7 +114,7 @@ class IntakeConsumers:
         assigned = parse_payload(envelope, TicketAssigned)
         outcome = Outcome.OK
         for _ in range(MAX_CONFLICT_RETRIES):
-            ticket = await self._ticket(assigned.ticket_id)
+            ticket = await self._ticket(assigned.ticket_id, to_change=True)
             change = apply_assignment(ticket, assigned, cause=envelope, now=utc_now())
             if change is None:
                 log.info("assignment %s already applied or stale", assigned.sequence)
@@ -189,8 +189,12 @@ class IntakeConsumers:
 
     # --- the notice itself ---------------------------------------------------
 
-    async def _ticket(self, ticket_id: str) -> Ticket:
-        ticket = await self._tickets.by_id(ticket_id)
+    async def _ticket(self, ticket_id: str, *, to_change: bool = False) -> Ticket:
+        """``to_change``: the starting point of a fenced save, which may come from memory."""
+        if to_change:
+            ticket = await self._tickets.to_change(ticket_id)
+        else:
+            ticket = await self._tickets.by_id(ticket_id)
         if ticket is None:
             raise TicketNotFound(ticket_id)
         return ticket

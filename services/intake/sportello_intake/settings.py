@@ -70,6 +70,11 @@ class IntakeSettings(ServiceSettings):
         default=10, ge=1, description="Acknowledgements to one address per hour, at most: the "
         "last guard against mail loops with autoresponders that do not say they are one")
 
+    recent_tickets: int = Field(
+        default=2000, ge=0,
+        description="Tickets this process wrote last, kept in memory as the starting point "
+        "of their next change (checked by the version fence); 0 reads every time")
+
     # --- lifecycle
     auto_close_after_s: float = Field(default=7 * 24 * 3600, gt=0,
                                       description="Quiet period after which resolved tickets close")

@@ -1,4 +1,5 @@
-"""The desk on the run's MongoDB: what a lost creation race leaves behind (nothing)."""
+"""The desk on the run's MongoDB: what a lost creation race leaves behind (nothing), and
+changes that start from this process's copy of a ticket."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
-from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
+from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
+from sportello_contracts.events import TicketAssigned, new_event
+from sportello_intake.consumers import IntakeConsumers, NoticeMetrics
 from sportello_intake.domain import Message
+from sportello_intake.outbound import Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import INDEXES, TicketStore
+from sportello_runtime.bus import Outcome
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
@@ -127,3 +133,55 @@ async def test_saves_that_send_only_changes_leave_the_whole_ticket_stored(desk: 
     assert [(h.kind, h.detail) for h in stored.history] \
         == [(h.kind, h.detail) for h in ticket.history]
     assert stored.resolved_at is not None
+
+
+@pytest.fixture
+async def consumers(desk: Desk) -> AsyncIterator[IntakeConsumers]:
+    registry = CollectorRegistry()
+    metrics = NoticeMetrics(*(Counter(n, n, ["kind"], registry=registry)
+                              for n in ("sent", "failed", "skipped")))
+    async with httpx.AsyncClient() as http:
+        yield IntakeConsumers(desk.tickets, Outbound(desk.settings, http), desk.settings,
+                              metrics, "s" * 32)
+
+
+def assignment_of(ticket_id: str) -> EventEnvelope:
+    return new_event(TicketAssigned(ticket_id=ticket_id, level=SupportLevel.L1,
+                                    group_id="service-desk", group_name="L1 Service Desk",
+                                    sequence=1),
+                     producer="routing", correlation_id=ticket_id)
+
+
+async def test_the_first_change_of_a_new_ticket_starts_from_the_copy_just_written(
+    desk: Desk, consumers: IntakeConsumers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket, _ = await desk.open(request())
+
+    async def no_read(ticket_id: str) -> Any:
+        raise AssertionError("read the ticket back although this process just wrote it")
+
+    monkeypatch.setattr(desk.tickets, "by_id", no_read)
+    assert await consumers.on_ticket_assigned(assignment_of(ticket.id)) is Outcome.OK
+    monkeypatch.undo()
+    stored = await desk.tickets.by_id(ticket.id)
+    assert stored is not None
+    assert (stored.status, stored.group_id, stored.version) \
+        == (TicketStatus.ASSIGNED, "service-desk", 2)
+
+
+async def test_a_copy_another_replica_moved_on_from_is_read_again_and_nothing_is_lost(
+    desk: Desk, consumers: IntakeConsumers
+) -> None:
+    ticket, _ = await desk.open(request())
+    # Another replica changes the ticket: this process's copy is now one version behind.
+    await desk.tickets._tickets.update_one(
+        {"_id": ticket.id}, {"$set": {"subject": "Scanner (edited elsewhere)", "version": 2}})
+
+    assert await consumers.on_ticket_assigned(assignment_of(ticket.id)) is Outcome.OK
+    stored = await desk.tickets.by_id(ticket.id)
+    assert stored is not None
+    assert (stored.status, stored.subject, stored.version) \
+        == (TicketStatus.ASSIGNED, "Scanner (edited elsewhere)", 3)
+    kept = desk.tickets.recent.get(ticket.id)
+    assert kept is not None
+    assert (kept.subject, kept.version) == ("Scanner (edited elsewhere)", 3)

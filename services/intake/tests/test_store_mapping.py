@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sportello_contracts.api import TicketCreateRequest
 from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
 from sportello_intake.domain import Message, Ticket, add_message, change_status, open_ticket
-from sportello_intake.store import changed_fields, from_document, to_document
+from sportello_intake.store import RecentTickets, changed_fields, from_document, to_document
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -52,3 +52,24 @@ def test_a_reply_sends_the_conversation() -> None:
     assert "subject" not in sent
     stored = {**to_document(before), **sent}
     assert from_document(stored) == change.ticket
+
+
+def test_recent_tickets_keep_the_last_used_within_their_capacity() -> None:
+    first = opened()
+    second, third = replace(first, id="t-2"), replace(first, id="t-3")
+    recent = RecentTickets(2)
+    recent.put(first)
+    recent.put(second)
+    assert recent.get(first.id) is first  # used: now the most recent
+    recent.put(third)
+    assert (recent.get(first.id), recent.get(second.id), recent.get(third.id)) \
+        == (first, None, third)
+    recent.drop(first.id)
+    assert recent.get(first.id) is None
+    assert len(recent) == 1
+
+
+def test_no_recent_tickets_are_kept_with_capacity_zero() -> None:
+    recent = RecentTickets(0)
+    recent.put(opened())
+    assert len(recent) == 0
