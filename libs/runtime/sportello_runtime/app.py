@@ -96,6 +96,7 @@ def build_service(settings: ServiceSettings) -> Service:
         metrics,
         sweep_interval_s=settings.outbox_sweep_interval_s,
         stale_after_s=settings.outbox_stale_after_s,
+        clear_linger_s=settings.outbox_clear_linger_s,
     )
     return Service(settings, metrics, store, bus, relay, processed)
 

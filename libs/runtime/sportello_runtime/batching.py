@@ -1,7 +1,9 @@
 """Store calls that arrive while one of their kind is on its way go together in the next.
 
 Under load this turns one round trip per caller into one per batch; a lone caller still
-goes at once. Used for ticket-number counters and outbox clears.
+goes at once, unless the batcher lingers: then the first caller waits ``linger_s`` for
+others to join. Used for ticket-number counters (no linger: a request waits for its number)
+and outbox clears (which nobody waits for).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ class Batcher(Generic[K, T, R]):
     order. Its exception reaches every caller of that batch. The batches run in a task of
     their own, so a caller's cancellation never cancels the others' work."""
 
-    def __init__(self, run: Callable[[K, list[T]], Awaitable[Sequence[R]]]) -> None:
+    def __init__(self, run: Callable[[K, list[T]], Awaitable[Sequence[R]]], *,
+                 linger_s: float = 0.0) -> None:
         self._run = run
+        self._linger_s = linger_s
         self._waiting: dict[K, list[tuple[T, asyncio.Future[R]]]] = {}
         self._running: dict[K, asyncio.Task[None]] = {}
 
@@ -35,6 +39,8 @@ class Batcher(Generic[K, T, R]):
     async def _run_batches(self, key: K) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
+            if self._linger_s > 0:
+                await asyncio.sleep(self._linger_s)
             while batch := self._waiting.pop(key, []):
                 try:
                     results = await self._run(key, [item for item, _ in batch])

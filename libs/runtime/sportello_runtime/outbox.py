@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -73,29 +73,39 @@ class _Clear:
     doc_id: Any
     sent: list[str]
     """The event ids that went out, in order."""
-    known: int
-    """How many entries the publisher had read: when it sent them all, the outbox may be
-    emptied and its mark cleared, if it still holds exactly those."""
+    complete: bool
+    """Everything the publisher had read went out: the outbox may now be empty."""
 
     def pull(self) -> dict[str, Any]:
         return {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": self.sent}}}} if self.sent else {}
 
     def emptying(self) -> UpdateOne:
-        # The size alone is not enough: a late clear from a stale read must not see a newer,
-        # unsent entry of the same count as "ours" and drop the mark that finds it again.
-        exactly_ours: dict[str, Any] = {"_id": self.doc_id, OUTBOX_FIELD: {"$size": self.known}}
-        if self.sent:
-            exactly_ours[f"{OUTBOX_FIELD}.event_id"] = {"$all": self.sent}
-        return UpdateOne(exactly_ours, {**self.pull(), "$set": {PENDING_FIELD: None}})
+        """Pull and clear the mark, if the outbox holds nothing but what was sent. A late
+        clear from a stale read must not drop the mark of a newer, unsent entry."""
+        nothing_else = {OUTBOX_FIELD: {"$not": {"$elemMatch": {"event_id": {"$nin": self.sent}}}}}
+        return UpdateOne({"_id": self.doc_id, **nothing_else},
+                         {**self.pull(), "$set": {PENDING_FIELD: None}})
+
+
+def _per_document(clears: list[_Clear]) -> list[_Clear]:
+    """One clear per document: the clears of a ticket's successive events often meet in
+    one batch, and one update then empties its outbox."""
+    merged: dict[Any, _Clear] = {}
+    for clear in clears:
+        before = merged.get(clear.doc_id)
+        merged[clear.doc_id] = clear if before is None else _Clear(
+            clear.doc_id, before.sent + clear.sent, before.complete and clear.complete)
+    return list(merged.values())
 
 
 async def _clear_together(collection: AsyncCollection[Document], clears: list[_Clear]) -> None:
-    """Where the outbox holds exactly what was sent, empty it and clear the mark in the same
+    """Where the outbox holds only what was sent, empty it and clear the mark in the same
     update; otherwise (more arrived, or some are still unsent) just pull what was sent. A
     pull after an emptying update of the same document changes nothing, so when some
     emptying updates miss, every pull is sent: no need to know which ones missed."""
-    complete = [c for c in clears if len(c.sent) == c.known]
-    pulls_needed = [c for c in clears if c.sent and len(c.sent) != c.known]
+    clears = _per_document(clears)
+    complete = [c for c in clears if c.complete]
+    pulls_needed = [c for c in clears if c.sent and not c.complete]
     if complete:
         emptied = await collection.bulk_write([c.emptying() for c in complete], ordered=False)
         if emptied.matched_count < len(complete):
@@ -114,20 +124,21 @@ class OutboxRelay:
         *,
         sweep_interval_s: float,
         stale_after_s: float,
+        clear_linger_s: float = 0.0,
     ) -> None:
         self._bus = bus
         self._metrics = metrics
         self._collections: list[AsyncCollection[Document]] = []
         self._sweep_interval = sweep_interval_s
         self._stale_after = timedelta(seconds=stale_after_s)
-        self._pending: set[asyncio.Task[int]] = set()
+        self._pending: set[asyncio.Task[None]] = set()
         self._publishing: dict[tuple[str, Any], int] = {}
         """Documents whose fresh entries this process is publishing, and how many times."""
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._clears: Batcher[AsyncCollection[Document], _Clear, None] = Batcher(
-            self._clear_batch)
+            self._clear_batch, linger_s=clear_linger_s)
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         self._collections.append(collection)
@@ -140,10 +151,10 @@ class OutboxRelay:
             return
         key = (collection.full_name, doc_id)
         self._publishing[key] = self._publishing.get(key, 0) + 1
-        task = asyncio.create_task(self._publish_entries(collection, doc_id, entries))
+        task = asyncio.create_task(self._publish_and_clear(collection, doc_id, entries))
         self._pending.add(task)
 
-        def done(task: asyncio.Task[int]) -> None:
+        def done(task: asyncio.Task[None]) -> None:
             self._pending.discard(task)
             if self._publishing[key] == 1:
                 del self._publishing[key]
@@ -168,16 +179,14 @@ class OutboxRelay:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
 
-    async def _publish_entries(
-        self,
-        collection: AsyncCollection[Document],
-        doc_id: Any,
-        entries: Sequence[dict[str, Any]],
-        *,
-        whole_outbox: bool = False,
-    ) -> int:
-        """Publish in order, then pull what went out in one update. ``whole_outbox``: the
-        entries are everything the document held when read (the sweeper's case)."""
+    async def _publish_and_clear(self, collection: AsyncCollection[Document], doc_id: Any,
+                                 entries: Sequence[dict[str, Any]]) -> None:
+        sent = await self._publish_entries(entries)
+        if sent:
+            await self._clear(collection, doc_id, sent, complete=len(sent) == len(entries))
+
+    async def _publish_entries(self, entries: Sequence[dict[str, Any]]) -> list[str]:
+        """Publish in order, up to the first that fails; the event ids that went out."""
         sent: list[str] = []
         for entry in entries:
             envelope = EventEnvelope.from_json(entry["body"])
@@ -193,16 +202,14 @@ class OutboxRelay:
             finally:
                 context.detach(token)
             sent.append(entry["event_id"])
-        if sent or whole_outbox:
-            await self._clear(collection, doc_id, sent, len(entries))
-        return len(sent)
+        return sent
 
     async def _clear(self, collection: AsyncCollection[Document], doc_id: Any, sent: list[str],
-                     known: int) -> None:
-        """Take the sent entries out of the document. Clears that come in while another is
-        on its way to the store wait for it and then go together in one bulk write: the
+                     *, complete: bool) -> None:
+        """Take the sent entries out of the document. Clears wait ``clear_linger_s`` (and
+        for any clear on its way to the store) and then go together in one bulk write: the
         clears of a busy service cost one round trip per batch, not one per event."""
-        await self._clears.submit(collection, _Clear(doc_id, sent, known))
+        await self._clears.submit(collection, _Clear(doc_id, sent, complete))
 
     @staticmethod
     async def _clear_batch(collection: AsyncCollection[Document],
@@ -219,6 +226,7 @@ class OutboxRelay:
         publishing; returns how many went out."""
         published = 0
         pending = 0
+        clears: list[Coroutine[Any, Any, None]] = []
         cutoff = utc_now() - self._stale_after
         for collection in self._collections:
             cursor = collection.find(
@@ -230,8 +238,13 @@ class OutboxRelay:
                 if (collection.full_name, doc["_id"]) in self._publishing:
                     continue  # this process is still on it (slow under load): not stale
                 if self._bus.is_connected or not entries:
-                    published += await self._publish_entries(collection, doc["_id"], entries,
-                                                             whole_outbox=True)
+                    sent = await self._publish_entries(entries)
+                    published += len(sent)
+                    if sent or not entries:  # an empty outbox still has its mark to clear
+                        # Not awaited one by one: each clear lingers for company.
+                        clears.append(self._clear(collection, doc["_id"], sent,
+                                                  complete=len(sent) == len(entries)))
+        await asyncio.gather(*clears)
         self._metrics.outbox_pending.set(pending - published)
         return published
 

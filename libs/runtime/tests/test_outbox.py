@@ -181,3 +181,64 @@ async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(
     assert doc is not None
     assert doc[OUTBOX_FIELD] == []
     assert doc[PENDING_FIELD] is None
+
+
+async def test_lingering_clears_of_one_ticket_s_successive_events_empty_it_in_one_update(
+    mongo_url: str,
+) -> None:
+    """A ticket's next event (its assignment, say) often comes before the clear of its first:
+    the two clears meet in one batch, and one update empties the outbox and its mark."""
+    listener = CommandCounter("update")
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
+                                                     event_listeners=[listener])
+    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
+    tickets = db.tickets
+    try:
+        bus = GatedBus()
+        relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                            sweep_interval_s=60, stale_after_s=60, clear_linger_s=0.3)
+        first, second = outbox_entry(event(TicketResolved)), outbox_entry(event(TicketReopened))
+        await tickets.insert_one({"_id": "t-1", "version": 1, **outbox_fields([first])})
+        relay.publish_soon(tickets, "t-1", [first])
+        await tickets.update_one({"_id": "t-1"}, with_outbox({"$set": {"version": 2}}, [second]))
+        relay.publish_soon(tickets, "t-1", [second])
+        listener.count = 0
+        await asyncio.wait_for(_settled(relay), 5)
+
+        assert bus.published == [first["event_id"], second["event_id"]]
+        assert listener.count == 1
+        doc = await tickets.find_one({"_id": "t-1"})
+        assert doc is not None
+        assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_a_sweep_with_lingering_clears_publishes_everything_and_clears_in_bulk(
+    mongo_url: str,
+) -> None:
+    """The sweeper does not wait out each document's linger: its clears go together."""
+    listener = CommandCounter("update")
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
+                                                     event_listeners=[listener])
+    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
+    tickets = db.tickets
+    try:
+        bus = GatedBus()
+        relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                            sweep_interval_s=60, stale_after_s=0, clear_linger_s=0.3)
+        relay.watch(tickets)
+        left_behind = {f"t-{n}": outbox_entry(event(TicketResolved)) for n in range(30)}
+        await tickets.insert_many([{"_id": doc_id, **outbox_fields([entry])}
+                                   for doc_id, entry in left_behind.items()])
+        listener.count = 0
+
+        assert await asyncio.wait_for(relay.sweep(), 5) == 30
+        assert sorted(bus.published) == sorted(e["event_id"] for e in left_behind.values())
+        assert listener.count == 1
+        assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 0
+        assert await tickets.count_documents({f"{OUTBOX_FIELD}.0": {"$exists": True}}) == 0
+    finally:
+        await client.drop_database(db.name)
+        await client.close()

@@ -192,24 +192,27 @@ async def test_outbox_clearing_pulls_sent_entries_and_clears_the_mark_only_when_
         {"_id": "two", "outbox": [{"event_id": "c"}, {"event_id": "d"}], "outbox_pending_at": now},
         {"_id": "done", "outbox": [], "outbox_pending_at": None},
     ])
-    pull_ab = {"$pull": {"outbox": {"event_id": {"$in": ["a", "b"]}}},
-               "$set": {"outbox_pending_at": None}}
-    emptied = await db.tickets.update_one({"_id": "one", "outbox": {"$size": 2}}, pull_ab)
-    only_c = await db.tickets.update_one(
-        {"_id": "two", "outbox": {"$size": 1}},
-        {"$pull": {"outbox": {"event_id": {"$in": ["c"]}}}, "$set": {"outbox_pending_at": None}},
-    )
+
+    def only(sent: list[str]) -> dict[str, Any]:  # the outbox holds nothing but these
+        return {"outbox": {"$not": {"$elemMatch": {"event_id": {"$nin": sent}}}}}
+
+    def emptying(sent: list[str]) -> dict[str, Any]:
+        return {"$pull": {"outbox": {"event_id": {"$in": sent}}},
+                "$set": {"outbox_pending_at": None}}
+
+    emptied = await db.tickets.update_one({"_id": "one", **only(["a", "b"])},
+                                          emptying(["a", "b"]))
+    only_c = await db.tickets.update_one({"_id": "two", **only(["c"])}, emptying(["c"]))
     assert emptied.modified_count == 1
     assert only_c.matched_count == 0  # more entries than we sent: the mark stays
     await db.tickets.insert_one({"_id": "three", "outbox": [{"event_id": "e"}],
                                  "outbox_pending_at": now})
     not_ours = await db.tickets.update_one(  # same size, other content: not what we sent
-        {"_id": "three", "outbox": {"$size": 1}, "outbox.event_id": {"$all": ["z"]}},
-        {"$set": {"outbox_pending_at": None}})
-    ours = await db.tickets.count_documents(
-        {"_id": "three", "outbox": {"$size": 1}, "outbox.event_id": {"$all": ["e"]}})
+        {"_id": "three", **only(["z"])}, {"$set": {"outbox_pending_at": None}})
+    ours = await db.tickets.count_documents({"_id": "three", **only(["e"])})
     assert not_ours.matched_count == 0
     assert ours == 1
+    assert await db.tickets.count_documents({"_id": "done", **only([])}) == 1
     await db.tickets.delete_one({"_id": "three"})
     pending = [d["_id"] async for d in db.tickets.find(
         {"outbox_pending_at": {"$lte": now + timedelta(seconds=1)}})]
@@ -217,3 +220,4 @@ async def test_outbox_clearing_pulls_sent_entries_and_clears_the_mark_only_when_
     one = await db.tickets.find_one({"_id": "one"})
     assert one is not None
     assert one["outbox"] == []
+
