@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pymongo import AsyncMongoClient
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -129,6 +131,39 @@ class CpuMeter:
     def per_item_ms(self, items: int) -> dict[str, float]:
         per = {name: round(1000 * used / max(1, items), 2) for name, used in self.used.items()}
         per["total"] = round(sum(per.values()), 2)
+        return per
+
+
+DATA_COMMANDS = ("insert", "update", "delete", "find", "findAndModify", "getMore",
+                 "aggregate", "count", "distinct")
+
+
+class CommandMeter:
+    """MongoDB round trips between ``start`` and ``stop``, from the server's own count
+    (serverStatus ``metrics.commands``, which the emulator keeps too): unlike CPU time, it
+    does not change with the machine's speed. A bulk write is one round trip, as it is
+    one command."""
+
+    def __init__(self, client: AsyncMongoClient[Any]) -> None:
+        self.client = client
+        self.before: dict[str, int] = {}
+        self.used: dict[str, int] = {}
+
+    async def _counts(self) -> dict[str, int]:
+        status = await self.client.admin.command("serverStatus")
+        commands = status.get("metrics", {}).get("commands", {})
+        return {name: int(commands.get(name, {}).get("total", 0)) for name in DATA_COMMANDS}
+
+    async def start(self) -> None:
+        self.before = await self._counts()
+
+    async def stop(self) -> None:
+        after = await self._counts()
+        self.used = {name: after[name] - self.before[name] for name in DATA_COMMANDS}
+
+    def per_item(self, items: int) -> dict[str, float]:
+        per = {name: round(n / max(1, items), 2) for name, n in self.used.items() if n}
+        per["total"] = round(sum(self.used.values()) / max(1, items), 2)
         return per
 
 

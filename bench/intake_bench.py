@@ -34,6 +34,7 @@ import aio_pika
 import aiohttp
 from common import (
     BenchRun,
+    CommandMeter,
     CpuMeter,
     isolated_system,
     percentile_ms,
@@ -121,7 +122,7 @@ async def throughput(client: aiohttp.ClientSession, total: int, concurrency: int
 
 
 async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total: int,
-                  rate: float, meter: CpuMeter) -> dict[str, Any]:
+                  rate: float, meter: CpuMeter, commands: CommandMeter) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     errors = 0
 
@@ -134,6 +135,7 @@ async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total
             errors += 1
 
     tasks = []
+    await commands.start()
     meter.start()
     t0 = time.perf_counter()
     for n in range(total):  # open loop: the schedule does not wait for answers
@@ -149,12 +151,14 @@ async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total
 
     await eventually(all_seen, timeout=120, interval=0.2, what="every ticket assigned")
     meter.stop()
+    await commands.stop()
     samples = sorted(watcher.assigned_at[t] - s for t, s in sent_at.items())
     return {"offered_per_s": round(offered, 1), "tickets": len(samples), "errors": errors,
             "p50_ms": percentile_ms(samples, 50), "p95_ms": percentile_ms(samples, 95),
             "p99_ms": percentile_ms(samples, 99), "max_ms": percentile_ms(samples, 100),
             "mean_ms": round(statistics.fmean(samples) * 1000, 1),
             "cpu_ms_per_ticket": meter.per_item_ms(len(samples)),
+            "mongo_commands_per_ticket": commands.per_item(len(samples)),
             "slowest_seconds": slowest_seconds(sent_at, watcher.assigned_at, t0),
             "ids": list(sent_at)}
 
@@ -205,10 +209,12 @@ OUTBOX = {"OUTBOX_SWEEP_INTERVAL_S": "1", "OUTBOX_STALE_AFTER_S": "2"}
 
 
 async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, meter: CpuMeter,
-                      arrived: dict[str, float], *, what: str,
+                      commands: CommandMeter, arrived: dict[str, float], *, what: str,
                       interval: float) -> tuple[dict[str, Any], float]:
     """Post the burst, then wait until every accepted ticket's event has ``arrived``:
-    the throughput phase's results, CPU per ticket over both, and the wait in seconds."""
+    the throughput phase's results, CPU and round trips per ticket over both, and the
+    wait in seconds."""
+    await commands.start()
     meter.start()
     tp = await throughput(client, args.tickets, args.concurrency)
 
@@ -219,7 +225,9 @@ async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, m
     await eventually(all_arrived, timeout=600, interval=interval, what=what)
     waited = round(time.perf_counter() - started, 2)
     meter.stop()
+    await commands.stop()
     tp["cpu_ms_per_ticket"] = meter.per_item_ms(tp["accepted"])
+    tp["mongo_commands_per_ticket"] = commands.per_item(tp["accepted"])
     return tp, waited
 
 
@@ -232,13 +240,14 @@ async def measure_accepting(run: BenchRun, args: argparse.Namespace) -> dict[str
         await system.start("intake", **OUTBOX)
         await watcher.start()
         meter = CpuMeter(processes(system, run.emulator))
+        mongo = system.mongo()
+        commands = CommandMeter(mongo)
         async with intake_client(system, args.concurrency) as client:
             tp, waited = await burst_until(
-                client, args, meter, watcher.created_at, what="every ticket.created published",
-                interval=0.05)
+                client, args, meter, commands, watcher.created_at,
+                what="every ticket.created published", interval=0.05)
             tp["all_published_after_s"] = waited
 
-        mongo = system.mongo()
         tickets = mongo[system.database("intake")]["tickets"]
         expected = set(tp.pop("ids"))
         stored = await tickets.count_documents({})
@@ -263,16 +272,18 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         await system.start("routing", **OUTBOX)
         await watcher.start()
         meter = CpuMeter(processes(system, run.emulator))
+        mongo = system.mongo()
+        commands = CommandMeter(mongo)
         async with intake_client(system, args.concurrency) as client:
             tp, waited = await burst_until(
-                client, args, meter, watcher.assigned_at, what="throughput phase assigned",
-                interval=0.2)
+                client, args, meter, commands, watcher.assigned_at,
+                what="throughput phase assigned", interval=0.2)
             tp["all_assigned_after_s"] = waited
             # The rate phase measures a steady 100/s, not the burst's leftovers.
             tp["quiet_after_s"] = await until_quiet(meter.pids)
-            lat = await latency(client, watcher, args.latency_tickets, args.rate, meter)
+            lat = await latency(client, watcher, args.latency_tickets, args.rate, meter,
+                                commands)
 
-        mongo = system.mongo()
         tickets = mongo[system.database("intake")]["tickets"]
         expected = set(tp.pop("ids")) | set(lat.pop("ids"))
         stored_assigned = await tickets.count_documents({"status": "assigned"})

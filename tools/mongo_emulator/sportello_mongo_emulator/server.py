@@ -98,8 +98,12 @@ class MongoEmulator:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._started = time.monotonic()
+        self._counts: dict[str, list[int]] = {}
+        """Command name as clients send it -> [total, failed], as in serverStatus."""
         self._commands: dict[str, Callable[[Db, dict[str, Any]], dict[str, Any]]]
         self._commands = {
+            "serverstatus": self._server_status,
             "hello": self._hello,
             "ismaster": self._hello,
             "ping": self._ok,
@@ -243,7 +247,15 @@ class MongoEmulator:
         handler = self._commands.get(name.lower())
         if handler is None:
             raise CommandError(COMMAND_NOT_FOUND, f"mongo emulator: no such command: '{name}'")
-        return handler(self._mongo[database], command)
+        counts = self._counts.get(name)
+        if counts is None:
+            counts = self._counts[name] = [0, 0]
+        counts[0] += 1
+        try:
+            return handler(self._mongo[database], command)
+        except Exception:
+            counts[1] += 1
+            raise
 
     # -- admin ------------------------------------------------------------------
 
@@ -266,6 +278,19 @@ class MongoEmulator:
 
     def _ok(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
         return {"ok": 1.0}
+
+    def _server_status(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
+        """The part of MongoDB's serverStatus a benchmark reads: commands run, by name."""
+        return {
+            "host": f"{self._address[0]}:{self._address[1]}",
+            "version": "7.0.0-mongomock",
+            "process": "sportello_mongo_emulator",
+            "uptime": time.monotonic() - self._started,
+            "localTime": datetime.now(UTC),
+            "metrics": {"commands": {name: {"total": total, "failed": failed}
+                                     for name, (total, failed) in self._counts.items()}},
+            "ok": 1.0,
+        }
 
     def _build_info(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
         return {"version": "7.0.0-mongomock", "versionArray": [7, 0, 0, 0], "ok": 1.0}

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
@@ -221,3 +221,23 @@ async def test_outbox_clearing_pulls_sent_entries_and_clears_the_mark_only_when_
     assert one is not None
     assert one["outbox"] == []
 
+
+async def test_server_status_counts_commands_by_name(db: AsyncDatabase[Doc]) -> None:
+    """What bench/ reads to count round trips per ticket. Other clients of a shared server
+    add to the counts, never take from them."""
+
+    async def counts() -> dict[str, int]:
+        status = await db.client.admin.command("serverStatus")
+        commands = status["metrics"]["commands"]
+        return {name: int(commands.get(name, {}).get("total", 0))
+                for name in ("insert", "find", "update")}
+
+    before = await counts()
+    await db.counted.insert_one({"_id": 1})
+    await db.counted.find_one({"_id": 1})
+    await db.counted.find_one({"_id": 2})
+    await db.counted.bulk_write([UpdateOne({"_id": 1}, {"$set": {"n": n}}) for n in range(3)])
+    after = await counts()
+    assert after["insert"] - before["insert"] >= 1
+    assert after["find"] - before["find"] >= 2
+    assert after["update"] - before["update"] >= 1  # one bulk write, one command
