@@ -5,11 +5,15 @@ process, RabbitMQ from AMQP_URL or the local broker, intake and routing as
 uvicorn processes), then:
 
 1. throughput: posts --tickets tickets with --concurrency clients as fast as
-   they are accepted (201) and reports accepted tickets/s;
+   they are accepted (201) and reports accepted tickets/s, and assigned tickets/s
+   from the first POST to the last assignment (what the whole pipeline sustains);
 2. latency: posts --latency-tickets tickets open-loop at --rate tickets/s and
    measures, per ticket, the time from sending the POST to the moment the
    ``ticket.status_changed -> assigned`` event reaches the bench;
 3. checks zero loss: every accepted ticket is assigned in intake's store.
+
+Both phases report CPU per ticket by process and MongoDB commands per ticket (from
+serverStatus): the first moves with the machine's speed, the second does not.
 
 With ``--accept-only`` only intake runs and only step 1 is measured, up to the moment
 every accepted ticket's ``ticket.created`` reached the bench: what the accepting path
@@ -279,6 +283,8 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                 client, args, meter, commands, watcher.assigned_at,
                 what="throughput phase assigned", interval=0.2)
             tp["all_assigned_after_s"] = waited
+            # What the whole pipeline sustains: a rate above it can only queue.
+            tp["assigned_per_s"] = round(tp["accepted"] / (tp["seconds"] + waited), 1)
             # The rate phase measures a steady 100/s, not the burst's leftovers.
             tp["quiet_after_s"] = await until_quiet(meter.pids)
             lat = await latency(client, watcher, args.latency_tickets, args.rate, meter,
