@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -134,6 +135,9 @@ class OutboxRelay:
         self._pending: set[asyncio.Task[None]] = set()
         self._publishing: dict[tuple[str, Any], int] = {}
         """Documents whose fresh entries this process is publishing, and how many times."""
+        self._finished: dict[tuple[str, Any], float] = {}
+        """When this process last finished publishing a document's fresh entries: a sweep
+        that read the document before then holds a stale copy of its outbox."""
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -156,6 +160,7 @@ class OutboxRelay:
 
         def done(task: asyncio.Task[None]) -> None:
             self._pending.discard(task)
+            self._finished[key] = time.monotonic()
             if self._publishing[key] == 1:
                 del self._publishing[key]
             else:
@@ -227,6 +232,7 @@ class OutboxRelay:
         published = 0
         pending = 0
         clears: list[Coroutine[Any, Any, None]] = []
+        began = time.monotonic()
         cutoff = utc_now() - self._stale_after
         for collection in self._collections:
             cursor = collection.find(
@@ -235,8 +241,13 @@ class OutboxRelay:
             async for doc in cursor:
                 entries = doc.get(OUTBOX_FIELD) or []
                 pending += len(entries)
-                if (collection.full_name, doc["_id"]) in self._publishing:
+                key = (collection.full_name, doc["_id"])
+                if key in self._publishing:
                     continue  # this process is still on it (slow under load): not stale
+                if self._finished.get(key, 0.0) >= began:
+                    # Published (and cleared) since this sweep read it: what was read is
+                    # gone. Anything that failed to go out is found by the next sweep.
+                    continue
                 if self._bus.is_connected or not entries:
                     sent = await self._publish_entries(entries)
                     published += len(sent)
@@ -245,6 +256,8 @@ class OutboxRelay:
                         clears.append(self._clear(collection, doc["_id"], sent,
                                                   complete=len(sent) == len(entries)))
         await asyncio.gather(*clears)
+        # Only completions after a sweep's read matter to it, and the next one reads anew.
+        self._finished = {k: t for k, t in self._finished.items() if t >= began}
         self._metrics.outbox_pending.set(pending - published)
         return published
 
