@@ -56,12 +56,25 @@ class GatedBus:
 
 
 @pytest.fixture
-async def tickets(mongo_url: str) -> AsyncIterator[AsyncCollection[Doc]]:
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True)
+def updates() -> CommandCounter:
+    """The update commands sent to ``tickets``: round trips are what clears batch to save."""
+    return CommandCounter("update")
+
+
+@pytest.fixture
+async def tickets(mongo_url: str, updates: CommandCounter) -> AsyncIterator[AsyncCollection[Doc]]:
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
+                                                     event_listeners=[updates])
     db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
     yield db.tickets
     await client.drop_database(db.name)
     await client.close()
+
+
+def relay_for(bus: GatedBus, *, stale_after_s: float, clear_linger_s: float = 0.0) -> OutboxRelay:
+    return OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
+                       sweep_interval_s=60, stale_after_s=stale_after_s,
+                       clear_linger_s=clear_linger_s)
 
 
 def event(kind: type[TicketResolved] | type[TicketReopened]) -> EventEnvelope:
@@ -75,8 +88,7 @@ async def test_a_late_clear_from_a_stale_read_keeps_the_newer_entry_findable(
     tickets: AsyncCollection[Doc],
 ) -> None:
     bus = GatedBus()
-    relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                        sweep_interval_s=60, stale_after_s=0)
+    relay = relay_for(bus, stale_after_s=0)
     relay.watch(tickets)
     first, second = event(TicketResolved), event(TicketReopened)
     first_entry = outbox_entry(first)
@@ -120,40 +132,30 @@ async def _settled(relay: OutboxRelay) -> None:
 
 
 async def test_many_documents_published_at_once_are_cleared_in_shared_updates(
-    mongo_url: str,
+    tickets: AsyncCollection[Doc], updates: CommandCounter,
 ) -> None:
     """Clears that wait for one on its way go together; each document ends up right: empty
     and unmarked, or (when a newer entry arrived first) holding only that entry, marked."""
-    listener = CommandCounter("update")
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
-                                                     event_listeners=[listener])
-    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
-    tickets = db.tickets
-    try:
-        bus = GatedBus()
-        relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                            sweep_interval_s=60, stale_after_s=60)
-        relay.watch(tickets)
-        entries = {f"t-{n}": outbox_entry(event(TicketResolved)) for n in range(40)}
-        await tickets.insert_many([{"_id": doc_id, **outbox_fields([entry])}
-                                   for doc_id, entry in entries.items()])
-        newer = outbox_entry(event(TicketReopened))  # t-0 changes again before its clear
-        await tickets.update_one({"_id": "t-0"}, with_outbox({"$set": {"version": 2}}, [newer]))
-        bus.time_out_once.add(newer["event_id"])  # and the newer one is not sent yet
-        listener.count = 0
-        for doc_id, entry in entries.items():
-            relay.publish_soon(tickets, doc_id, [entry])
-        await asyncio.wait_for(_settled(relay), 10)
+    bus = GatedBus()
+    relay = relay_for(bus, stale_after_s=60)
+    relay.watch(tickets)
+    entries = {f"t-{n}": outbox_entry(event(TicketResolved)) for n in range(40)}
+    await tickets.insert_many([{"_id": doc_id, **outbox_fields([entry])}
+                               for doc_id, entry in entries.items()])
+    newer = outbox_entry(event(TicketReopened))  # t-0 changes again before its clear
+    await tickets.update_one({"_id": "t-0"}, with_outbox({"$set": {"version": 2}}, [newer]))
+    bus.time_out_once.add(newer["event_id"])  # and the newer one is not sent yet
+    updates.count = 0
+    for doc_id, entry in entries.items():
+        relay.publish_soon(tickets, doc_id, [entry])
+    await asyncio.wait_for(_settled(relay), 10)
 
-        assert listener.count < len(entries)
-        assert sorted(bus.published) == sorted(e["event_id"] for e in entries.values())
-        left = {d["_id"]: d async for d in tickets.find({})}
-        assert [e["event_id"] for e in left.pop("t-0")[OUTBOX_FIELD]] == [newer["event_id"]]
-        assert all(d[OUTBOX_FIELD] == [] and d[PENDING_FIELD] is None for d in left.values())
-        assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 1
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    assert updates.count < len(entries)
+    assert sorted(bus.published) == sorted(e["event_id"] for e in entries.values())
+    left = {d["_id"]: d async for d in tickets.find({})}
+    assert [e["event_id"] for e in left.pop("t-0")[OUTBOX_FIELD]] == [newer["event_id"]]
+    assert all(d[OUTBOX_FIELD] == [] and d[PENDING_FIELD] is None for d in left.values())
+    assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 1
 
 
 async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(
@@ -162,8 +164,7 @@ async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(
     """Under load a fresh publish can take longer than ``stale_after``: sweeping it too sent
     every such event twice, which made the load worse (seen at 100 tickets/s)."""
     bus = GatedBus()
-    relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                        sweep_interval_s=60, stale_after_s=0)
+    relay = relay_for(bus, stale_after_s=0)
     relay.watch(tickets)
     slow = event(TicketResolved)
     entry = outbox_entry(slow)
@@ -184,64 +185,44 @@ async def test_the_sweeper_leaves_alone_what_this_process_is_still_publishing(
 
 
 async def test_lingering_clears_of_one_ticket_s_successive_events_empty_it_in_one_update(
-    mongo_url: str,
+    tickets: AsyncCollection[Doc], updates: CommandCounter,
 ) -> None:
     """A ticket's next event (its assignment, say) often comes before the clear of its first:
     the two clears meet in one batch, and one update empties the outbox and its mark."""
-    listener = CommandCounter("update")
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
-                                                     event_listeners=[listener])
-    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
-    tickets = db.tickets
-    try:
-        bus = GatedBus()
-        relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                            sweep_interval_s=60, stale_after_s=60, clear_linger_s=0.3)
-        first, second = outbox_entry(event(TicketResolved)), outbox_entry(event(TicketReopened))
-        await tickets.insert_one({"_id": "t-1", "version": 1, **outbox_fields([first])})
-        relay.publish_soon(tickets, "t-1", [first])
-        await tickets.update_one({"_id": "t-1"}, with_outbox({"$set": {"version": 2}}, [second]))
-        relay.publish_soon(tickets, "t-1", [second])
-        listener.count = 0
-        await asyncio.wait_for(_settled(relay), 5)
+    bus = GatedBus()
+    relay = relay_for(bus, stale_after_s=60, clear_linger_s=0.3)
+    first, second = outbox_entry(event(TicketResolved)), outbox_entry(event(TicketReopened))
+    await tickets.insert_one({"_id": "t-1", "version": 1, **outbox_fields([first])})
+    relay.publish_soon(tickets, "t-1", [first])
+    await tickets.update_one({"_id": "t-1"}, with_outbox({"$set": {"version": 2}}, [second]))
+    relay.publish_soon(tickets, "t-1", [second])
+    updates.count = 0
+    await asyncio.wait_for(_settled(relay), 5)
 
-        assert bus.published == [first["event_id"], second["event_id"]]
-        assert listener.count == 1
-        doc = await tickets.find_one({"_id": "t-1"})
-        assert doc is not None
-        assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    assert bus.published == [first["event_id"], second["event_id"]]
+    assert updates.count == 1
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)
 
 
 async def test_a_sweep_with_lingering_clears_publishes_everything_and_clears_in_bulk(
-    mongo_url: str,
+    tickets: AsyncCollection[Doc], updates: CommandCounter,
 ) -> None:
     """The sweeper does not wait out each document's linger: its clears go together."""
-    listener = CommandCounter("update")
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True,
-                                                     event_listeners=[listener])
-    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
-    tickets = db.tickets
-    try:
-        bus = GatedBus()
-        relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                            sweep_interval_s=60, stale_after_s=0, clear_linger_s=0.3)
-        relay.watch(tickets)
-        left_behind = {f"t-{n}": outbox_entry(event(TicketResolved)) for n in range(30)}
-        await tickets.insert_many([{"_id": doc_id, **outbox_fields([entry])}
-                                   for doc_id, entry in left_behind.items()])
-        listener.count = 0
+    bus = GatedBus()
+    relay = relay_for(bus, stale_after_s=0, clear_linger_s=0.3)
+    relay.watch(tickets)
+    left_behind = {f"t-{n}": outbox_entry(event(TicketResolved)) for n in range(30)}
+    await tickets.insert_many([{"_id": doc_id, **outbox_fields([entry])}
+                               for doc_id, entry in left_behind.items()])
+    updates.count = 0
 
-        assert await asyncio.wait_for(relay.sweep(), 5) == 30
-        assert sorted(bus.published) == sorted(e["event_id"] for e in left_behind.values())
-        assert listener.count == 1
-        assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 0
-        assert await tickets.count_documents({f"{OUTBOX_FIELD}.0": {"$exists": True}}) == 0
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    assert await asyncio.wait_for(relay.sweep(), 5) == 30
+    assert sorted(bus.published) == sorted(e["event_id"] for e in left_behind.values())
+    assert updates.count == 1
+    assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 0
+    assert await tickets.count_documents({f"{OUTBOX_FIELD}.0": {"$exists": True}}) == 0
 
 
 async def test_a_sweep_does_not_resend_what_the_fast_path_finished_after_the_sweep_read_it(
@@ -251,8 +232,7 @@ async def test_a_sweep_does_not_resend_what_the_fast_path_finished_after_the_swe
     publish finished meanwhile was read with an outbox that is gone: sending it again was
     most of the 'left-behind' events after a burst (531 of 3,000 in one run)."""
     bus = GatedBus()
-    relay = OutboxRelay(bus, ServiceMetrics(f"t{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                        sweep_interval_s=60, stale_after_s=0)
+    relay = relay_for(bus, stale_after_s=0)
     relay.watch(tickets)
     left_behind, fresh = event(TicketResolved), event(TicketReopened)
     left_entry, fresh_entry = outbox_entry(left_behind), outbox_entry(fresh)
