@@ -89,6 +89,10 @@ class TicketNumbers:
         return list(range(last - len(requests) + 1, last + 1))
 
 
+RECENT_TICKET_MAX_CHARS = 64 * 1024
+"""A ticket with a longer conversation is not kept: memory stays bounded by the count."""
+
+
 class RecentTickets:
     """The tickets this process wrote last, as it wrote them (least recently used out).
 
@@ -99,8 +103,9 @@ class RecentTickets:
     round trip. Never used to answer a read: that may come from another replica's
     change."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_chars: int = RECENT_TICKET_MAX_CHARS) -> None:
         self._capacity = capacity
+        self._max_chars = max_chars
         self._tickets: OrderedDict[str, Ticket] = OrderedDict()
 
     def __len__(self) -> int:
@@ -114,6 +119,9 @@ class RecentTickets:
 
     def put(self, ticket: Ticket) -> None:
         if self._capacity <= 0:
+            return
+        if sum(len(m.body) for m in ticket.messages) > self._max_chars:
+            self._tickets.pop(ticket.id, None)  # an older, shorter copy is stale now
             return
         self._tickets[ticket.id] = ticket
         self._tickets.move_to_end(ticket.id)

@@ -73,3 +73,13 @@ def test_no_recent_tickets_are_kept_with_capacity_zero() -> None:
     recent = RecentTickets(0)
     recent.put(opened())
     assert len(recent) == 0
+
+
+def test_a_ticket_with_a_long_conversation_is_not_kept_nor_its_older_copy() -> None:
+    short = opened()
+    recent = RecentTickets(10, max_chars=100)
+    recent.put(short)
+    long_reply = Message(id="m-2", author=Author.AGENT, visibility=Visibility.PUBLIC,
+                         channel=Channel.EMAIL, body="x" * 100, at=NOW)
+    recent.put(replace(short, version=2, messages=(*short.messages, long_reply)))
+    assert recent.get(short.id) is None
