@@ -167,6 +167,26 @@ class CommandMeter:
         return per
 
 
+class RunMeter:
+    """CPU by process and MongoDB commands over the same stretch of a run, per ticket."""
+
+    def __init__(self, pids: dict[str, int], mongo: AsyncMongoClient[Any]) -> None:
+        self.cpu = CpuMeter(pids)
+        self.commands = CommandMeter(mongo)
+
+    async def start(self) -> None:
+        await self.commands.start()
+        self.cpu.start()
+
+    async def stop(self) -> None:
+        self.cpu.stop()
+        await self.commands.stop()
+
+    def per_ticket(self, tickets: int) -> dict[str, Any]:
+        return {"cpu_ms_per_ticket": self.cpu.per_item_ms(tickets),
+                "mongo_commands_per_ticket": self.commands.per_item(tickets)}
+
+
 async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,
                       window_s: float = 0.5, timeout_s: float = 120.0) -> float:
     """Wait until these processes together use less than ``below_cores`` over a window:

@@ -38,8 +38,7 @@ import aio_pika
 import aiohttp
 from common import (
     BenchRun,
-    CommandMeter,
-    CpuMeter,
+    RunMeter,
     isolated_system,
     percentile_ms,
     processes,
@@ -126,7 +125,7 @@ async def throughput(client: aiohttp.ClientSession, total: int, concurrency: int
 
 
 async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total: int,
-                  rate: float, meter: CpuMeter, commands: CommandMeter) -> dict[str, Any]:
+                  rate: float, meter: RunMeter) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     errors = 0
 
@@ -139,8 +138,7 @@ async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total
             errors += 1
 
     tasks = []
-    await commands.start()
-    meter.start()
+    await meter.start()
     t0 = time.perf_counter()
     for n in range(total):  # open loop: the schedule does not wait for answers
         delay = t0 + n / rate - time.perf_counter()
@@ -154,15 +152,13 @@ async def latency(client: aiohttp.ClientSession, watcher: AssignedWatcher, total
         return all(t in watcher.assigned_at for t in sent_at)
 
     await eventually(all_seen, timeout=120, interval=0.2, what="every ticket assigned")
-    meter.stop()
-    await commands.stop()
+    await meter.stop()
     samples = sorted(watcher.assigned_at[t] - s for t, s in sent_at.items())
     return {"offered_per_s": round(offered, 1), "tickets": len(samples), "errors": errors,
             "p50_ms": percentile_ms(samples, 50), "p95_ms": percentile_ms(samples, 95),
             "p99_ms": percentile_ms(samples, 99), "max_ms": percentile_ms(samples, 100),
             "mean_ms": round(statistics.fmean(samples) * 1000, 1),
-            "cpu_ms_per_ticket": meter.per_item_ms(len(samples)),
-            "mongo_commands_per_ticket": commands.per_item(len(samples)),
+            **meter.per_ticket(len(samples)),
             "slowest_seconds": slowest_seconds(sent_at, watcher.assigned_at, t0),
             "ids": list(sent_at)}
 
@@ -212,14 +208,13 @@ def intake_client(system: System, concurrency: int) -> aiohttp.ClientSession:
 OUTBOX = {"OUTBOX_SWEEP_INTERVAL_S": "1", "OUTBOX_STALE_AFTER_S": "2"}
 
 
-async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, meter: CpuMeter,
-                      commands: CommandMeter, arrived: dict[str, float], *, what: str,
+async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, meter: RunMeter,
+                      arrived: dict[str, float], *, what: str,
                       interval: float) -> tuple[dict[str, Any], float]:
     """Post the burst, then wait until every accepted ticket's event has ``arrived``:
     the throughput phase's results, CPU and round trips per ticket over both, and the
     wait in seconds."""
-    await commands.start()
-    meter.start()
+    await meter.start()
     tp = await throughput(client, args.tickets, args.concurrency)
 
     async def all_arrived() -> bool:
@@ -228,10 +223,8 @@ async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, m
     started = time.perf_counter()
     await eventually(all_arrived, timeout=600, interval=interval, what=what)
     waited = round(time.perf_counter() - started, 2)
-    meter.stop()
-    await commands.stop()
-    tp["cpu_ms_per_ticket"] = meter.per_item_ms(tp["accepted"])
-    tp["mongo_commands_per_ticket"] = commands.per_item(tp["accepted"])
+    await meter.stop()
+    tp.update(meter.per_ticket(tp["accepted"]))
     return tp, waited
 
 
@@ -243,12 +236,11 @@ async def measure_accepting(run: BenchRun, args: argparse.Namespace) -> dict[str
     try:
         await system.start("intake", **OUTBOX)
         await watcher.start()
-        meter = CpuMeter(processes(system, run.emulator))
         mongo = system.mongo()
-        commands = CommandMeter(mongo)
+        meter = RunMeter(processes(system, run.emulator), mongo)
         async with intake_client(system, args.concurrency) as client:
             tp, waited = await burst_until(
-                client, args, meter, commands, watcher.created_at,
+                client, args, meter, watcher.created_at,
                 what="every ticket.created published", interval=0.05)
             tp["all_published_after_s"] = waited
 
@@ -275,20 +267,18 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         await system.start("intake", **OUTBOX)
         await system.start("routing", **OUTBOX)
         await watcher.start()
-        meter = CpuMeter(processes(system, run.emulator))
         mongo = system.mongo()
-        commands = CommandMeter(mongo)
+        meter = RunMeter(processes(system, run.emulator), mongo)
         async with intake_client(system, args.concurrency) as client:
             tp, waited = await burst_until(
-                client, args, meter, commands, watcher.assigned_at,
+                client, args, meter, watcher.assigned_at,
                 what="throughput phase assigned", interval=0.2)
             tp["all_assigned_after_s"] = waited
             # What the whole pipeline sustains: a rate above it can only queue.
             tp["assigned_per_s"] = round(tp["accepted"] / (tp["seconds"] + waited), 1)
             # The rate phase measures a steady 100/s, not the burst's leftovers.
-            tp["quiet_after_s"] = await until_quiet(meter.pids)
-            lat = await latency(client, watcher, args.latency_tickets, args.rate, meter,
-                                commands)
+            tp["quiet_after_s"] = await until_quiet(meter.cpu.pids)
+            lat = await latency(client, watcher, args.latency_tickets, args.rate, meter)
 
         tickets = mongo[system.database("intake")]["tickets"]
         expected = set(tp.pop("ids")) | set(lat.pop("ids"))
