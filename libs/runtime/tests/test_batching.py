@@ -37,11 +37,11 @@ async def test_a_lone_caller_goes_at_once_and_callers_arriving_meanwhile_go_toge
 
 async def test_a_lingering_batcher_gathers_callers_that_arrive_one_after_another() -> None:
     recorder = Recorder()
-    batcher: Batcher[str, int, int] = Batcher(recorder.run, linger_s=0.2)
+    batcher: Batcher[str, int, int] = Batcher(recorder.run, linger_s=1.0)
     calls = []
     for n in range(5):  # each arrives when nothing is on its way to the store
         calls.append(asyncio.create_task(batcher.submit("k", n)))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # far inside the linger, even on a stalling machine
     other_key = asyncio.create_task(batcher.submit("other", 9))
     assert await asyncio.gather(*calls, other_key) == [0, 10, 20, 30, 40, 90]
     assert sorted(recorder.batches) == [[0, 1, 2, 3, 4], [9]]
