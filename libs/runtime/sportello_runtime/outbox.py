@@ -234,28 +234,30 @@ class OutboxRelay:
         clears: list[Coroutine[Any, Any, None]] = []
         began = time.monotonic()
         cutoff = utc_now() - self._stale_after
-        for collection in self._collections:
-            cursor = collection.find(
-                {PENDING_FIELD: {"$lte": cutoff}}, {OUTBOX_FIELD: 1}
-            ).limit(SWEEP_BATCH)
-            async for doc in cursor:
-                entries = doc.get(OUTBOX_FIELD) or []
-                pending += len(entries)
-                key = (collection.full_name, doc["_id"])
-                if key in self._publishing:
-                    continue  # this process is still on it (slow under load): not stale
-                if self._finished.get(key, 0.0) >= began:
-                    # Published (and cleared) since this sweep read it: what was read is
-                    # gone. Anything that failed to go out is found by the next sweep.
-                    continue
-                if self._bus.is_connected or not entries:
-                    sent = await self._publish_entries(entries)
-                    published += len(sent)
-                    if sent or not entries:  # an empty outbox still has its mark to clear
-                        # Not awaited one by one: each clear lingers for company.
-                        clears.append(self._clear(collection, doc["_id"], sent,
-                                                  complete=len(sent) == len(entries)))
-        await asyncio.gather(*clears)
+        try:
+            for collection in self._collections:
+                cursor = collection.find(
+                    {PENDING_FIELD: {"$lte": cutoff}}, {OUTBOX_FIELD: 1}
+                ).limit(SWEEP_BATCH)
+                async for doc in cursor:
+                    entries = doc.get(OUTBOX_FIELD) or []
+                    pending += len(entries)
+                    key = (collection.full_name, doc["_id"])
+                    if key in self._publishing:
+                        continue  # this process is still on it (slow under load): not stale
+                    if self._finished.get(key, 0.0) >= began:
+                        # Published (and cleared) since this sweep read it: what was read is
+                        # gone. Anything that failed to go out is found by the next sweep.
+                        continue
+                    if self._bus.is_connected or not entries:
+                        sent = await self._publish_entries(entries)
+                        published += len(sent)
+                        if sent or not entries:  # an empty outbox still has its mark to clear
+                            # Not awaited one by one: each clear lingers for company.
+                            clears.append(self._clear(collection, doc["_id"], sent,
+                                                      complete=len(sent) == len(entries)))
+        finally:  # what went out is cleared, even when reading the next page failed
+            await asyncio.gather(*clears)
         # Only completions after a sweep's read matter to it, and the next one reads anew.
         self._finished = {k: t for k, t in self._finished.items() if t >= began}
         self._metrics.outbox_pending.set(pending - published)

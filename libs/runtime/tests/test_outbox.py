@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from sportello_contracts import EventEnvelope, new_event, utc_now
 from sportello_contracts.events import TicketReopened, TicketResolved
@@ -258,3 +259,30 @@ async def test_a_sweep_does_not_resend_what_the_fast_path_finished_after_the_swe
     assert await asyncio.wait_for(sweeping, 5) == 1
     assert sorted(bus.published) == sorted([left_entry["event_id"], fresh_entry["event_id"]])
     assert await tickets.count_documents({PENDING_FIELD: {"$ne": None}}) == 0
+
+
+class UnreadableCollection:
+    """A watched collection whose pending documents cannot be read (its server is gone)."""
+
+    full_name = "elsewhere.assignments"
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        raise PyMongoError("connection refused")
+
+
+async def test_a_sweep_that_fails_halfway_still_clears_what_it_sent(
+    tickets: AsyncCollection[Doc],
+) -> None:
+    bus = GatedBus()
+    relay = relay_for(bus, stale_after_s=0, clear_linger_s=0.05)
+    relay.watch(tickets)
+    relay.watch(UnreadableCollection())  # type: ignore[arg-type]
+    entry = outbox_entry(event(TicketResolved))
+    await tickets.insert_one({"_id": "t-1", **outbox_fields([entry])})
+
+    with pytest.raises(PyMongoError):
+        await relay.sweep()
+    assert bus.published == [entry["event_id"]]
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)  # not sent again next time
