@@ -32,6 +32,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
@@ -45,6 +47,7 @@ from common import (
     until_quiet,
     write_report,
 )
+from pymongo import AsyncMongoClient
 
 from support.system import CHANNEL_KEYS, System
 from support.wait import eventually
@@ -228,16 +231,29 @@ async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, m
     return tp, waited
 
 
+@asynccontextmanager
+async def measured(run: BenchRun, watcher: AssignedWatcher,
+                   *services: str) -> AsyncIterator[tuple[RunMeter, AsyncMongoClient[Any]]]:
+    """Start the services and the watcher; the run's meter, and a client for the loss
+    check. The watcher and the client are closed afterwards, also when the run fails."""
+    system = run.system
+    mongo = system.mongo()
+    try:
+        for service in services:
+            await system.start(service, **OUTBOX)
+        await watcher.start()
+        yield RunMeter(processes(system, run.emulator), mongo), mongo
+    finally:
+        await mongo.close()
+        await watcher.close()
+
+
 async def measure_accepting(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     """Intake alone: accepted tickets/s, and CPU per ticket up to the moment every
     accepted ticket's ``ticket.created`` is on the bus."""
     system = run.system
     watcher = AssignedWatcher(system.amqp_url, system.namespace, created=True)
-    try:
-        await system.start("intake", **OUTBOX)
-        await watcher.start()
-        mongo = system.mongo()
-        meter = RunMeter(processes(system, run.emulator), mongo)
+    async with measured(run, watcher, "intake") as (meter, mongo):
         async with intake_client(system, args.concurrency) as client:
             tp, waited = await burst_until(
                 client, args, meter, watcher.created_at,
@@ -248,7 +264,6 @@ async def measure_accepting(run: BenchRun, args: argparse.Namespace) -> dict[str
         expected = set(tp.pop("ids"))
         stored = await tickets.count_documents({})
         pending = await tickets.count_documents({"outbox.0": {"$exists": True}})
-        await mongo.close()
         return run.report(
             "intake_bench.py",
             throughput=tp,
@@ -256,19 +271,12 @@ async def measure_accepting(run: BenchRun, args: argparse.Namespace) -> dict[str
                         "created_events_seen": len(expected & set(watcher.created_at)),
                         "outbox_entries_left": pending, "lost": len(expected) - stored},
         )
-    finally:
-        await watcher.close()
 
 
 async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     system = run.system
     watcher = AssignedWatcher(system.amqp_url, system.namespace)
-    try:
-        await system.start("intake", **OUTBOX)
-        await system.start("routing", **OUTBOX)
-        await watcher.start()
-        mongo = system.mongo()
-        meter = RunMeter(processes(system, run.emulator), mongo)
+    async with measured(run, watcher, "intake", "routing") as (meter, mongo):
         async with intake_client(system, args.concurrency) as client:
             tp, waited = await burst_until(
                 client, args, meter, watcher.assigned_at,
@@ -284,7 +292,6 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         expected = set(tp.pop("ids")) | set(lat.pop("ids"))
         stored_assigned = await tickets.count_documents({"status": "assigned"})
         pending = await tickets.count_documents({"outbox.0": {"$exists": True}})
-        await mongo.close()
         return run.report(
             "intake_bench.py",
             throughput=tp,
@@ -292,8 +299,6 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
             loss_check={"accepted": len(expected), "assigned_in_store": stored_assigned,
                         "outbox_entries_left": pending, "lost": len(expected) - stored_assigned},
         )
-    finally:
-        await watcher.close()
 
 
 if __name__ == "__main__":
