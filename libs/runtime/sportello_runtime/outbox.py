@@ -188,7 +188,7 @@ class OutboxRelay:
                                  entries: Sequence[dict[str, Any]]) -> None:
         sent = await self._publish_entries(entries)
         if sent:
-            await self._clear(collection, doc_id, sent, complete=len(sent) == len(entries))
+            await self._clear(collection, doc_id, sent, read=entries)
 
     async def _publish_entries(self, entries: Sequence[dict[str, Any]]) -> list[str]:
         """Publish in order, up to the first that fails; the event ids that went out."""
@@ -210,11 +210,12 @@ class OutboxRelay:
         return sent
 
     async def _clear(self, collection: AsyncCollection[Document], doc_id: Any, sent: list[str],
-                     *, complete: bool) -> None:
-        """Take the sent entries out of the document. Clears wait ``clear_linger_s`` (and
-        for any clear on its way to the store) and then go together in one bulk write: the
-        clears of a busy service cost one round trip per batch, not one per event."""
-        await self._clears.submit(collection, _Clear(doc_id, sent, complete))
+                     *, read: Sequence[dict[str, Any]]) -> None:
+        """Take the sent entries (of the ``read`` ones) out of the document. Clears wait
+        ``clear_linger_s`` (and for any clear on its way to the store) and then go together
+        in one bulk write: the clears of a busy service cost one round trip per batch, not
+        one per event."""
+        await self._clears.submit(collection, _Clear(doc_id, sent, len(sent) == len(read)))
 
     @staticmethod
     async def _clear_batch(collection: AsyncCollection[Document],
@@ -254,8 +255,7 @@ class OutboxRelay:
                         published += len(sent)
                         if sent or not entries:  # an empty outbox still has its mark to clear
                             # Not awaited one by one: each clear lingers for company.
-                            clears.append(self._clear(collection, doc["_id"], sent,
-                                                      complete=len(sent) == len(entries)))
+                            clears.append(self._clear(collection, doc["_id"], sent, read=entries))
         finally:  # what went out is cleared, even when reading the next page failed
             await asyncio.gather(*clears)
         # Only completions after a sweep's read matter to it, and the next one reads anew.
