@@ -58,6 +58,8 @@ class ServiceWiring:
     public_routers: Sequence[APIRouter] = ()
     """Routes that authenticate their callers themselves (channels, requesters)."""
     handlers: Mapping[str, Handler | Subscription] = field(default_factory=dict)
+    unsubscribed: Sequence[str] = ()
+    """Event types an earlier version or another configuration handled: unbound on start."""
     indexes: Mapping[str, Sequence[IndexModel]] = field(default_factory=dict)
     outbox_collections: Sequence[str] = ()
     on_startup: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
@@ -115,6 +117,8 @@ def create_service_app(
     wiring = wire(service)
     for event_type, handler in wiring.handlers.items():
         service.bus.subscribe(event_type, handler)
+    for event_type in wiring.unsubscribed:
+        service.bus.unsubscribe(event_type)
     for name in wiring.outbox_collections:
         service.relay.watch(service.store.collection(name))
     service.bus.on_connected(service.relay.wake)

@@ -13,9 +13,15 @@ Topology, per service, under a namespace (default ``sportello``)::
 
 A handler's exception sends the message to the next retry tier; after
 ``max_attempts`` it is parked in the DLQ. A message that can never succeed
-(bad JSON, unknown type, payload failing validation, ``PermanentFailure``) is
-parked at once. Messages are acked only after the handler's write and the
-dedupe record, so a crash means redelivery, never loss.
+(bad JSON, a type no contract names, payload failing validation,
+``PermanentFailure``) is parked at once. Messages are acked only after the
+handler's write and the dedupe record, so a crash means redelivery, never loss.
+
+Replicas of two versions share a queue during a rolling upgrade, so a replica
+never removes a binding it merely does not know (the other version may need it)
+and retries, rather than parks, an event another version handles. Only a type
+the service ``unsubscribe``-s is unbound, and copies still queued are acked as
+ignored.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     """A copy of an event already handled (only idempotent handlers say so themselves)."""
     IGNORED = "ignored"
-    """Refused by the subscription's ``wants``: nothing to do for this service."""
+    """Refused by the subscription's ``wants``, or of a type the service unsubscribed:
+    nothing to do for this service."""
 
 
 Handler = Callable[[EventEnvelope], Awaitable[Outcome | None]]
@@ -91,6 +98,11 @@ class PermanentFailure(Exception):
 
 class BusNotConnected(RuntimeError):
     pass
+
+
+class NoHandlerHere(Exception):
+    """A known event type this replica has no handler for: another version sharing the
+    queue during a rolling upgrade may have one, so it is retried like a failure."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,7 @@ class EventBus:
         self._publish_timeout = publish_timeout_s
         self._reconnect_interval = reconnect_interval_s
         self._handlers: dict[str, Subscription] = {}
+        self._unsubscribed: set[str] = set()
         self._tracer = trace.get_tracer("sportello.bus")
 
         self._connection: AbstractRobustConnection | None = None
@@ -175,7 +188,18 @@ class EventBus:
             raise ValueError(f"{event_type} already has a handler in {self.topology.service}")
         if not isinstance(handler, Subscription):
             handler = Subscription(handler)
+        if event_type in self._unsubscribed:
+            raise ValueError(f"{event_type} is unsubscribed in {self.topology.service}")
         self._handlers[event_type] = handler
+
+    def unsubscribe(self, event_type: str) -> None:
+        """Stop receiving ``event_type``, which an earlier version (or another
+        configuration) of this service handled: its binding is removed on start. Removing
+        every binding the code does not know instead would cut a newer replica's during a
+        rolling upgrade, and an event with no binding is dropped by the exchange."""
+        if event_type in self._handlers:
+            raise ValueError(f"{event_type} has a handler in {self.topology.service}")
+        self._unsubscribed.add(event_type)
 
     def on_connected(self, listener: Callable[[], None]) -> None:
         """Called after the first connection and after every reconnection."""
@@ -285,9 +309,7 @@ class EventBus:
             )
         for event_type in sorted(self._handlers):
             await queue.bind(t.exchange, routing_key=event_type)
-        # Bindings outlive the code that made them: a type this service no longer handles
-        # would keep arriving, be parked as unknown and never be asked for again.
-        for event_type in sorted(EVENT_PAYLOADS.keys() - self._handlers.keys()):
+        for event_type in sorted(self._unsubscribed):
             await queue.unbind(t.exchange, routing_key=event_type)
         return queue
 
@@ -379,15 +401,25 @@ class EventBus:
         try:
             envelope = EventEnvelope.from_json(message.body)
             subscription = self._handlers.get(envelope.type)
-            if subscription is None:
+            if subscription is None and envelope.type not in EVENT_PAYLOADS:
                 raise UnknownEventType(
                     f"{self.topology.service} has no handler for {envelope.type!r}"
                 )
-            wanted = subscription.wants is None or subscription.wants(envelope)
+            wanted = subscription is not None and (
+                subscription.wants is None or subscription.wants(envelope))
         except (ValidationError, UnknownEventType, ValueError) as exc:
             await self._park(message, routing_key, f"invalid event: {_describe(exc)}", exc)
             return
 
+        if subscription is None:
+            if envelope.type in self._unsubscribed:
+                await message.ack()
+                self._metrics.events_consumed.labels(envelope.type, Outcome.IGNORED.value).inc()
+            else:
+                await self._retry_or_park(message, envelope.type, NoHandlerHere(
+                    f"{self.topology.service} has no handler for {envelope.type!r} "
+                    "in this version"))
+            return
         if not wanted:
             await message.ack()
             self._metrics.events_consumed.labels(envelope.type, Outcome.IGNORED.value).inc()

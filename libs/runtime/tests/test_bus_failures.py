@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -230,14 +231,39 @@ async def test_events_a_subscription_does_not_want_are_acked_untouched(
     assert await records.count_documents({}) == 1  # only the handled one
 
 
-async def test_a_type_the_service_stopped_handling_is_no_longer_routed_to_it(
-    harness: Harness, mongo_url: str,
+@asynccontextmanager
+async def mandatory_publisher(
+    amqp_url: str, topology: Topology
+) -> AsyncIterator[Callable[[EventEnvelope], Awaitable[None]]]:
+    """Publishes that fail with ``DeliveryError`` when no queue is bound to the type."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(on_return_raises=True)
+        exchange = await channel.get_exchange(topology.exchange)
+
+        async def publish(envelope: EventEnvelope) -> None:
+            await exchange.publish(aio_pika.Message(envelope.to_json()),
+                                   routing_key=envelope.type, mandatory=True)
+
+        yield publish
+    finally:
+        await connection.close()
+
+
+def reopened(ticket_id: str) -> EventEnvelope:
+    return new_event(TicketReopened(ticket_id=ticket_id, number="HD-4"), producer="test",
+                     correlation_id=ticket_id)
+
+
+async def ignore(_: EventEnvelope) -> None:
+    return None
+
+
+async def test_a_type_the_service_unsubscribed_is_no_longer_routed_to_it(
+    harness: Harness,
 ) -> None:
     """Bindings live in the broker: the previous version's binding must not keep sending
-    events that would only be parked as unknown."""
-    async def ignore(_: EventEnvelope) -> None:
-        return None
-
+    events the new one said it no longer takes."""
     previous = EventBus(amqp_url=harness.amqp_url, topology=harness.topology,
                         metrics=ServiceMetrics("flaky_before"), processed=None)
     previous.subscribe("ticket.rated", ignore)
@@ -247,24 +273,131 @@ async def test_a_type_the_service_stopped_handling_is_no_longer_routed_to_it(
     await previous.close()
 
     harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.unsubscribe("ticket.reopened")
     harness.bus.start()
     await harness.bus.wait_connected(10)
 
-    connection = await aio_pika.connect(harness.amqp_url)
-    try:
-        channel = await connection.channel(on_return_raises=True)
-        exchange = await channel.get_exchange(harness.topology.exchange)
-
-        async def publish(envelope: EventEnvelope) -> None:
-            await exchange.publish(aio_pika.Message(envelope.to_json()),
-                                   routing_key=envelope.type, mandatory=True)
-
+    async with mandatory_publisher(harness.amqp_url, harness.topology) as publish:
         await publish(rated("t-still-wanted"))  # routed: no error
         with pytest.raises(aio_pika.exceptions.DeliveryError):  # returned: no queue bound
-            await publish(new_event(TicketReopened(ticket_id="t-old", number="HD-4"),
-                                    producer="test", correlation_id="t-old"))
+            await publish(reopened("t-old"))
+
+
+async def test_copies_of_an_unsubscribed_type_still_queued_are_acked_as_ignored(
+    harness: Harness,
+) -> None:
+    harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.unsubscribe("ticket.reopened")
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    # Queued before the binding went: it arrives under a key the queue still has.
+    leftover = reopened("t-leftover")
+    connection = await aio_pika.connect(harness.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(harness.topology.exchange)
+        await exchange.publish(aio_pika.Message(leftover.to_json()), routing_key="ticket.rated")
     finally:
         await connection.close()
+
+    consumed = harness.metrics.events_consumed
+
+    async def ignored() -> bool:
+        return consumed.labels("ticket.reopened", "ignored")._value.get() == 1
+
+    await eventually(ignored, what="the leftover acked as ignored")
+    assert consumed.labels("ticket.reopened", "retried")._value.get() == 0
+
+
+async def test_an_older_replica_starting_during_an_upgrade_keeps_the_newer_ones_bindings(
+    harness: Harness,
+) -> None:
+    """An exchange drops an event no queue is bound to: a replica of the old version,
+    restarted while the new one runs beside it, must not unbind what it does not know."""
+    harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.subscribe("ticket.reopened", ignore)  # new in this version
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+
+    older = EventBus(amqp_url=harness.amqp_url, topology=harness.topology,
+                     metrics=ServiceMetrics("flaky_older"), processed=None)
+    older.subscribe("ticket.rated", ignore)
+    older.start(consume=False)
+    try:
+        await older.wait_connected(10)
+        async with mandatory_publisher(harness.amqp_url, harness.topology) as publish:
+            await publish(reopened("t-new-kind"))  # DeliveryError if the binding was cut
+    finally:
+        await older.close()
+
+
+async def test_an_event_this_version_has_no_handler_for_is_retried_for_one_that_has(
+    harness: Harness,
+) -> None:
+    """During an upgrade an old replica may take an event only the new version handles:
+    retried through the tiers, the new replica gets it instead of the DLQ."""
+    newer = EventBus(amqp_url=harness.amqp_url, topology=harness.topology,
+                     metrics=ServiceMetrics("flaky_newer"), processed=None)
+    newer.subscribe("ticket.rated", ignore)
+    newer.subscribe("ticket.reopened", ignore)
+    newer.start(consume=False)  # a newer replica's bindings, before the event comes
+    await newer.wait_connected(10)
+    await newer.close()
+
+    older_metrics = ServiceMetrics("flaky_older")
+    older = EventBus(amqp_url=harness.amqp_url, topology=harness.topology,
+                     metrics=older_metrics, processed=None, max_attempts=3)
+    older.subscribe("ticket.rated", ignore)
+    older.start()
+    try:
+        await older.wait_connected(10)
+        event = reopened("t-upgrade")
+        await older.publish(event)
+
+        async def retried_once() -> bool:
+            return older_metrics.events_consumed.labels("ticket.reopened",
+                                                        "retried")._value.get() >= 1
+
+        await eventually(retried_once, what="the older replica sending it to a retry tier")
+        await older.stop_consuming(grace_s=5)
+    finally:
+        await older.close()
+
+    handled: list[EventEnvelope] = []
+
+    async def on_reopened(envelope: EventEnvelope) -> None:
+        handled.append(envelope)
+
+    harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.subscribe("ticket.reopened", on_reopened)
+    harness.bus.start()
+
+    async def handled_by_the_newer() -> bool:
+        return [e.event_id for e in handled] == [event.event_id]
+
+    await eventually(handled_by_the_newer, what="the newer replica handling it")
+    assert older_metrics.events_consumed.labels("ticket.reopened",
+                                                "dead_lettered")._value.get() == 0
+
+
+async def test_an_event_no_version_handles_is_parked_after_its_retries(
+    harness: Harness,
+) -> None:
+    harness.bus.subscribe("ticket.rated", ignore)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    orphan = reopened("t-orphan")
+    connection = await aio_pika.connect(harness.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(harness.topology.exchange)
+        await exchange.publish(aio_pika.Message(orphan.to_json()), routing_key="ticket.rated")
+    finally:
+        await connection.close()
+    parked = await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=1)
+    assert parked[0].headers[ATTEMPT_HEADER] == 3
+    assert "no handler for 'ticket.reopened' in this version" in str(
+        parked[0].headers[REASON_HEADER])
 
 
 async def test_a_publish_awaiting_its_confirm_fails_at_once_when_the_connection_drops(

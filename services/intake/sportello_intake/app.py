@@ -74,6 +74,7 @@ def wire(service: Service) -> ServiceWiring:
         public_routers=[api.channels, api.public],
         internal_routers=[api.internal],
         handlers=consumers.handlers(),
+        unsubscribed=consumers.unsubscribed(),
         indexes=INDEXES,
         outbox_collections=[TICKETS],
         background=background,

@@ -94,8 +94,14 @@ class IntakeConsumers:
             log.warning("neither SMTP_RELAY_URL nor CHAT_CALLBACK_URL is set: requesters "
                         "will not be notified")
             return routing
+        return {**routing, **self._notices()}
+
+    def unsubscribed(self) -> list[str]:
+        """With notices off, their types are unbound: the queue no longer collects them."""
+        return [] if self._notifying else sorted(self._notices())
+
+    def _notices(self) -> dict[str, Any]:
         return {
-            **routing,
             TicketCreated.event_type: self.on_ticket_created,
             TicketEscalated.event_type: self.on_ticket_escalated,
             # Most status changes and messages tell the requester nothing new: acked

@@ -185,3 +185,19 @@ async def test_a_copy_another_replica_moved_on_from_is_read_again_and_nothing_is
     kept = desk.tickets.recent.get(ticket.id)
     assert kept is not None
     assert (kept.subject, kept.version) == ("Scanner (edited elsewhere)", 3)
+
+
+async def test_with_notices_off_their_event_types_are_unsubscribed_not_left_bound(
+    desk: Desk, consumers: IntakeConsumers,
+) -> None:
+    """Unbound, so intake's queue stops collecting events nobody here will read."""
+    assert not desk.settings.smtp_relay_url and not desk.settings.chat_callback_url
+    assert set(consumers.handlers()) == {"ticket.assigned"}
+    assert "ticket.status_changed" in consumers.unsubscribed()
+    assert "ticket.created" in consumers.unsubscribed()
+
+    notifying = IntakeConsumers(desk.tickets, consumers._outbound,
+                                desk.settings.model_copy(update={"smtp_relay_url": "smtp://x"}),
+                                consumers._metrics, "s" * 32)
+    assert notifying.unsubscribed() == []
+    assert {"ticket.assigned", "ticket.status_changed"} <= set(notifying.handlers())

@@ -67,6 +67,7 @@ def wire(service: Service) -> ServiceWiring:
     return ServiceWiring(
         internal_routers=[api.internal],
         handlers=consumers.subscriptions(),
+        unsubscribed=consumers.unsubscribed(),
         indexes=INDEXES,
         outbox_collections=[ASSIGNMENTS],
         on_startup=[seed],

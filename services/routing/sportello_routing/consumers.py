@@ -11,6 +11,7 @@ from sportello_contracts.events import (
     TicketCreated,
     TicketReopened,
     TicketResolved,
+    TicketStatusChanged,
 )
 from sportello_routing.service import Router
 from sportello_runtime.bus import Outcome, Subscription
@@ -33,6 +34,10 @@ class RoutingConsumers:
             TicketReopened.event_type: Subscription(self.on_ticket_reopened),
             SlaBreached.event_type: Subscription(self.on_sla_breached),
         }
+
+    def unsubscribed(self) -> list[str]:
+        """Taken by earlier versions; unbound, so they stop arriving."""
+        return [TicketStatusChanged.event_type]
 
     async def on_ticket_created(self, envelope: EventEnvelope) -> Outcome:
         created = parse_payload(envelope, TicketCreated)
