@@ -191,7 +191,8 @@ async def test_with_notices_off_their_event_types_are_unsubscribed_not_left_boun
     desk: Desk, consumers: IntakeConsumers,
 ) -> None:
     """Unbound, so intake's queue stops collecting events nobody here will read."""
-    assert not desk.settings.smtp_relay_url and not desk.settings.chat_callback_url
+    assert not desk.settings.smtp_relay_url
+    assert not desk.settings.chat_callback_url
     assert set(consumers.handlers()) == {"ticket.assigned"}
     assert "ticket.status_changed" in consumers.unsubscribed()
     assert "ticket.created" in consumers.unsubscribed()
