@@ -49,7 +49,7 @@ class ServiceSettings(BaseSettings):
     outbox_sweep_interval_s: float = Field(default=1.0, gt=0)
     outbox_stale_after_s: float = Field(default=2.0, ge=0)
     outbox_clear_linger_s: float = Field(
-        default=0.05, ge=0, lt=1.0,
+        default=0.25, ge=0, lt=1.0,
         description="How long a sent entry waits to be taken out of its document, so that "
         "the clears of many documents (and of one ticket's successive events) go to MongoDB "
         "together. Nobody waits for a clear; shorter than OUTBOX_STALE_AFTER_S by far",
