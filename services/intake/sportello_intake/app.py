@@ -26,7 +26,8 @@ def wire(service: Service) -> ServiceWiring:
     settings = service.settings
     assert isinstance(settings, IntakeSettings)
     m = service.metrics
-    tickets = TicketStore(service.store, service.relay, recent_capacity=settings.recent_tickets)
+    tickets = TicketStore(service.store, service.relay, recent_capacity=settings.recent_tickets,
+                          numbers_ahead_s=settings.ticket_numbers_ahead_s)
     desk = Desk(tickets, settings, DeskMetrics(
         tickets_created=m.counter("tickets_created_total", "Tickets opened, by channel",
                                   ["channel"]),

@@ -75,6 +75,13 @@ class IntakeSettings(ServiceSettings):
         description="Tickets this process wrote last, kept in memory as the starting point "
         "of their next change (checked by the version fence); 0 reads every time")
 
+    ticket_numbers_ahead_s: float = Field(
+        default=0.25, ge=0, le=10,
+        description="A busy replica reserves the ticket numbers it was asked for in this "
+        "long, in the same counter update: one update per this long instead of one per "
+        "ticket. A quiet replica reserves none. Reserved numbers not handed out before a "
+        "restart are a gap; 0 reserves none ever")
+
     # --- lifecycle
     auto_close_after_s: float = Field(default=7 * 24 * 3600, gt=0,
                                       description="Quiet period after which resolved tickets close")
