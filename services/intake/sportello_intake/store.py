@@ -127,7 +127,7 @@ RECENT_TICKET_MAX_CHARS = 64 * 1024
 
 
 class RecentTickets:
-    """The tickets this process wrote last, as it wrote them (least recently used out).
+    """The tickets this process opened last, as it last wrote them (least recently used out).
 
     For read-modify-write under the version fence only: a copy that another replica has
     moved on from fails its save with ``ConcurrencyConflict`` and is dropped, so a stale
@@ -160,6 +160,13 @@ class RecentTickets:
         self._tickets.move_to_end(ticket.id)
         while len(self._tickets) > self._capacity:
             self._tickets.popitem(last=False)
+
+    def refresh(self, ticket: Ticket) -> None:
+        """Replace the copy of a ticket kept here; one not kept stays out. Under a backlog
+        larger than the capacity, tickets read back from the store would otherwise evict
+        exactly the ones next in line for their first change, and every change would read."""
+        if ticket.id in self._tickets:
+            self.put(ticket)
 
     def drop(self, ticket_id: str) -> None:
         self._tickets.pop(ticket_id, None)
@@ -207,7 +214,7 @@ class TicketStore:
         if result.matched_count == 0:
             self.recent.drop(ticket.id)
             raise ConcurrencyConflict(ticket.number)
-        self.recent.put(ticket)
+        self.recent.refresh(ticket)
         self._relay.publish_soon(self._tickets, ticket.id, entries)
 
     async def by_id(self, ticket_id: str) -> Ticket | None:

@@ -69,6 +69,24 @@ def test_recent_tickets_keep_the_last_used_within_their_capacity() -> None:
     assert len(recent) == 1
 
 
+def test_a_ticket_read_back_is_not_kept_so_the_ones_next_in_line_stay() -> None:
+    """A backlog larger than the capacity: the first ticket's copy is gone by the time its
+    assignment comes, and its change, read from the store, must not evict the second's."""
+    first = opened()
+    second, third = replace(first, id="t-2"), replace(first, id="t-3")
+    recent = RecentTickets(2)
+    for ticket in (first, second, third):
+        recent.put(ticket)
+    assert recent.get(first.id) is None
+    recent.refresh(replace(first, version=2))
+    assert recent.get(first.id) is None
+    assert recent.get(second.id) is second
+    recent.refresh(replace(second, version=2))
+    kept = recent.get(second.id)
+    assert kept is not None
+    assert kept.version == 2
+
+
 def test_no_recent_tickets_are_kept_with_capacity_zero() -> None:
     recent = RecentTickets(0)
     recent.put(opened())
