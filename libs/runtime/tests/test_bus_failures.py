@@ -77,6 +77,17 @@ def rated(ticket_id: str) -> EventEnvelope:
                      producer="test", correlation_id=ticket_id)
 
 
+async def publish_under(harness: Harness, envelope: EventEnvelope, routing_key: str) -> None:
+    """Straight to the exchange, under a key other than the envelope's type."""
+    connection = await aio_pika.connect(harness.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(harness.topology.exchange)
+        await exchange.publish(aio_pika.Message(envelope.to_json()), routing_key=routing_key)
+    finally:
+        await connection.close()
+
+
 async def test_a_handler_that_always_fails_is_retried_then_parked_and_others_flow(
     harness: Harness,
 ) -> None:
@@ -159,14 +170,8 @@ async def test_unknown_event_types_are_parked_not_dropped(harness: Harness) -> N
     await harness.bus.wait_connected(10)
     mislabelled = EventEnvelope(type="ticket.teleported", producer="test", correlation_id="x")
 
-    connection = await aio_pika.connect(harness.amqp_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(harness.topology.exchange)
-        # Sent with a key the queue is bound to, but an envelope type nobody handles.
-        await exchange.publish(aio_pika.Message(mislabelled.to_json()), routing_key="ticket.rated")
-    finally:
-        await connection.close()
+    # Sent with a key the queue is bound to, but an envelope type nobody handles.
+    await publish_under(harness, mislabelled, "ticket.rated")
     parked = await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=1)
     assert "no handler for 'ticket.teleported'" in str(parked[0].headers[REASON_HEADER])
 
@@ -292,13 +297,7 @@ async def test_copies_of_an_unsubscribed_type_still_queued_are_acked_as_ignored(
     await harness.bus.wait_connected(10)
     # Queued before the binding went: it arrives under a key the queue still has.
     leftover = reopened("t-leftover")
-    connection = await aio_pika.connect(harness.amqp_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(harness.topology.exchange)
-        await exchange.publish(aio_pika.Message(leftover.to_json()), routing_key="ticket.rated")
-    finally:
-        await connection.close()
+    await publish_under(harness, leftover, "ticket.rated")
 
     consumed = harness.metrics.events_consumed
 
@@ -387,13 +386,7 @@ async def test_an_event_no_version_handles_is_parked_after_its_retries(
     harness.bus.start()
     await harness.bus.wait_connected(10)
     orphan = reopened("t-orphan")
-    connection = await aio_pika.connect(harness.amqp_url)
-    try:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(harness.topology.exchange)
-        await exchange.publish(aio_pika.Message(orphan.to_json()), routing_key="ticket.rated")
-    finally:
-        await connection.close()
+    await publish_under(harness, orphan, "ticket.rated")
     parked = await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=1)
     assert parked[0].headers[ATTEMPT_HEADER] == 3
     assert "no handler for 'ticket.reopened' in this version" in str(
