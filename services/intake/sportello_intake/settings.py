@@ -72,8 +72,9 @@ class IntakeSettings(ServiceSettings):
 
     recent_tickets: int = Field(
         default=2000, ge=0,
-        description="Tickets this process wrote last, kept in memory as the starting point "
-        "of their next change (checked by the version fence); 0 reads every time")
+        description="Tickets this process opened last, kept in memory (as last written) as "
+        "the starting point of their next change (checked by the version fence); a ticket "
+        "read back is not kept; 0 reads every time")
 
     ticket_numbers_ahead_s: float = Field(
         default=0.25, ge=0, le=10,
