@@ -211,7 +211,12 @@ def processes(system: System, emulator: Backend | None) -> dict[str, int]:
         pids[name] = service.process.pid
     if emulator is not None and emulator.pid is not None:
         pids["mongo emulator"] = emulator.pid
-    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout
-    if found.strip():
-        pids["rabbitmq"] = int(found.split()[0])
+    if (broker := local_rabbitmq_pid()) is not None:
+        pids["rabbitmq"] = broker
     return pids
+
+
+def local_rabbitmq_pid() -> int | None:
+    """The local broker's Erlang VM, when RabbitMQ runs on this machine."""
+    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True).stdout
+    return int(found.split()[0]) if found.strip() else None
