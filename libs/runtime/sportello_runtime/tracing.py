@@ -1,5 +1,8 @@
 """OpenTelemetry: one trace per ticket journey, from the HTTP request through every event hop.
 
+The HTTP spans come from FastAPI's own support (``app.py``), the publish and handler
+spans from the bus (``bus.py``), which carries the context in ``traceparent``.
+
 Exports over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, nothing
 otherwise. A tracer provider installed before (tests install one with an
 in-memory exporter) is kept.
@@ -10,7 +13,6 @@ from __future__ import annotations
 import threading
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -33,7 +35,4 @@ def configure_tracing(service_name: str, otlp_endpoint: str | None) -> trace.Tra
                 endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
                 provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
             trace.set_tracer_provider(provider)
-        instrumentor = AioPikaInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=provider)
         return provider
