@@ -161,6 +161,11 @@ async def test_metrics_expose_http_red_and_events_by_type_and_outcome(system: Sy
     consumed = samples(intake_text, "events_consumed_total")
     assert consumed[(("outcome", "ok"), ("type", "ticket.assigned"))] == 1
     assert samples(intake_text, "tickets_created_total")[(("channel", "web"),)] == 1
+    # How often and how long the garbage collector stopped the service.
+    assert samples(intake_text, "python_gc_collections_total")
+    pauses = samples(intake_text, "python_gc_pause_seconds_count")
+    assert set(pauses) == {(("generation", "0"),), (("generation", "1"),), (("generation", "2"),)}
+    assert pauses[(("generation", "0"),)] >= 1  # the ticket's requests and events allocated
 
     assert samples(routing_text, "events_consumed_total")[
         (("outcome", "ok"), ("type", "ticket.created"))] == 1

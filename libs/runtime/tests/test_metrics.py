@@ -1,0 +1,39 @@
+"""Metrics the runtime adds on its own, beside each service's."""
+
+from __future__ import annotations
+
+import gc
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sportello_runtime.metrics import ServiceMetrics
+
+
+def gc_pauses(metrics: ServiceMetrics) -> dict[tuple[str, str], float]:
+    """(sample name, le or "") -> value, for generation 1."""
+    found = {}
+    text = generate_latest(metrics.registry).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name.startswith("python_gc_pause_seconds")
+                    and sample.labels["generation"] == "1"):
+                found[(sample.name, sample.labels.get("le", ""))] = sample.value
+    return found
+
+
+def test_every_collection_is_timed_by_generation_in_every_registry() -> None:
+    intake, routing = ServiceMetrics("intake"), ServiceMetrics("routing")
+    before = gc_pauses(intake)
+
+    gc.collect(1)
+    gc.collect(1)
+
+    after = gc_pauses(intake)
+    count = ("python_gc_pause_seconds_count", "")
+    assert after[count] == before[count] + 2
+    assert after[("python_gc_pause_seconds_sum", "")] > before[("python_gc_pause_seconds_sum", "")]
+    assert after[("python_gc_pause_seconds_bucket", "+Inf")] == after[count]
+    assert after[("python_gc_pause_seconds_bucket", "1.0")] == after[count]  # none took 1 s
+    # One callback for the process: a second registry sees the same collections, once.
+    assert gc_pauses(routing) == after
