@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,24 +169,76 @@ class CommandMeter:
         return per
 
 
-class RunMeter:
-    """CPU by process and MongoDB commands over the same stretch of a run, per ticket."""
+class GcMeter:
+    """Time each service spent stopped in garbage collection between ``start`` and ``stop``,
+    and its longest pause's bucket, from the services' own ``python_gc_pause_seconds``."""
 
-    def __init__(self, pids: dict[str, int], mongo: AsyncMongoClient[Any]) -> None:
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+        self.before: dict[str, dict[str, float]] = {}
+        self.used: dict[str, dict[str, float]] = {}
+
+    async def _pauses(self) -> dict[str, dict[str, float]]:
+        found: dict[str, dict[str, float]] = {}
+        async with httpx.AsyncClient(timeout=10) as client:
+            for name, url in self.urls.items():
+                text = (await client.get(f"{url}/metrics")).text
+                totals = found.setdefault(name, {})
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if sample.name == "python_gc_pause_seconds_sum":
+                            totals["seconds"] = totals.get("seconds", 0.0) + sample.value
+                        elif sample.name == "python_gc_pause_seconds_bucket":
+                            key = f"le {sample.labels['le']}"
+                            totals[key] = totals.get(key, 0.0) + sample.value
+        return found
+
+    async def start(self) -> None:
+        self.before = await self._pauses()
+
+    async def stop(self) -> None:
+        after = await self._pauses()
+        self.used = {name: {key: value - self.before[name].get(key, 0.0)
+                            for key, value in totals.items()}
+                     for name, totals in after.items()}
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """Per service: seconds in collections, and the bound of the longest pause."""
+        out = {}
+        for name, totals in self.used.items():
+            everything = totals.get("le +Inf", 0.0)
+            bounds = sorted((float(key[3:]), n) for key, n in totals.items()
+                            if key.startswith("le ") and key != "le +Inf")
+            longest = next((bound for bound, n in bounds if n >= everything), float("inf"))
+            out[name] = {"seconds": round(totals.get("seconds", 0.0), 3),
+                         "collections": int(everything), "longest_at_most_s": longest}
+        return out
+
+
+class RunMeter:
+    """CPU by process, MongoDB commands and the services' garbage collection over the same
+    stretch of a run, per ticket."""
+
+    def __init__(self, pids: dict[str, int], mongo: AsyncMongoClient[Any],
+                 service_urls: dict[str, str]) -> None:
         self.cpu = CpuMeter(pids)
         self.commands = CommandMeter(mongo)
+        self.gc = GcMeter(service_urls)
 
     async def start(self) -> None:
         await self.commands.start()
+        await self.gc.start()
         self.cpu.start()
 
     async def stop(self) -> None:
         self.cpu.stop()
+        await self.gc.stop()
         await self.commands.stop()
 
     def per_ticket(self, tickets: int) -> dict[str, Any]:
         return {"cpu_ms_per_ticket": self.cpu.per_item_ms(tickets),
-                "mongo_commands_per_ticket": self.commands.per_item(tickets)}
+                "mongo_commands_per_ticket": self.commands.per_item(tickets),
+                "garbage_collection": self.gc.report()}
 
 
 async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,

@@ -242,7 +242,8 @@ async def measured(run: BenchRun, watcher: AssignedWatcher,
         for service in services:
             await system.start(service, **OUTBOX)
         await watcher.start()
-        yield RunMeter(processes(system, run.emulator), mongo), mongo
+        urls = {name: service.url for name, service in system.services.items()}
+        yield RunMeter(processes(system, run.emulator), mongo, urls), mongo
     finally:
         await mongo.close()
         await watcher.close()
