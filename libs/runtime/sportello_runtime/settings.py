@@ -63,5 +63,10 @@ class ServiceSettings(BaseSettings):
         "a connection at the moment a client reuses it",
     )
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    gc_young_threshold: int = Field(
+        default=5_000, ge=100,
+        description="Allocations between two young garbage collections (Python's default is "
+        "700). The startup heap is frozen out of the collector's sight as well (serve.py)",
+    )
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
