@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class RoutingStore:
         self._clock = clock
         self._setup: Setup | None = None
         self._setup_changes = 0
+        self._setup_reading: tuple[int, asyncio.Future[Setup]] | None = None
+        """The read in flight, and the count of this replica's changes it started after."""
 
     # -- the setup new tickets are routed with --------------------------------------
 
@@ -81,16 +84,35 @@ class RoutingStore:
         """The policy and the groups, read at most every ``setup_max_age_s`` seconds: every
         new ticket needs both, and they change a few times a month. This replica's own
         changes are seen at once; another replica's within ``setup_max_age_s``. Operators'
-        reads and changes never go through this copy."""
+        reads and changes never go through this copy.
+
+        When the copy is too old, the handlers in flight (up to the prefetch) all want it at
+        once: they share one read instead of each reading both collections. A caller after
+        one of this replica's changes never joins a read that started before it."""
         now = self._clock()
         cached = self._setup
         if cached is not None and now - cached.read_at < self._setup_max_age_s:
             return cached
         changes = self._setup_changes
+        reading = self._setup_reading
+        if reading is None or reading[0] != changes:
+            read = asyncio.ensure_future(self._read_setup(changes, now))
+            self._setup_reading = reading = (changes, read)
+            read.add_done_callback(self._setup_read)
+        # Shielded: a caller cancelled while waiting does not cancel the others' read.
+        return await asyncio.shield(reading[1])
+
+    async def _read_setup(self, changes: int, now: float) -> Setup:
         fresh = Setup(await self.policy(), await self.groups(), now)
         if changes == self._setup_changes:  # a change made during the reads wins over them
             self._setup = fresh
         return fresh
+
+    def _setup_read(self, read: asyncio.Future[Setup]) -> None:
+        if self._setup_reading is not None and self._setup_reading[1] is read:
+            self._setup_reading = None
+        if not read.cancelled():
+            read.exception()  # retrieved: every waiter has it; the next call reads again
 
     def _setup_changed(self) -> None:
         self._setup_changes += 1

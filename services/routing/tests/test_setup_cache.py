@@ -3,6 +3,7 @@ changes seen at once, another replica's once its copy is too old."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -96,3 +97,55 @@ async def test_a_replica_sees_its_own_changes_at_once(replicas: Replicas) -> Non
 
     assert await first.delete_group(NEW_GROUP.id)
     assert NEW_GROUP.id not in group_ids((await first.setup()).groups)
+
+
+async def test_handlers_that_find_the_copy_too_old_together_share_one_read(
+    replicas: Replicas, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = replicas.first
+    await first.setup()
+    reads = 0
+    read_policy = first.policy
+
+    async def counted_policy() -> object:
+        nonlocal reads
+        reads += 1
+        return await read_policy()
+
+    monkeypatch.setattr(first, "policy", counted_policy)
+    replicas.clock.now += MAX_AGE_S
+
+    copies = await asyncio.gather(*(first.setup() for _ in range(32)))
+
+    assert reads == 1
+    assert all(copy is copies[0] for copy in copies)
+    assert copies[0].read_at == replicas.clock.now
+
+
+async def test_a_handler_after_a_change_does_not_join_a_read_from_before_it(
+    replicas: Replicas, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = replicas.first
+    read_groups = first.groups
+    first_read_done, release_first_read = asyncio.Event(), asyncio.Event()
+
+    async def groups_held_on_first_read() -> list[Group]:
+        groups = await read_groups()
+        if not first_read_done.is_set():
+            first_read_done.set()
+            await release_first_read.wait()  # in flight, with the groups as they were
+        return groups
+
+    monkeypatch.setattr(first, "groups", groups_held_on_first_read)
+    replicas.clock.now += MAX_AGE_S
+    started_before = asyncio.ensure_future(first.setup())
+    await asyncio.wait_for(first_read_done.wait(), timeout=10)
+
+    await first.put_group(NEW_GROUP)
+    after_the_change = asyncio.ensure_future(first.setup())
+    await asyncio.sleep(0)
+    release_first_read.set()
+
+    assert NEW_GROUP.id not in group_ids((await started_before).groups)
+    assert NEW_GROUP.id in group_ids((await after_the_change).groups)
+    assert NEW_GROUP.id in group_ids((await first.setup()).groups)  # the older read not kept
