@@ -20,7 +20,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 from common import (
     amqp_for_bench,
     cpu_seconds,
@@ -35,12 +34,14 @@ from sportello_contracts.events import TicketRated
 from sportello_runtime.bus import EventBus, Subscription, Topology
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.tracing import configure_tracing
+from support.system import RETRY_DELAYS_MS, delete_namespace
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_tracing("bus-bench", None)
     amqp_url = amqp_for_bench()
-    topology = Topology(f"bench-{uuid.uuid4().hex[:8]}", "bus", (1000,), delivery_limit=5)
+    topology = Topology(f"bench-{uuid.uuid4().hex[:8]}", "bus", tuple(RETRY_DELAYS_MS),
+                        delivery_limit=5)
     bus = EventBus(amqp_url=amqp_url, topology=topology, metrics=ServiceMetrics("bus"),
                    processed=None)
     received = 0
@@ -75,7 +76,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         broker_cpu = cpu_seconds(broker) - broker_before if broker is not None else None
     finally:
         await bus.close()
-        await delete_topology(amqp_url, topology)
+        await delete_namespace(amqp_url, topology.namespace, [topology.service])
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -90,17 +91,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rabbitmq": None if broker_cpu is None else round(1000 * broker_cpu / args.events, 3),
         },
     }
-
-
-async def delete_topology(amqp_url: str, topology: Topology) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        for queue in topology.queue_names():
-            await channel.queue_delete(queue)
-        await channel.exchange_delete(topology.exchange)
-    finally:
-        await connection.close()
 
 
 def main() -> int:
