@@ -202,14 +202,16 @@ class GcMeter:
                             for key, value in totals.items()}
                      for name, totals in after.items()}
 
-    def report(self) -> dict[str, dict[str, float]]:
-        """Per service: seconds in collections, and the bound of the longest pause."""
+    def report(self) -> dict[str, dict[str, float | None]]:
+        """Per service: seconds in collections, and the bound of the longest pause (None
+        when there was no collection)."""
         out = {}
         for name, totals in self.used.items():
             everything = totals.get("le +Inf", 0.0)
             bounds = sorted((float(key[3:]), n) for key, n in totals.items()
                             if key.startswith("le ") and key != "le +Inf")
-            longest = next((bound for bound, n in bounds if n >= everything), float("inf"))
+            longest = None if not everything else next(
+                (bound for bound, n in bounds if n >= everything), float("inf"))
             out[name] = {"seconds": round(totals.get("seconds", 0.0), 3),
                          "collections": int(everything), "longest_at_most_s": longest}
         return out
