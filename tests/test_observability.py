@@ -9,10 +9,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,20 +20,10 @@ from sportello_routing.settings import RoutingSettings
 from support.proxy import free_port
 from support.system import System
 from support.tickets import ticket_body, wait_assigned
+from support.tracing import in_memory_exporter
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def in_memory_exporter() -> InMemorySpanExporter:
-    """Spans of this process, whether or not a provider was installed before us."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 async def serve_in_process(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:

@@ -50,7 +50,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pamqp.commands import Basic
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
@@ -437,7 +437,17 @@ class EventBus:
             wanted = subscription is not None and (
                 subscription.wants is None or subscription.wants(envelope))
         except (ValidationError, UnknownEventType, ValueError) as exc:
-            await self._park(message, routing_key, f"invalid event: {_describe(exc)}", exc)
+            # No handler span to fail: the trace still shows where the event ended.
+            with self._tracer.start_as_current_span(
+                f"park {routing_key}",
+                context=propagate.extract(message.headers or {}),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "rabbitmq",
+                            "messaging.destination.name": self.topology.work_queue,
+                            "sportello.service": self.topology.service},
+            ) as span:
+                _failed(span, exc)
+                await self._park(message, routing_key, f"invalid event: {_describe(exc)}", exc)
             return
 
         if subscription is None:
@@ -476,7 +486,7 @@ class EventBus:
                     "sportello.event_id": event_id,
                     "sportello.ticket_id": envelope.ticket_id or "",
                 },
-            ),
+            ) as span,
         ):
             started = time.perf_counter()
             try:
@@ -487,9 +497,11 @@ class EventBus:
                     if dedupe is not None:
                         await dedupe.remember(self.topology.service, event_id)
             except (PermanentFailure, ValidationError, UnknownEventType) as exc:
+                _failed(span, exc)
                 await self._park(message, envelope.type, _describe(exc), exc)
                 return
             except Exception as exc:
+                _failed(span, exc)
                 await self._retry_or_park(message, envelope.type, exc)
                 return
             finally:
@@ -576,6 +588,12 @@ class EventBus:
             return
         await message.ack()
         self._metrics.events_consumed.labels(event_type, outcome).inc()
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    """The handler's exception is caught (to retry or park), so the span is told here."""
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, _describe(exc)))
 
 
 def _attempt_of(message: AbstractIncomingMessage) -> int:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
+from opentelemetry.trace import SpanKind, StatusCode
 
 from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.events import TicketRated, TicketReopened
@@ -29,6 +30,7 @@ from sportello_runtime.store import MongoStore, ProcessedEvents
 from support.dlq import dead_letters
 from support.proxy import TcpProxy, through
 from support.system import delete_namespace
+from support.tracing import in_memory_exporter
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -77,15 +79,20 @@ def rated(ticket_id: str) -> EventEnvelope:
                      producer="test", correlation_id=ticket_id)
 
 
-async def publish_under(harness: Harness, envelope: EventEnvelope, routing_key: str) -> None:
-    """Straight to the exchange, under a key other than the envelope's type."""
+async def publish_raw(harness: Harness, body: bytes, routing_key: str) -> None:
+    """Straight to the exchange, whatever the body."""
     connection = await aio_pika.connect(harness.amqp_url)
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(harness.topology.exchange)
-        await exchange.publish(aio_pika.Message(envelope.to_json()), routing_key=routing_key)
+        await exchange.publish(aio_pika.Message(body), routing_key=routing_key)
     finally:
         await connection.close()
+
+
+async def publish_under(harness: Harness, envelope: EventEnvelope, routing_key: str) -> None:
+    """Straight to the exchange, under a key other than the envelope's type."""
+    await publish_raw(harness, envelope.to_json(), routing_key)
 
 
 async def test_a_handler_that_always_fails_is_retried_then_parked_and_others_flow(
@@ -131,6 +138,42 @@ async def test_a_handler_that_always_fails_is_retried_then_parked_and_others_flo
     assert consumed.labels("ticket.rated", "retried")._value.get() == 2
     assert consumed.labels("ticket.rated", "dead_lettered")._value.get() == 1
     assert consumed.labels("ticket.reopened", "ok")._value.get() == 1
+
+
+async def test_failed_handlers_and_parked_events_show_as_errors_in_the_trace(
+    harness: Harness,
+) -> None:
+    spans = in_memory_exporter()
+
+    async def printer_on_fire(envelope: EventEnvelope) -> None:
+        raise RuntimeError("printer on fire")
+
+    harness.bus.subscribe("ticket.rated", printer_on_fire)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    doomed = rated("t-traced")
+    await harness.bus.publish(doomed)
+    await publish_raw(harness, b"{not json", "ticket.rated")
+    await dead_letters(harness.amqp_url, harness.topology.dead_letter_queue, expected=2)
+
+    finished = spans.get_finished_spans()
+    publish = next(s for s in finished if s.name == "publish ticket.rated"
+                   and (s.attributes or {}).get("messaging.message.id") == str(doomed.event_id))
+    handled = [s for s in finished if s.name == "handle ticket.rated"
+               and (s.attributes or {}).get("sportello.event_id") == str(doomed.event_id)]
+    assert len(handled) == 3  # the first attempt and the two retries
+    for attempt in handled:
+        assert attempt.kind == SpanKind.CONSUMER
+        assert attempt.parent is not None
+        assert attempt.parent.span_id == publish.context.span_id  # retries keep the context
+        assert attempt.status.status_code == StatusCode.ERROR
+        assert "printer on fire" in (attempt.status.description or "")
+        assert [e.name for e in attempt.events] == ["exception"]
+    parked = [s for s in finished if s.name == "park ticket.rated"
+              and (s.attributes or {}).get("sportello.service") == harness.topology.service]
+    assert len(parked) == 1
+    assert parked[0].status.status_code == StatusCode.ERROR
+    assert "JSON" in (parked[0].status.description or "")
 
 
 async def test_a_handler_that_fails_once_succeeds_on_retry_and_is_not_repeated(
