@@ -38,6 +38,7 @@ from typing import Any
 
 import aio_pika
 import aiohttp
+import uvloop
 from common import (
     BenchRun,
     RunMeter,
@@ -303,4 +304,4 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))
