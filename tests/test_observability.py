@@ -11,12 +11,12 @@ import uvicorn
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
-from prometheus_client.parser import text_string_to_metric_families
 
 from sportello_intake.app import create_app as create_intake
 from sportello_intake.settings import IntakeSettings
 from sportello_routing.app import create_app as create_routing
 from sportello_routing.settings import RoutingSettings
+from support.metrics import samples
 from support.proxy import free_port
 from support.system import System
 from support.tickets import ticket_body, wait_assigned
@@ -104,15 +104,6 @@ async def test_one_trace_covers_the_http_request_on_intake_and_the_handler_in_ro
     assert [s.kind for s in chain[:1]] == [SpanKind.PRODUCER]
     assert chain[0].name == "publish ticket.created"
     assert http in chain
-
-
-def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 async def test_metrics_expose_http_red_and_events_by_type_and_outcome(system: System) -> None:

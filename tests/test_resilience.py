@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from sportello_contracts import EventEnvelope, new_event, utc_now
 from sportello_contracts.events import Requester, TicketCreated
 from support.dlq import dead_letters
+from support.metrics import samples
 from support.probe import BusProbe
 from support.proxy import TcpProxy, through
 from support.system import System
@@ -23,13 +23,9 @@ pytestmark = pytest.mark.e2e
 
 
 async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    text = (await client.get("/metrics")).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    found = samples((await client.get("/metrics")).text, name)
+    wanted = set(labels.items())
+    return sum((value for have, value in found.items() if wanted <= set(have)), 0.0)
 
 
 async def test_ticket_posted_while_the_broker_is_down_is_assigned_once_it_is_back(

@@ -5,20 +5,20 @@ from __future__ import annotations
 import gc
 
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from sportello_runtime.metrics import ServiceMetrics
+from support.metrics import samples
 
 
 def gc_pauses(metrics: ServiceMetrics) -> dict[tuple[str, str], float]:
     """(sample name, le or "") -> value, for generation 1."""
-    found = {}
     text = generate_latest(metrics.registry).decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if (sample.name.startswith("python_gc_pause_seconds")
-                    and sample.labels["generation"] == "1"):
-                found[(sample.name, sample.labels.get("le", ""))] = sample.value
+    found = {}
+    for suffix in ("count", "sum", "bucket"):
+        name = f"python_gc_pause_seconds_{suffix}"
+        for labels, value in samples(text, name).items():
+            if ("generation", "1") in labels:
+                found[(name, dict(labels).get("le", ""))] = value
     return found
 
 
