@@ -5,6 +5,7 @@ command produced the numbers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -12,8 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -259,6 +260,20 @@ async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,
     return round(time.perf_counter() - started, 2)
 
 
+async def outbox_drained(collection: Any, *, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Wait until no document of ``collection`` holds an outbox entry: a published
+    event's entry is cleared a linger later (``OUTBOX_CLEAR_LINGER_S``), so a count
+    taken the moment the last event arrived still sees a few. Returns the entries
+    left at the end (0 unless the deadline passed) and the seconds waited."""
+    started = time.perf_counter()
+    while True:
+        left = await collection.count_documents({"outbox.0": {"$exists": True}})
+        waited = time.perf_counter() - started
+        if left == 0 or waited > timeout_s:
+            return {"outbox_entries_left": left, "outbox_drained_after_s": round(waited, 2)}
+        await asyncio.sleep(0.05)
+
+
 def processes(system: System, emulator: Backend | None) -> dict[str, int]:
     """Every process the run's CPU goes to on this machine (RabbitMQ when it is local)."""
     pids = {"bench": os.getpid()}
@@ -270,6 +285,50 @@ def processes(system: System, emulator: Backend | None) -> dict[str, int]:
     if (broker := local_rabbitmq_pid()) is not None:
         pids["rabbitmq"] = broker
     return pids
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PERIOD_US = 10_000
+"""Short, so a confined run is throttled in 10 ms slices and not in 100 ms stalls."""
+
+
+@contextmanager
+def confined_to_cores(cores: float | None) -> Iterator[None]:
+    """With ``cores``, this process, what it starts from now on, and the local RabbitMQ
+    share that many cores' worth of CPU time (a cgroup CPU quota; needs root): how a run
+    behaves on a slower machine, measured on this one. Everything moves back afterwards."""
+    if cores is None:
+        yield
+        return
+    v1 = CGROUP_ROOT / "cpu"
+    parent = v1 if (v1 / "cpu.cfs_quota_us").exists() else CGROUP_ROOT
+    if parent is CGROUP_ROOT and "cpu" not in _read(CGROUP_ROOT / "cgroup.controllers"):
+        raise SystemExit("--cpus needs the cgroup CPU controller (v1 cpu or v2 cpu.max)")
+    group = parent / f"sportello-bench-{os.getpid()}"
+    group.mkdir()
+    quota = str(round(cores * CGROUP_PERIOD_US))
+    if parent is v1:
+        (group / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(quota)
+    else:
+        (group / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}")
+    broker = subprocess.run(["pgrep", "beam.smp|erl_child_setup|epmd"], capture_output=True,
+                            text=True).stdout.split()
+    moved = [int(pid) for pid in broker] + [os.getpid()]
+    try:
+        for pid in moved:
+            (group / "cgroup.procs").write_text(str(pid))
+        yield
+    finally:
+        for pid in moved:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                (parent / "cgroup.procs").write_text(str(pid))
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def local_rabbitmq_pid() -> int | None:
