@@ -30,6 +30,10 @@ unit: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy libs/contracts/sportello_contracts libs/runtime/sportello_runtime services/intake/sportello_intake services/routing/sportello_routing services/sla/sportello_sla tools/mongo_emulator/sportello_mongo_emulator
+	@# Test and bench code too, each folder on its own: services share test module names.
+	for code in conftest.py tests bench libs/*/tests services/*/tests tools/*/tests; do \
+		$(BIN)/mypy $$code || exit 1; \
+	done
 
 contracts: install
 	$(BIN)/python -m sportello_contracts.schema docs/events

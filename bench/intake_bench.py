@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import aio_pika
 import aiohttp
@@ -215,8 +215,13 @@ def intake_client(system: System, concurrency: int) -> aiohttp.ClientSession:
     )
 
 
+class QuickSweep(TypedDict):
+    OUTBOX_SWEEP_INTERVAL_S: str
+    OUTBOX_STALE_AFTER_S: str
+
+
 # A quick sweep, so that a publish lost mid-run would show up within the run.
-OUTBOX = {"OUTBOX_SWEEP_INTERVAL_S": "1", "OUTBOX_STALE_AFTER_S": "2"}
+OUTBOX = QuickSweep(OUTBOX_SWEEP_INTERVAL_S="1", OUTBOX_STALE_AFTER_S="2")
 
 
 async def burst_until(client: aiohttp.ClientSession, args: argparse.Namespace, meter: RunMeter,

@@ -109,7 +109,8 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                   file=sys.stderr)
 
         async def all_fired() -> bool:
-            return len(received) >= args.due
+            due: int = args.due
+            return len(received) >= due
 
         await eventually(all_fired, timeout=args.window + 600, interval=0.5,
                          what="every due clock fired")

@@ -208,13 +208,13 @@ async def test_json_attachments_are_kept_and_bad_ones_refused(system: System) ->
             web.post("/tickets", json=ticket_body(6, attachments=files),
                      headers={"Idempotency-Key": "form-6"}) for _ in range(4)))
     assert {r.json()["number"] for r in racing} == {racing[0].json()["number"]}
-    client = system.mongo()
+    mongo = system.mongo()
     try:
-        stored_files = await client[system.database("intake")]["attachments"].count_documents(
-            {"ticket_id": racing[0].json()["id"]})
-        all_files = await client[system.database("intake")]["attachments"].count_documents({})
+        attachments = mongo[system.database("intake")]["attachments"]
+        stored_files = await attachments.count_documents({"ticket_id": racing[0].json()["id"]})
+        all_files = await attachments.count_documents({})
     finally:
-        await client.close()
+        await mongo.close()
     assert stored_files == 1  # the losers of the race took their copies back
     assert all_files == 2
     assert not_base64.status_code == 422
@@ -226,7 +226,8 @@ async def test_json_attachments_are_kept_and_bad_ones_refused(system: System) ->
             f"/tickets/{created.json()['number']}/attachments/{attachment['id']}")
         assert stored.content == b"\x89PNG small"
         assert "UTF-8''schermata%20%C3%A8.png" in stored.headers["content-disposition"]
-        anonymous = await httpx.AsyncClient(base_url=system.services["intake"].url).get(
-            f"/tickets/{created.json()['number']}/attachments/{attachment['id']}")
+        async with httpx.AsyncClient(base_url=system.services["intake"].url) as stranger:
+            anonymous = await stranger.get(
+                f"/tickets/{created.json()['number']}/attachments/{attachment['id']}")
     assert anonymous.status_code == 401
     assert await count_tickets(system) == 2

@@ -19,7 +19,7 @@ import pytest
 from sportello_contracts import new_event
 from sportello_contracts.events import ArticleSuggestion, KbSuggestionsReady
 from support.browser import headless_chromium
-from support.mailsink import MailSink, text_of
+from support.mailsink import MailSink, mail_to, text_of
 from support.probe import BusProbe
 from support.system import STATUS_TOKEN_SECRET, System
 from support.tickets import ticket_body, wait_assigned
@@ -70,19 +70,17 @@ async def test_requester_is_told_every_step_and_sees_only_public_things(
         number = mine["number"]
         address = "giulia.rossi1@example.com"
 
-        def notice(words: str) -> Any:
-            return lambda m: address in str(m["To"]) and words in str(m["Subject"])
-
-        ack = await relay.wait_for(notice("Abbiamo ricevuto"), what="acknowledgement")
+        ack = await relay.wait_for(mail_to(address, "Abbiamo ricevuto"), what="acknowledgement")
         assert "Tempo limite:" in text_of(ack)  # the configured default: no SLA here
-        await relay.wait_for(notice("presa in carico"), what="assignment notice")
+        await relay.wait_for(mail_to(address, "presa in carico"), what="assignment notice")
 
         async with system.client("intake") as intake_api, system.client("routing") as routing:
             await wait_assigned(intake_api, number)
             escalated = await routing.post(f"/assignments/{mine['id']}/escalate",
                                            json={"reason": "needs network specialists"})
             assert escalated.status_code == 200, escalated.text
-            escalation = await relay.wait_for(notice("livello L2"), what="escalation notice")
+            escalation = await relay.wait_for(mail_to(address, "livello L2"),
+                                              what="escalation notice")
             assert "L2" in text_of(escalation)
 
             note = await intake_api.post(f"/tickets/{number}/messages", json={
@@ -102,7 +100,8 @@ async def test_requester_is_told_every_step_and_sees_only_public_things(
             waiting = await intake_api.post(f"/tickets/{number}/status", json={
                 "status": "waiting_customer", "reason": "Dicci se il profilo nuovo funziona"})
             assert waiting.status_code == 200, waiting.text
-            ask = await relay.wait_for(notice("Ci serve una tua risposta"), what="waiting notice")
+            ask = await relay.wait_for(mail_to(address, "Ci serve una tua risposta"),
+                                       what="waiting notice")
             assert "Dicci se il profilo nuovo funziona" in text_of(ask)
 
             # The requester answers the notice: the ticket goes back to work.
@@ -156,7 +155,7 @@ async def test_requester_is_told_every_step_and_sees_only_public_things(
             resolved = await intake_api.post(f"/tickets/{number}/status", json={
                 "status": "resolved", "resolution": "Profilo VPN rigenerato dal team di rete."})
             assert resolved.status_code == 200
-            done = await relay.wait_for(notice("risolta"), what="resolution notice")
+            done = await relay.wait_for(mail_to(address, "risolta"), what="resolution notice")
             assert "Profilo VPN rigenerato" in text_of(done)
             rating_page = link_in(done).replace("http://127.0.0.1:9", intake.url)
             assert f"{link_in(done)}#rating" in text_of(done)  # the page's rating form

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from support.mailsink import MailSink, text_of
+from support.mailsink import MailSink, mail_to, text_of
 from support.probe import BusProbe
 from support.proxy import TcpProxy, through
 from support.system import CHANNEL_KEYS, CHANNEL_SECRETS, System
@@ -380,11 +380,9 @@ async def test_mail_accepted_while_the_broker_is_down_survives_a_crash_and_is_an
                     ticket = await wait_assigned(client, number, timeout=40)
                     assert ticket["channel"] == "email"
             for sender in senders:
-                await relay.wait_for(lambda m, s=sender: s in str(m["To"])
-                                     and "We received" in str(m["Subject"]),
+                await relay.wait_for(mail_to(sender, "We received"),
                                      what=f"acknowledgement to {sender}")
-                await relay.wait_for(lambda m, s=sender: s in str(m["To"])
-                                     and "being handled" in str(m["Subject"]),
+                await relay.wait_for(mail_to(sender, "being handled"),
                                      what=f"assignment notice to {sender}")
             for sender in senders:
                 acks = [m for m in relay.to(sender) if "We received" in str(m["Subject"])]

@@ -89,7 +89,8 @@ async def test_redelivered_events_change_nothing_twice(system: System, probe: Bu
 
         async def outbox_emptied() -> bool:  # the clear of what was sent lingers a moment
             response = await routing.get(f"/assignments/{ticket['id']}")
-            return response.json()["pending_events"] == 0
+            pending: int = response.json()["pending_events"]
+            return pending == 0
 
         await eventually(outbox_emptied, what="the assignment's outbox emptied")
         assert (await intake.get(f"/tickets/{number}")).json()["version"] == 2
@@ -104,7 +105,7 @@ async def test_a_duplicate_delivered_concurrently_still_assigns_once(
     await system.start("routing")
     event = new_event(
         TicketCreated(
-            ticket_id="4b6c1f7e-dup", number="HD-2026-999999", channel="api",  # type: ignore[arg-type]
+            ticket_id="4b6c1f7e-dup", number="HD-2026-999999", channel="api",
             requester=Requester(name="Integration"), subject="Disk full",
             description="Server srv-01 disk at 100%", created_at=utc_now(),
         ),

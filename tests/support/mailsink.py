@@ -15,6 +15,12 @@ from support.proxy import free_port
 from support.wait import eventually
 
 
+def mail_to(recipient: str, subject_part: str) -> Callable[[EmailMessage], bool]:
+    """For ``MailSink.wait_for``: a message to this recipient whose subject holds
+    ``subject_part``."""
+    return lambda m: recipient in str(m["To"]) and subject_part in str(m["Subject"])
+
+
 class MailSink:
     """Records every message it is sent; ``wait_for`` polls with a deadline."""
 
@@ -59,4 +65,4 @@ class MailSink:
 def text_of(message: EmailMessage) -> str:
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
-    return str(body.get_content())  # type: ignore[attr-defined]
+    return str(body.get_content())

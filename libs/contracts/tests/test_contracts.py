@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ def test_every_event_of_the_design_has_a_payload_model() -> None:
 
 def created(ticket_id: str = "t-1") -> TicketCreated:
     return TicketCreated(
-        ticket_id=ticket_id, number="HD-2026-000001", channel="email",  # type: ignore[arg-type]
+        ticket_id=ticket_id, number="HD-2026-000001", channel="email",
         requester=Requester(name="Marco", email="marco@example.it", language="it"),
         subject="Stampante bloccata", description="Il 3° piano non stampa più",
         created_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
@@ -90,7 +91,7 @@ def test_ticket_requests_refuse_unknown_fields_and_objects_in_text_fields() -> N
         TicketCreateRequest.model_validate({**good, "subject": {"$ne": None}})
 
 
-def test_json_schemas_are_written_for_every_event(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_json_schemas_are_written_for_every_event(tmp_path: Path) -> None:
     written = write_all(tmp_path)
     assert {p.name for p in written} == {f"{t}.schema.json" for t in DESIGN_EVENTS}
     schema = event_schema("ticket.assigned")

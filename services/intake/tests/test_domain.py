@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sportello_contracts import new_event
+from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.api import TicketCreateRequest
 from sportello_contracts.enums import SupportLevel, TicketStatus
 from sportello_contracts.events import TicketAssigned
@@ -34,7 +34,7 @@ def assigned_event(sequence: int = 1, level: SupportLevel = SupportLevel.L1) -> 
                           group_name="L1 Service Desk", sequence=sequence)
 
 
-def cause(payload: TicketAssigned):  # type: ignore[no-untyped-def]
+def cause(payload: TicketAssigned) -> EventEnvelope:
     return new_event(payload, producer="routing", correlation_id="t-1")
 
 

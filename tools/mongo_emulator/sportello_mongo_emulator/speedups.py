@@ -46,7 +46,7 @@ import time
 import types
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -405,7 +405,7 @@ def _patch_datetimes(value: Any) -> Any:
     return _original_patch_datetimes(value)
 
 
-_original_patch_datetimes = helpers.patch_datetime_awareness_in_document
+_original_patch_datetimes: Callable[[Any], Any] = helpers.patch_datetime_awareness_in_document
 _original_iter_documents = mm_collection.Collection._iter_documents
 _original_ensure_uniques = mm_collection.Collection._ensure_uniques
 _original_update = mm_collection.Collection._update

@@ -183,7 +183,7 @@ async def test_a_refused_update_leaves_nested_values_as_they_were(
 
 
 def test_document_copies_share_only_immutable_values() -> None:
-    original = {"_id": ObjectId(), "n": Int64(7), "blob": Binary(b"\x01", 4),
+    original: Doc = {"_id": ObjectId(), "n": Int64(7), "blob": Binary(b"\x01", 4),
                 "at": datetime.now(UTC), "nested": {"list": [{"a": 1}], "raw": bytearray(b"x")}}
     copied = _copy_document(original)
     assert copied == original
@@ -198,7 +198,7 @@ def test_document_copies_share_only_immutable_values() -> None:
 def test_a_stored_document_is_copied_as_the_ordered_dict_it_is() -> None:
     """mongomock keeps stored documents as OrderedDicts and snapshots one before every
     update: that copy must rebuild it too, not share its nested values."""
-    stored = OrderedDict([("_id", "x"), ("nested", {"tags": ["vpn"]})])
+    stored: OrderedDict[str, Any] = OrderedDict([("_id", "x"), ("nested", {"tags": ["vpn"]})])
     copied = _copy_document(stored)
     assert type(copied) is OrderedDict
     assert list(copied) == ["_id", "nested"]
