@@ -35,7 +35,7 @@ from sportello_routing.domain import (
     TriageRule,
 )
 from sportello_routing.service import NotFound, Router
-from sportello_routing.store import ConcurrencyConflict, agent_from
+from sportello_routing.store import ConcurrencyConflict
 from sportello_runtime.http import ApiError
 
 internal = APIRouter()
@@ -212,13 +212,13 @@ async def set_availability(agent_id: Slug, body: Availability, router: RouterDep
 async def _update_agent(router: Router, agent_id: str,
                         change: Callable[[Agent], Agent]) -> Agent:
     for _ in range(8):
-        doc = await router.store.agent_document(agent_id)
-        if doc is None:
+        found = await router.store.versioned_agent(agent_id)
+        if found is None:
             raise ApiError(404, "not_found", f"no agent {agent_id}")
-        current = agent_from(doc)
+        current, version = found
         updated = change(current)
         try:
-            await router.store.update_agent(updated, expected_version=doc["version"],
+            await router.store.update_agent(updated, expected_version=version,
                                             open_tickets=current.open_tickets)
         except ConcurrencyConflict:
             continue

@@ -25,22 +25,7 @@ def wire(service: Service) -> ServiceWiring:
     assert isinstance(settings, RoutingSettings)
     store = RoutingStore(service.store, service.relay,
                          setup_max_age_s=settings.setup_max_age_s)
-    m = service.metrics
-    router = Router(store, RoutingMetrics(
-        triaged=m.counter("tickets_triaged_total", "Tickets triaged, by category and priority",
-                          ["category", "priority"]),
-        assigned=m.counter("tickets_assigned_total",
-                           "Assignments to an agent or a group queue, by level and group",
-                           ["level", "group"]),
-        escalations=m.counter("ticket_escalations_total", "Escalations by levels and kind",
-                              ["from_level", "to_level", "kind"]),
-        waiting=m.gauge("tickets_waiting", "Tickets waiting in a group queue for an agent",
-                        ["group"]),
-        time_to_assign=m.histogram(
-            "ticket_time_to_assign_seconds", "From ticket creation to an agent holding it",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400),
-        ),
-    ))
+    router = Router(store, RoutingMetrics.registered_on(service.metrics))
     consumers = RoutingConsumers(router)
 
     async def seed() -> None:

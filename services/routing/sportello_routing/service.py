@@ -27,7 +27,8 @@ from sportello_routing.domain import (
     RoutingError,
     TriageInput,
 )
-from sportello_routing.store import ConcurrencyConflict, RoutingStore, agent_from
+from sportello_routing.store import ConcurrencyConflict, RoutingStore
+from sportello_runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 8
@@ -44,6 +45,25 @@ class RoutingMetrics:
     escalations: Counter
     waiting: Gauge
     time_to_assign: Histogram
+
+    @classmethod
+    def registered_on(cls, m: ServiceMetrics) -> RoutingMetrics:
+        return cls(
+            triaged=m.counter("tickets_triaged_total",
+                              "Tickets triaged, by category and priority",
+                              ["category", "priority"]),
+            assigned=m.counter("tickets_assigned_total",
+                               "Assignments to an agent or a group queue, by level and group",
+                               ["level", "group"]),
+            escalations=m.counter("ticket_escalations_total", "Escalations by levels and kind",
+                                  ["from_level", "to_level", "kind"]),
+            waiting=m.gauge("tickets_waiting", "Tickets waiting in a group queue for an agent",
+                            ["group"]),
+            time_to_assign=m.histogram(
+                "ticket_time_to_assign_seconds", "From ticket creation to an agent holding it",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400),
+            ),
+        )
 
 
 class Router:
@@ -241,19 +261,20 @@ class Router:
     async def reconcile_agent(self, agent_id: str, *, quiet_for: timedelta) -> None:
         """Recount an agent's open tickets (a crash between claiming a slot and writing the
         assignment leaks one); skipped while the agent was assigned something very recently."""
-        doc = await self.store.agent_document(agent_id)
-        if doc is None:
+        found = await self.store.versioned_agent(agent_id)
+        if found is None:
             return
-        last = doc.get("last_assigned_at")
+        agent, version = found
+        last = agent.last_assigned_at
         if last is not None and utc_now() - last < quiet_for:
             return
         actual = await self.store.open_count(agent_id)
-        if actual != doc.get("open_tickets", 0):
+        if actual != agent.open_tickets:
             try:
-                await self.store.update_agent(agent_from(doc), expected_version=doc["version"],
+                await self.store.update_agent(agent, expected_version=version,
                                               open_tickets=actual)
                 log.warning("agent %s load corrected from %s to %s", agent_id,
-                            doc.get("open_tickets"), actual)
+                            agent.open_tickets, actual)
             except ConcurrencyConflict:
                 pass
 

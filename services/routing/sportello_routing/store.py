@@ -208,12 +208,14 @@ class RoutingStore:
         query = {"groups": group_id} if group_id else {}
         return [agent_from(d) async for d in self._agents.find(query).sort("_id", ASCENDING)]
 
-    async def agent_document(self, agent_id: str) -> Document | None:
-        return await self._agents.find_one({"_id": agent_id})
+    async def versioned_agent(self, agent_id: str) -> tuple[Agent, int] | None:
+        """The agent and its version, which ``update_agent`` must be given back."""
+        doc = await self._agents.find_one({"_id": agent_id})
+        return (agent_from(doc), doc["version"]) if doc else None
 
     async def agent(self, agent_id: str) -> Agent | None:
-        doc = await self.agent_document(agent_id)
-        return agent_from(doc) if doc else None
+        found = await self.versioned_agent(agent_id)
+        return found[0] if found else None
 
     async def add_agent(self, agent: Agent) -> bool:
         try:
