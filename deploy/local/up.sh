@@ -43,7 +43,11 @@ elif docker info >/dev/null 2>&1; then
   echo "MongoDB: Docker container sportello-mongo (mongo:7.0) at $MONGO_URL"
 else
   port="${MONGO_EMULATOR_PORT:-27017}"
-  python -m sportello_mongo_emulator --port "$port" --port-file .run/mongo.port > .run/mongo-emulator.log 2>&1 &
+  # In a session of its own: Ctrl-C stops the services first (they may still write on the
+  # way out), and the trap stops the emulator after them.
+  rm -f .run/mongo.port  # a stale one would name an old port
+  setsid python -m sportello_mongo_emulator --port "$port" --port-file .run/mongo.port \
+    > .run/mongo-emulator.log 2>&1 &
   EMULATOR_PID=$!
   for _ in $(seq 1 100); do [ -f .run/mongo.port ] && break; sleep 0.1; done
   export MONGO_URL="mongodb://127.0.0.1:$(cat .run/mongo.port)"
