@@ -323,8 +323,10 @@ def confined_to_cores(cores: float | None) -> Iterator[None]:
         for pid in moved:
             with contextlib.suppress(ProcessLookupError, OSError):
                 (parent / "cgroup.procs").write_text(str(pid))
-        with contextlib.suppress(OSError):
+        try:
             group.rmdir()
+        except OSError as exc:  # a process still in it stays confined: say so
+            print(f"warning: could not remove {group}: {exc}", file=sys.stderr)
 
 
 def _read(path: Path) -> str:
