@@ -301,36 +301,44 @@ def confined_to_cores(cores: float | None) -> Iterator[None]:
         yield
         return
     v1 = CGROUP_ROOT / "cpu"
-    parent = v1 if (v1 / "cpu.cfs_quota_us").exists() else CGROUP_ROOT
-    if parent is CGROUP_ROOT and "cpu" not in _read(CGROUP_ROOT / "cgroup.controllers"):
-        raise SystemExit("--cpus needs the cgroup CPU controller (v1 cpu or v2 cpu.max)")
-    group = parent / f"sportello-bench-{os.getpid()}"
+    root = v1 if (v1 / "cpu.cfs_quota_us").exists() else CGROUP_ROOT
+    group = root / f"sportello-bench-{os.getpid()}"
     group.mkdir()
     quota = str(round(cores * CGROUP_PERIOD_US))
-    if parent is v1:
+    if root is v1:
         (group / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
         (group / "cpu.cfs_quota_us").write_text(quota)
-    else:
+    elif (group / "cpu.max").exists():
         (group / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}")
+    else:
+        group.rmdir()
+        raise SystemExit("--cpus needs the cgroup CPU controller: cgroup v1's cpu, or v2 with "
+                         f"'+cpu' in {CGROUP_ROOT / 'cgroup.subtree_control'}")
     broker = subprocess.run(["pgrep", "beam.smp|erl_child_setup|epmd"], capture_output=True,
                             text=True).stdout.split()
-    moved = [int(pid) for pid in broker] + [os.getpid()]
+    came_from = {pid: _cpu_cgroup(root, pid) for pid in [*map(int, broker), os.getpid()]}
     try:
-        for pid in moved:
+        for pid in came_from:
             (group / "cgroup.procs").write_text(str(pid))
         yield
     finally:
-        for pid in moved:
-            with contextlib.suppress(ProcessLookupError, OSError):
-                (parent / "cgroup.procs").write_text(str(pid))
+        for pid, home in came_from.items():
+            with contextlib.suppress(OSError):
+                (home / "cgroup.procs").write_text(str(pid))
         try:
             group.rmdir()
         except OSError as exc:  # a process still in it stays confined: say so
             print(f"warning: could not remove {group}: {exc}", file=sys.stderr)
 
 
-def _read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+def _cpu_cgroup(root: Path, pid: int) -> Path:
+    """The cgroup ``pid`` is in now, under ``root`` (the v1 cpu hierarchy or the v2 one)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (controllers == "") == (root == CGROUP_ROOT) and (
+                root == CGROUP_ROOT or "cpu" in controllers.split(",")):
+            return root / path.lstrip("/")
+    return root
 
 
 def local_rabbitmq_pid() -> int | None:
