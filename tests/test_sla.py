@@ -19,7 +19,6 @@ from support.wait import eventually
 pytestmark = pytest.mark.e2e
 
 
-
 class QuickTimer(TypedDict):
     """Environment of an SLA process whose timer looks every 100 ms (typed, so that
     ``System.start(..., **FAST)`` can be checked against its keyword arguments)."""
