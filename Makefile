@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/intake_bench.py
 	$(BIN)/python bench/mail_bench.py
 	$(BIN)/python bench/bus_bench.py
+	$(BIN)/python bench/queue_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
