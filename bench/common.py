@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -260,7 +261,8 @@ async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,
     return round(time.perf_counter() - started, 2)
 
 
-async def outbox_drained(collection: Any, *, timeout_s: float = 30.0) -> dict[str, Any]:
+async def outbox_drained(collection: AsyncCollection[Any], *,
+                         timeout_s: float = 30.0) -> dict[str, Any]:
     """Wait until no document of ``collection`` holds an outbox entry: a published
     event's entry is cleared a linger later (``OUTBOX_CLEAR_LINGER_S``), so a count
     taken the moment the last event arrived still sees a few. Returns the entries

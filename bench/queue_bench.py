@@ -31,9 +31,8 @@ from sportello_routing import domain
 from sportello_routing.defaults import DEFAULT_GROUPS, DEFAULT_POLICY
 from sportello_routing.domain import Assignment, TriageInput
 from sportello_routing.store import ASSIGNMENTS, INDEXES, RoutingStore, assignment_document
-from sportello_runtime.metrics import ServiceMetrics
-from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
+from support.stores import relay_without_bus
 
 
 def queued_assignment() -> Assignment:
@@ -68,9 +67,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mongo = MongoStore(url, database, app_name="queue-bench")
     try:
         await mongo.ensure_indexes({ASSIGNMENTS: list(INDEXES[ASSIGNMENTS])})
-        relay = OutboxRelay(None, ServiceMetrics("queue_bench"),  # type: ignore[arg-type]
-                            sweep_interval_s=60, stale_after_s=60)  # nothing is published
-        store = RoutingStore(mongo, relay, setup_max_age_s=60)
+        store = RoutingStore(mongo, relay_without_bus(), setup_max_age_s=60)
         template = queued_assignment()
         collection = mongo.collection(ASSIGNMENTS)
         group = template.group_id

@@ -15,8 +15,8 @@ from sportello_routing.domain import Agent
 from sportello_routing.service import Router, RoutingMetrics
 from sportello_routing.store import RoutingStore
 from sportello_runtime.metrics import ServiceMetrics
-from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
+from support.stores import relay_without_bus
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +28,7 @@ async def router(mongo_url: str) -> AsyncIterator[Router]:
     database = f"reconcile_{uuid.uuid4().hex[:10]}"
     mongo = MongoStore(mongo_url, database, app_name="test")
     metrics = ServiceMetrics(f"r{uuid.uuid4().hex[:6]}")
-    relay = OutboxRelay(None, metrics,  # type: ignore[arg-type]  # nothing is published here
-                        sweep_interval_s=60, stale_after_s=60)
-    store = RoutingStore(mongo, relay, setup_max_age_s=60)
+    store = RoutingStore(mongo, relay_without_bus(metrics), setup_max_age_s=60)
     yield Router(store, RoutingMetrics.registered_on(metrics))
     await mongo.client.drop_database(database)
     await mongo.close()

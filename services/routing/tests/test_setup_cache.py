@@ -15,9 +15,8 @@ from sportello_contracts.enums import SupportLevel
 from sportello_routing.defaults import DEFAULT_GROUPS, DEFAULT_POLICY
 from sportello_routing.domain import Group
 from sportello_routing.store import RoutingStore
-from sportello_runtime.metrics import ServiceMetrics
-from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
+from support.stores import relay_without_bus
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +44,7 @@ class Replicas:
 async def replicas(mongo_url: str) -> AsyncIterator[Replicas]:
     database = f"setup_{uuid.uuid4().hex[:10]}"
     mongo = [MongoStore(mongo_url, database, app_name="test") for _ in range(2)]
-    relay = OutboxRelay(None, ServiceMetrics(f"s{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
-                        sweep_interval_s=60, stale_after_s=60)
+    relay = relay_without_bus()
     clock = Clock()
     first = RoutingStore(mongo[0], relay, setup_max_age_s=MAX_AGE_S, clock=clock)
     second = RoutingStore(mongo[1], relay, setup_max_age_s=MAX_AGE_S)
