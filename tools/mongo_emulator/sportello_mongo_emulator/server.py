@@ -30,7 +30,7 @@ from typing import Any
 import mongomock
 from bson.int64 import Int64
 from mockupdb import OP_MSG_FLAGS, OPCODES, OpMsg
-from mongomock import filtering
+from mongomock import filtering, helpers
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -336,14 +336,15 @@ class MongoEmulator:
                                           "tailable", "awaitData", "allowPartialResults", "let"})
         name = command["find"]
         limit = int(command.get("limit") or 0)
+        skip = int(command.get("skip") or 0)
         cursor = db[name].find(
             command.get("filter") or {},
             command.get("projection") or None,
-            skip=int(command.get("skip") or 0),
+            skip=skip,
             limit=abs(limit),
             sort=_sort_spec(command.get("sort")),
         )
-        docs = list(cursor)
+        docs = _taken(cursor, skip, abs(limit)) if limit else list(cursor)
         return self._cursor_reply(
             f"{db.name}.{name}", docs, command.get("batchSize"),
             single_batch=bool(command.get("singleBatch")) or limit < 0,
@@ -565,6 +566,20 @@ class MongoEmulator:
             return {"databases": [{"name": n} for n in names], "ok": 1.0}
         return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": False} for n in names],
                 "totalSize": 0, "ok": 1.0}
+
+
+def _taken(cursor: Any, skip: int, limit: int) -> list[Any]:
+    """What mongomock's cursor returns for ``skip`` and ``limit``, without copying the
+    documents they drop. Its cursor copies every match before it skips and limits (a
+    find for the 50 most urgent of 30,000 queued tickets copied all 30,000); its
+    dataset sorts the stored documents and copies each one only as it is taken."""
+    taken = itertools.islice(cursor._factory(), skip, skip + limit)
+    if cursor.collection.codec_options.tz_aware:
+        return [_timezone_aware(d) for d in taken]
+    return list(taken)
+
+
+_timezone_aware: Callable[[Any], Any] = helpers.make_datetime_timezone_aware_in_document
 
 
 def _count_pipeline(collection: Any, pipeline: list[Any]) -> list[dict[str, Any]] | None:

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import mongomock
 import pytest
 from bson import Binary, Int64, ObjectId, Timestamp
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from sportello_mongo_emulator import MongoEmulator
+from sportello_mongo_emulator.server import _taken
 from sportello_mongo_emulator.speedups import (
     _copy_document,
     _original_patch_datetimes,
@@ -221,3 +223,31 @@ def test_datetimes_are_patched_exactly_as_mongomock_patches_them() -> None:
     assert patched["at"] == datetime(2026, 11, 23, 8, 30, 15, 123000)
     assert patched["nested"]["pair"] == [datetime(2026, 11, 23, 8, 30, 15, 123000), 1]
     assert patched["zero"].time > 0  # an empty Timestamp becomes the current one
+
+
+@pytest.mark.parametrize("tz_aware", [False, True])
+def test_a_limited_find_returns_what_mongomock_returns_copying_only_what_it_takes(
+    tz_aware: bool,
+) -> None:
+    """Sorted on two keys with ties, a projection, datetimes, skip and limit: the same
+    documents in the same order as mongomock's own cursor, and copies, not the stored ones."""
+    collection: Any = mongomock.MongoClient(tz_aware=tz_aware).db.queue
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    collection.insert_many([
+        {"_id": n, "group": "l1" if n % 3 else "l2", "priority": f"P{n % 4 + 1}",
+         "created_at": t0 + timedelta(seconds=n % 7), "history": [{"n": n}]}
+        for n in range(120)
+    ])
+    spec = {"group": "l1"}
+    sort = [("priority", 1), ("created_at", -1)]
+    for skip, limit in [(0, 50), (10, 5), (70, 50), (200, 5)]:
+        expected = list(collection.find(spec, {"history": 0}, sort=sort, skip=skip,
+                                        limit=limit))
+        taken = _taken(collection.find(spec, {"history": 0}, sort=sort, skip=skip,
+                                       limit=limit), skip, limit)
+        assert taken == expected
+        assert [type(d["created_at"].tzinfo) for d in taken] == [
+            type(d["created_at"].tzinfo) for d in expected]
+    first = _taken(collection.find(spec, sort=sort, limit=1), 0, 1)[0]
+    first["history"].append("changed")
+    assert collection.find_one({"_id": first["_id"]})["history"] == [{"n": first["_id"]}]
