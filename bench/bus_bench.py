@@ -17,15 +17,13 @@ import asyncio
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from common import (
     amqp_for_bench,
     cpu_seconds,
     local_rabbitmq_pid,
-    machine,
-    python_loop_seconds,
+    report,
     write_report,
 )
 
@@ -77,20 +75,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await bus.close()
         await delete_namespace(amqp_url, topology.namespace, [topology.service])
-    return {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "python_loop_s": python_loop_seconds(),
-        "command": " ".join(["bench/bus_bench.py", *sys.argv[1:]]),
-        "events": args.events,
-        "concurrency": args.concurrency,
-        "seconds": round(seconds, 2),
-        "events_per_s": round(args.events / seconds, 1),
-        "cpu_ms_per_event": {
+    return report(
+        "bus_bench.py",
+        events=args.events,
+        concurrency=args.concurrency,
+        seconds=round(seconds, 2),
+        events_per_s=round(args.events / seconds, 1),
+        cpu_ms_per_event={
             "publisher_and_consumer": round(1000 * cpu / args.events, 3),
             "rabbitmq": None if broker_cpu is None else round(1000 * broker_cpu / args.events, 3),
         },
-    }
+    )
 
 
 def main() -> int:

@@ -53,15 +53,21 @@ class BenchRun:
     backend: str
 
     def report(self, script: str, **results: Any) -> dict[str, Any]:
-        """The results with when, where and how they were measured."""
-        return {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "python_loop_s": python_loop_seconds(),
-            "mongo_backend": self.backend,
-            "command": " ".join([f"bench/{script}", *sys.argv[1:]]),
-            **results,
-        }
+        return report(script, mongo_backend=self.backend, **results)
+
+
+def report(script: str, *, mongo_backend: str | None = None, **results: Any) -> dict[str, Any]:
+    """The results with when, where and how they were measured (the MongoDB backend for a
+    script that uses one)."""
+    backend = {} if mongo_backend is None else {"mongo_backend": mongo_backend}
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "python_loop_s": python_loop_seconds(),
+        **backend,
+        "command": " ".join([f"bench/{script}", *sys.argv[1:]]),
+        **results,
+    }
 
 
 @asynccontextmanager

@@ -18,11 +18,12 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from common import machine, mongo_for_bench, python_loop_seconds, write_report
+from common import mongo_for_bench, report, write_report
 
 from sportello_contracts import new_event, utc_now
 from sportello_contracts.enums import SupportLevel
@@ -51,7 +52,7 @@ def queued_assignment() -> Assignment:
                                    now=utc_now()).assignment
 
 
-async def timed_ms(read: Any, repeat: int) -> float:
+async def timed_ms(read: Callable[[], Awaitable[object]], repeat: int) -> float:
     """The median of ``repeat`` reads, in ms."""
     times = []
     for _ in range(repeat):
@@ -92,14 +93,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await mongo.close()
         if emulator is not None:
             emulator.stop()
-    return {
-        "when": utc_now().isoformat(timespec="seconds"),
-        "machine": machine(),
-        "python_loop_s": python_loop_seconds(),
-        "mongo_backend": backend,
-        "command": " ".join(["bench/queue_bench.py", *sys.argv[1:]]),
-        "steps": steps,
-    }
+    return report("queue_bench.py", mongo_backend=backend, steps=steps)
 
 
 def main() -> int:
