@@ -243,7 +243,6 @@ async def test_an_idempotent_handler_keeps_no_dedupe_records_and_reports_its_cop
     await harness.bus.publish(event)
     await harness.bus.publish(event)
 
-
     async def both() -> bool:
         return (consumed(harness.metrics, "ticket.rated", "ok") == 1
                 and consumed(harness.metrics, "ticket.rated", "duplicate") == 1)
@@ -270,7 +269,6 @@ async def test_events_a_subscription_does_not_want_are_acked_untouched(
     await harness.bus.publish(new_event(TicketRated(ticket_id="t-happy", number="HD-3", score=5),
                                         producer="test", correlation_id="t-happy"))
     await harness.bus.publish(rated("t-unhappy"))
-
 
     async def both() -> bool:
         return (consumed(harness.metrics, "ticket.rated", "ignored") == 1
@@ -344,7 +342,6 @@ async def test_copies_of_an_unsubscribed_type_still_queued_are_acked_as_ignored(
     # Queued before the binding went: it arrives under a key the queue still has.
     leftover = reopened("t-leftover")
     await publish_under(harness, leftover, "ticket.rated")
-
 
     async def ignored() -> bool:
         return consumed(harness.metrics, "ticket.reopened", "ignored") == 1
