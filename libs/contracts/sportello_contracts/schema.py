@@ -1,4 +1,5 @@
-"""Write the JSON Schema of every event (envelope + payload) to a folder: ``make contracts``."""
+"""Write the JSON Schema of every event (envelope + payload) to a folder: ``make contracts``;
+``--check`` says which files differ from the models (the tests run it on ``docs/events``)."""
 
 from __future__ import annotations
 
@@ -27,17 +28,50 @@ def event_schema(event_type: str) -> dict[str, Any]:
     return envelope
 
 
+SUFFIX = ".schema.json"
+
+
+def schema_text(event_type: str) -> str:
+    return json.dumps(event_schema(event_type), indent=2, sort_keys=True) + "\n"
+
+
 def write_all(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for event_type in sorted(EVENT_PAYLOADS):
-        path = folder / f"{event_type}.schema.json"
-        path.write_text(json.dumps(event_schema(event_type), indent=2, sort_keys=True) + "\n")
+        path = folder / f"{event_type}{SUFFIX}"
+        path.write_text(schema_text(event_type))
         written.append(path)
     return written
 
 
-if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/events")
+def drift(folder: Path) -> dict[str, str]:
+    """Event type -> what is wrong with its published schema ("missing", "differs", "no
+    such event"): empty when the folder says exactly what the models say."""
+    found = {p.name[: -len(SUFFIX)]: p for p in folder.glob(f"*{SUFFIX}")}
+    wrong = {t: "no such event" for t in found if t not in EVENT_PAYLOADS}
+    for event_type in EVENT_PAYLOADS:
+        path = found.get(event_type)
+        if path is None:
+            wrong[event_type] = "missing"
+        elif path.read_text() != schema_text(event_type):
+            wrong[event_type] = "differs"
+    return dict(sorted(wrong.items()))
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    args = [a for a in argv if a != "--check"]
+    target = Path(args[0] if args else "docs/events")
+    if check:
+        wrong = drift(target)
+        for event_type, why in wrong.items():
+            print(f"{target}/{event_type}{SUFFIX}: {why} (run `make contracts`)")
+        return 1 if wrong else 0
     for path in write_all(target):
         print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

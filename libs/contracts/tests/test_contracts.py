@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from sportello_contracts import EVENT_PAYLOADS, EventEnvelope, new_event, parse_payload
 from sportello_contracts.api import TicketCreateRequest
 from sportello_contracts.events import Requester, TicketAssigned, TicketCreated, TicketRated
-from sportello_contracts.schema import event_schema, write_all
+from sportello_contracts import schema
+from sportello_contracts.schema import drift, event_schema, write_all
 
 DESIGN_EVENTS = {
     "ticket.created", "ticket.message_added", "ticket.status_changed", "ticket.resolved",
@@ -98,3 +99,29 @@ def test_json_schemas_are_written_for_every_event(tmp_path: Path) -> None:
     assert schema["properties"]["type"] == {"const": "ticket.assigned", "title": "Type"}
     assert "level" in schema["properties"]["payload"]["properties"]
     assert uuid.UUID(EventEnvelope(type="x", producer="p", correlation_id="c").event_id.hex)
+
+
+DOCS_EVENTS = Path(__file__).resolve().parents[3] / "docs" / "events"
+
+
+def test_the_published_schemas_are_exactly_what_the_models_say() -> None:
+    """docs/events is what other teams read: `make contracts` after changing a model."""
+    assert drift(DOCS_EVENTS) == {}
+
+
+def test_a_changed_model_shows_as_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_all(tmp_path)
+    (tmp_path / "kb.retired.schema.json").write_text("{}")
+    (tmp_path / "sla.met.schema.json").unlink()
+
+    class GrownTicketCreated(TicketCreated):
+        channel_detail: str | None = None
+
+    monkeypatch.setitem(schema.EVENT_PAYLOADS, "ticket.created", GrownTicketCreated)
+    assert drift(tmp_path) == {"kb.retired": "no such event", "sla.met": "missing",
+                               "ticket.created": "differs"}
+    assert schema.main(["--check", str(tmp_path)]) == 1
+    assert schema.main([str(tmp_path)]) == 0
+    assert schema.main(["--check", str(tmp_path)]) == 1  # the stray file stays until removed
+    (tmp_path / "kb.retired.schema.json").unlink()
+    assert schema.main(["--check", str(tmp_path)]) == 0

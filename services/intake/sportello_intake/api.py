@@ -42,7 +42,7 @@ from sportello_intake.mail import MailLimits, MailRejected, read_mail
 from sportello_intake.page import PAGE_HEADERS, PageData, PageMessage, render_status_page
 from sportello_intake.service import AttachmentRefused, Desk, Outcome, TicketMissing, decode_uploads
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import ConcurrencyConflict
+from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.http import ApiError
 
 channels = APIRouter(tags=["channels"])

@@ -42,12 +42,12 @@ from sportello_intake.notices import (
 )
 from sportello_intake.outbound import DeliveryFailed, Outbound
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import ConcurrencyConflict, TicketStore
+from sportello_intake.store import TicketStore
 from sportello_runtime.bus import Outcome, Subscription
+from sportello_runtime.concurrency import retry_on_conflict
 
 log = logging.getLogger(__name__)
 
-MAX_CONFLICT_RETRIES = 5
 NOTICE_NAMESPACE = uuid.UUID("0b7f6a52-8f0e-4c1e-9a59-2f6f1b1c0a11")
 
 
@@ -118,25 +118,19 @@ class IntakeConsumers:
 
     async def on_ticket_assigned(self, envelope: EventEnvelope) -> Outcome:
         assigned = parse_payload(envelope, TicketAssigned)
-        outcome = Outcome.OK
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        async def step() -> Outcome:
             ticket = await self._ticket(assigned.ticket_id, to_change=True)
             change = apply_assignment(ticket, assigned, cause=envelope, now=utc_now())
             if change is None:
                 log.info("assignment %s already applied or stale", assigned.sequence)
-                outcome = Outcome.DUPLICATE
-                break
-            try:
-                await self._tickets.save(
-                    change.ticket, previous=ticket, events=change.events
-                )
-            except ConcurrencyConflict:
-                continue
+                return Outcome.DUPLICATE
+            await self._tickets.save(change.ticket, previous=ticket, events=change.events)
             log.info("ticket %s assigned to %s (%s)", ticket.number, assigned.group_id,
                      assigned.level.value)
-            break
-        else:
-            raise ConcurrencyConflict(f"{assigned.ticket_id}: too many concurrent updates")
+            return Outcome.OK
+
+        outcome = await retry_on_conflict(step, what=f"ticket {assigned.ticket_id}")
         if self._notifying and assigned.sequence == 1:  # escalations have their own notice
             ticket = await self._ticket(assigned.ticket_id)
             await self._after_acknowledgement(ticket)

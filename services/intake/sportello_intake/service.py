@@ -28,11 +28,11 @@ from sportello_intake import domain
 from sportello_intake.domain import AttachmentRef, Message, Ticket
 from sportello_intake.mail import InboundMail, ticket_number_in
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import ConcurrencyConflict, DuplicateOrigin, TicketStore
+from sportello_intake.store import DuplicateOrigin, TicketStore
+from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 
 log = logging.getLogger(__name__)
 
-MAX_CONFLICT_RETRIES = 8
 
 Files = Sequence[tuple[AttachmentRef, bytes]]
 
@@ -141,23 +141,24 @@ class Desk:
             message = replace(message, attachments=tuple(ref for ref, _ in files))
             await self.tickets.put_attachments(ticket.id, message.id, files)
         stored = False
+        current = ticket
+
+        async def step() -> tuple[Ticket, bool]:
+            nonlocal current, stored
+            change = domain.add_message(current, message, now=utc_now())
+            if change is None:
+                return current, False
+            try:
+                await self.tickets.save(change.ticket, previous=current, events=change.events)
+            except ConcurrencyConflict:
+                current = await self.tickets.by_id(ticket.id) or current
+                raise
+            stored = True
+            self._count(message)
+            return change.ticket, True
+
         try:
-            current: Ticket | None = ticket
-            for _ in range(MAX_CONFLICT_RETRIES):
-                assert current is not None
-                change = domain.add_message(current, message, now=utc_now())
-                if change is None:
-                    return current, False
-                try:
-                    await self.tickets.save(change.ticket, previous=current,
-                                            events=change.events)
-                except ConcurrencyConflict:
-                    current = await self.tickets.by_id(ticket.id)
-                    continue
-                stored = True
-                self._count(message)
-                return change.ticket, True
-            raise ConcurrencyConflict(ticket.number)
+            return await retry_on_conflict(step, what=f"ticket {ticket.number}")
         finally:
             if not stored:  # a redelivery, a closed ticket or a failure: no message names them
                 await self._forget_files(ticket.id, message.id, files)

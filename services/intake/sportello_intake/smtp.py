@@ -17,7 +17,7 @@ from pymongo.errors import PyMongoError
 
 from sportello_intake.mail import MailLimits, MailRejected, read_mail
 from sportello_intake.service import Desk
-from sportello_intake.store import ConcurrencyConflict
+from sportello_runtime.concurrency import ConcurrencyConflict
 
 log = logging.getLogger(__name__)
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP line at INFO

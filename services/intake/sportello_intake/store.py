@@ -21,6 +21,7 @@ from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatu
 from sportello_contracts.events import Requester
 from sportello_intake.domain import AttachmentRef, HistoryEntry, Message, Rating, Ticket
 from sportello_runtime.batching import Batcher
+from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
     OutboxRelay,
@@ -55,9 +56,6 @@ MAX_NUMBERS_AHEAD = 100
 
 log = logging.getLogger(__name__)
 
-
-class ConcurrencyConflict(Exception):
-    """The ticket changed since it was read: reload and decide again."""
 
 
 class DuplicateOrigin(Exception):

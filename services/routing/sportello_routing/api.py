@@ -35,7 +35,7 @@ from sportello_routing.domain import (
     TriageRule,
 )
 from sportello_routing.service import NotFound, Router
-from sportello_routing.store import ConcurrencyConflict
+from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.http import ApiError
 
 internal = APIRouter()
@@ -211,19 +211,20 @@ async def set_availability(agent_id: Slug, body: Availability, router: RouterDep
 
 async def _update_agent(router: Router, agent_id: str,
                         change: Callable[[Agent], Agent]) -> Agent:
-    for _ in range(8):
+    async def step() -> Agent:
         found = await router.store.versioned_agent(agent_id)
         if found is None:
             raise ApiError(404, "not_found", f"no agent {agent_id}")
         current, version = found
         updated = change(current)
-        try:
-            await router.store.update_agent(updated, expected_version=version,
-                                            open_tickets=current.open_tickets)
-        except ConcurrencyConflict:
-            continue
+        await router.store.update_agent(updated, expected_version=version,
+                                        open_tickets=current.open_tickets)
         return updated
-    raise ApiError(409, "conflict", f"agent {agent_id} keeps changing; try again")
+
+    try:
+        return await retry_on_conflict(step, what=f"agent {agent_id}")
+    except ConcurrencyConflict as exc:
+        raise ApiError(409, "conflict", f"agent {agent_id} keeps changing; try again") from exc
 
 
 @internal.delete("/agents/{agent_id}", status_code=204, tags=["admin"])

@@ -27,11 +27,11 @@ from sportello_routing.domain import (
     RoutingError,
     TriageInput,
 )
-from sportello_routing.store import ConcurrencyConflict, RoutingStore
+from sportello_routing.store import RoutingStore
+from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
-MAX_RETRIES = 8
 
 
 class NotFound(RoutingError):
@@ -284,7 +284,8 @@ class Router:
                            agents: list[Agent] | None = None) -> Agent | None:
         """``agents``: the group's agents, just read by the caller; read again after a
         claim lost to another replica."""
-        for _ in range(MAX_RETRIES):
+        async def step() -> Agent | None:
+            nonlocal agents
             if agents is None:
                 agents = await self.store.agents(group_id)
             agent = domain.pick_agent(agents, group_id, skill)
@@ -293,7 +294,12 @@ class Router:
             if await self.store.claim_slot(agent.id, utc_now()):
                 return agent
             agents = None
-        return None
+            raise ConcurrencyConflict(f"agent {agent.id} filled up meanwhile")
+
+        try:
+            return await retry_on_conflict(step, what=f"a slot in {group_id}")
+        except ConcurrencyConflict:
+            return None  # they keep filling up: the ticket waits in the queue
 
     async def _get(self, ticket_id: str) -> Assignment:
         assignment = await self.store.get(ticket_id)
@@ -304,7 +310,7 @@ class Router:
     async def _apply(
         self, ticket_id: str, decide: Callable[[Assignment], Awaitable[Decision | None]]
     ) -> Decision | None:
-        for _ in range(MAX_RETRIES):
+        async def step() -> Decision | None:
             current = await self._get(ticket_id)
             decision = await decide(current)
             if decision is None:
@@ -317,14 +323,15 @@ class Router:
             except ConcurrencyConflict:
                 if claimed:
                     await self.store.release_slot(claimed)
-                continue
+                raise
             if decision.released_agent:
                 await self.store.release_slot(decision.released_agent)
                 await self.drain(await self._groups_of(decision.released_agent))
             if decision.assignment.agent_id != current.agent_id and decision.assignment.agent_id:
                 self._count_assignment(decision.assignment)
             return decision
-        raise ConcurrencyConflict(f"{ticket_id}: too many concurrent updates")
+
+        return await retry_on_conflict(step, what=f"assignment of {ticket_id}")
 
     async def _groups_of(self, agent_id: str) -> list[str]:
         agent = await self.store.agent(agent_id)

@@ -22,6 +22,7 @@ from sportello_contracts.enums import (
     Urgency,
 )
 from sportello_routing.domain import Agent, Assignment, Group, TriagePolicy, TriageRule
+from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
     OutboxRelay,
@@ -47,9 +48,6 @@ INDEXES = {
     AGENTS: [IndexModel([("groups", ASCENDING)])],
 }
 
-
-class ConcurrencyConflict(Exception):
-    """The document changed since it was read: reload and decide again."""
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from sportello_contracts import EventEnvelope, new_event, utc_now
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
 from sportello_contracts.events import SlaBreached, SlaMet, SlaWarning
+from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_sla import domain
 from sportello_sla.domain import Clock, ClockState, Firing, SlaPolicy
-from sportello_sla.store import ConcurrencyConflict, SlaStore
+from sportello_sla.store import SlaStore
 
 log = logging.getLogger(__name__)
 PRODUCER = "sla"
-MAX_RETRIES = 8
 
 
 class TicketNotKnownYet(Exception):
@@ -255,7 +255,7 @@ class ClockKeeper:
         await self._change_with_events(clock_id, plain)
 
     async def _change_with_events(self, clock_id: str, rule: Any) -> None:
-        for _ in range(MAX_RETRIES):
+        async def step() -> None:
             clock = await self.store.clock(clock_id)
             if clock is None:
                 return
@@ -265,18 +265,15 @@ class ClockKeeper:
             if new is None:
                 return
             new_calendar = policy.calendars[new.calendar]
-            try:
-                await self.store.save_clock(
-                    new, expected_version=clock.version,
-                    next_fire=domain.next_fire_at(new, new_calendar),
-                    events=[self._announce(new, f) for f in firings],
-                )
-            except ConcurrencyConflict:
-                continue
+            await self.store.save_clock(
+                new, expected_version=clock.version,
+                next_fire=domain.next_fire_at(new, new_calendar),
+                events=[self._announce(new, f) for f in firings],
+            )
             if new.state == ClockState.STOPPED and clock.state != ClockState.STOPPED:
                 await self.store.count_active(new.metric, -1)
-            return
-        raise ConcurrencyConflict(clock_id)
+
+        await retry_on_conflict(step, what=f"clock {clock_id}")
 
     def _announce(self, clock: Clock, firing: Firing) -> EventEnvelope:
         common: dict[str, Any] = {"ticket_id": clock.ticket_id, "clock_id": clock.id,

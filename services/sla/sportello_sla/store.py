@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
+from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
     OutboxRelay,
@@ -35,9 +36,6 @@ INDEXES = {
     ],
 }
 
-
-class ConcurrencyConflict(Exception):
-    pass
 
 
 class SlaStore:
