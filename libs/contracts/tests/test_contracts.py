@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sportello_contracts import EVENT_PAYLOADS, EventEnvelope, new_event, parse_payload
+from sportello_contracts import EVENT_PAYLOADS, EventEnvelope, new_event, parse_payload, schema
 from sportello_contracts.api import TicketCreateRequest
 from sportello_contracts.events import Requester, TicketAssigned, TicketCreated, TicketRated
-from sportello_contracts import schema
 from sportello_contracts.schema import drift, event_schema, write_all
 
 DESIGN_EVENTS = {
@@ -117,7 +116,7 @@ def test_a_changed_model_shows_as_drift(tmp_path: Path, monkeypatch: pytest.Monk
     class GrownTicketCreated(TicketCreated):
         channel_detail: str | None = None
 
-    monkeypatch.setitem(schema.EVENT_PAYLOADS, "ticket.created", GrownTicketCreated)
+    monkeypatch.setitem(EVENT_PAYLOADS, "ticket.created", GrownTicketCreated)
     assert drift(tmp_path) == {"kb.retired": "no such event", "sla.met": "missing",
                                "ticket.created": "differs"}
     assert schema.main(["--check", str(tmp_path)]) == 1
