@@ -96,4 +96,6 @@ class TicketView(BaseModel):
     version: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    time_limit: AwareDatetime | None = None
+    """The resolution due instant SLA last announced (None: not yet, or paused)."""
     messages: list[MessageView] = []

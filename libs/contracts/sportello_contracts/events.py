@@ -202,6 +202,20 @@ class SlaMet(_SlaClockEvent):
     stopped_at: AwareDatetime
 
 
+class SlaTimeLimitSet(EventPayload):
+    """The requester's time limit: the running resolution clock's due instant, announced
+    whenever it starts or moves (priority change, pause, resume, reopening). ``due_at`` is
+    None while the clock is paused (waiting for the requester). ``as_of`` orders them: a
+    consumer keeps the newest."""
+
+    event_type: ClassVar[str] = "sla.time_limit_set"
+
+    clock_id: str
+    priority: Priority
+    due_at: AwareDatetime | None
+    as_of: AwareDatetime
+
+
 # --- knowledge --------------------------------------------------------------
 
 
@@ -254,6 +268,7 @@ AnyPayload = (
     | SlaWarning
     | SlaBreached
     | SlaMet
+    | SlaTimeLimitSet
     | KbArticlePublished
     | KbCandidateCreated
     | KbSuggestionsReady
@@ -263,7 +278,7 @@ EVENT_PAYLOADS: dict[str, type[BaseModel]] = {
     model.event_type: model
     for model in AnyPayload.__args__
 }
-"""Routing key -> payload model, for every event in DESIGN.md."""
+"""Routing key -> payload model, for every event in DESIGN.md (and ``sla.time_limit_set``)."""
 
 P = TypeVar("P", bound=BaseModel)
 

@@ -9,15 +9,6 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from sportello_contracts import utc_now
-from sportello_contracts.events import (
-    TicketAssigned,
-    TicketCreated,
-    TicketMessageAdded,
-    TicketPriorityChanged,
-    TicketReopened,
-    TicketStatusChanged,
-    TicketTriaged,
-)
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
 from sportello_sla import api
 from sportello_sla.consumers import SlaConsumers
@@ -28,24 +19,12 @@ from sportello_sla.store import CLOCKS, INDEXES, SlaStore
 
 log = logging.getLogger(__name__)
 
-LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
-
-
 def wire(service: Service) -> ServiceWiring:
     settings = service.settings
     assert isinstance(settings, SlaSettings)
     store = SlaStore(service.store, service.relay)
-    m = service.metrics
-    labels = ["metric", "priority", "level"]
-    keeper = ClockKeeper(store, SlaMetrics(
-        active=m.gauge("sla_active_clocks", "Running or paused clocks, by metric", ["metric"]),
-        warnings=m.counter("sla_warnings_total", "Warnings before a breach", labels),
-        breaches=m.counter("sla_breaches_total", "Breached targets", labels),
-        met=m.counter("sla_met_total", "Targets met in time", labels),
-        lag=m.histogram("sla_timer_lag_seconds",
-                        "From the instant a warning or breach fell due to its emission",
-                        buckets=LAG_BUCKETS),
-    ), owner=settings.replica_name)
+    keeper = ClockKeeper(store, SlaMetrics.registered_on(service.metrics),
+                         owner=settings.replica_name)
     consumers = SlaConsumers(keeper)
     lease = timedelta(seconds=settings.timer_lease_s)
 
@@ -67,15 +46,7 @@ def wire(service: Service) -> ServiceWiring:
 
     return ServiceWiring(
         internal_routers=[api.internal],
-        handlers={
-            TicketCreated.event_type: consumers.on_ticket_created,
-            TicketTriaged.event_type: consumers.on_ticket_triaged,
-            TicketAssigned.event_type: consumers.on_ticket_assigned,
-            TicketMessageAdded.event_type: consumers.on_message_added,
-            TicketStatusChanged.event_type: consumers.on_status_changed,
-            TicketReopened.event_type: consumers.on_reopened,
-            TicketPriorityChanged.event_type: consumers.on_priority_changed,
-        },
+        consumers=consumers,
         indexes=INDEXES,
         outbox_collections=[CLOCKS],
         on_startup=[seed],

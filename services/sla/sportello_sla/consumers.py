@@ -13,6 +13,7 @@ from sportello_contracts.events import (
     TicketStatusChanged,
     TicketTriaged,
 )
+from sportello_runtime.bus import Handler, Subscription
 from sportello_sla.service import ClockKeeper
 
 STOPPING = {TicketStatus.RESOLVED, TicketStatus.CLOSED}
@@ -21,6 +22,20 @@ STOPPING = {TicketStatus.RESOLVED, TicketStatus.CLOSED}
 class SlaConsumers:
     def __init__(self, keeper: ClockKeeper) -> None:
         self._keeper = keeper
+
+    def subscriptions(self) -> dict[str, Handler | Subscription]:
+        return {
+            TicketCreated.event_type: self.on_ticket_created,
+            TicketTriaged.event_type: self.on_ticket_triaged,
+            TicketAssigned.event_type: self.on_ticket_assigned,
+            TicketMessageAdded.event_type: self.on_message_added,
+            TicketStatusChanged.event_type: self.on_status_changed,
+            TicketReopened.event_type: self.on_reopened,
+            TicketPriorityChanged.event_type: self.on_priority_changed,
+        }
+
+    def unsubscribed(self) -> list[str]:
+        return []
 
     async def on_ticket_created(self, envelope: EventEnvelope) -> None:
         created = parse_payload(envelope, TicketCreated)

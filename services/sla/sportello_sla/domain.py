@@ -361,3 +361,60 @@ def retarget(clock: Clock, old_calendar: Calendar, now: datetime, *, target_s: i
     return replace(clock, target_s=target_s, priority=priority, calendar=calendar,
                    elapsed_s=elapsed(clock, old_calendar, now),
                    running_since=now if running else None, version=clock.version + 1)
+
+
+# --- what SLA knows of a ticket -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlaTicket:
+    """What SLA knows of a ticket, written fact by fact as the events arrive.
+
+    ``ticket.created``, ``ticket.triaged`` and ``ticket.assigned`` are published within
+    milliseconds of each other and handled concurrently, so they arrive in any order. Each
+    handler only records its fact; the clocks start as soon as what they need is known
+    (``opening_clocks_due``, ``level_box_due``), whichever event completed it.
+    """
+
+    id: str
+    created_at: datetime | None = None
+    policy_version: int | None = None
+    requester_tier: ContractTier | None = None
+    """From ``ticket.created``: the level boxes' and reopenings' tier."""
+    triage_tier: ContractTier | None = None
+    """From ``ticket.triaged``: the first response's and first resolution's tier."""
+    priority: Priority | None = None
+    opening_clocks: bool = False
+    """First response and resolution started (they start once)."""
+    reopens: int = 0
+    assigned_level: SupportLevel | None = None
+    assigned_sequence: int = 0
+    assigned_at: datetime | None = None
+    """The newest assignment heard of (routing's sequence orders them)."""
+    sequence: int = 0
+    """The assignment whose level box is running (``level_clock``)."""
+    level: SupportLevel | None = None
+    level_clock: str | None = None
+
+
+def opening_clocks_due(ticket: SlaTicket) -> bool:
+    """First response and resolution start at creation, once the priority is known."""
+    return (not ticket.opening_clocks and ticket.created_at is not None
+            and ticket.policy_version is not None and ticket.priority is not None)
+
+
+def level_box_due(ticket: SlaTicket) -> bool:
+    """A newer assignment than the one whose box runs, and a priority to size it by."""
+    return (ticket.assigned_sequence > ticket.sequence and ticket.assigned_level is not None
+            and ticket.priority is not None and ticket.policy_version is not None)
+
+
+def time_limit_moved(before: Clock | None, after: Clock, calendar: Calendar,
+                     before_calendar: Calendar | None = None) -> bool:
+    """Whether the requester's time limit changed: only a resolution clock's due instant
+    is told to them (its start, a pause, a resume, a new priority)."""
+    if after.metric is not SlaMetric.RESOLUTION or after.state == ClockState.STOPPED:
+        return False
+    if before is None:
+        return True
+    return due_at(before, before_calendar or calendar) != due_at(after, calendar)

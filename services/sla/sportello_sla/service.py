@@ -22,14 +22,16 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from sportello_contracts import EventEnvelope, new_event, utc_now
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
-from sportello_contracts.events import SlaBreached, SlaMet, SlaWarning
+from sportello_contracts.events import SlaBreached, SlaMet, SlaTimeLimitSet, SlaWarning
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
+from sportello_runtime.metrics import ServiceMetrics
 from sportello_sla import domain
-from sportello_sla.domain import Clock, ClockState, Firing, SlaPolicy
+from sportello_sla.domain import Clock, ClockState, Firing, SlaPolicy, SlaTicket
 from sportello_sla.store import SlaStore
 
 log = logging.getLogger(__name__)
 PRODUCER = "sla"
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
 
 class TicketNotKnownYet(Exception):
@@ -43,6 +45,20 @@ class SlaMetrics:
     breaches: Counter
     met: Counter
     lag: Histogram
+
+    @classmethod
+    def registered_on(cls, m: ServiceMetrics) -> SlaMetrics:
+        labels = ["metric", "priority", "level"]
+        return cls(
+            active=m.gauge("sla_active_clocks", "Running or paused clocks, by metric",
+                           ["metric"]),
+            warnings=m.counter("sla_warnings_total", "Warnings before a breach", labels),
+            breaches=m.counter("sla_breaches_total", "Breached targets", labels),
+            met=m.counter("sla_met_total", "Targets met in time", labels),
+            lag=m.histogram("sla_timer_lag_seconds",
+                            "From the instant a warning or breach fell due to its emission",
+                            buckets=LAG_BUCKETS),
+        )
 
 
 def replica_name() -> str:
@@ -70,46 +86,60 @@ class ClockKeeper:
     async def ticket_created(self, ticket_id: str, created_at: datetime,
                              tier: ContractTier | None) -> None:
         policy = await self.policy()
-        await self.store.note_ticket(ticket_id, on_insert={
-            "created_at": created_at, "contract_tier": tier.value if tier else None,
-            "policy_version": policy.version, "reopens": 0, "level": None, "sequence": 0,
-            "priority": None, "level_clock": None,
-        })
+        await self.store.note_created(ticket_id, created_at=created_at,
+                                      policy_version=policy.version, tier=tier)
+        await self._start_what_is_due(ticket_id)
 
     async def ticket_triaged(self, ticket_id: str, priority: Priority,
                              tier: ContractTier | None) -> None:
-        ticket = await self._known(ticket_id)
-        if ticket.get("priority") is None:
-            await self.store.update_ticket(ticket_id, {"priority": priority.value})
-        policy = await self.policy(ticket["policy_version"])
-        for metric, clock_id in ((SlaMetric.FIRST_RESPONSE, f"{ticket_id}:first_response"),
-                                 (SlaMetric.RESOLUTION, f"{ticket_id}:resolution:0")):
-            await self._start(clock_id, ticket_id, metric, priority, policy,
-                              ticket["created_at"], None, tier)
+        await self.store.note_priority(ticket_id, priority, tier)
+        await self._start_what_is_due(ticket_id)
 
     async def ticket_assigned(self, ticket_id: str, level: SupportLevel, sequence: int,
                               at: datetime) -> None:
         """A new level (or the same level again after the clock stopped) restarts its box."""
-        ticket = await self._known(ticket_id, need_priority=True)
-        if sequence <= ticket.get("sequence", 0):
-            return  # stale or repeated
-        current = await self.store.clock(ticket["level_clock"]) if ticket.get(
-            "level_clock") else None
+        await self.store.note_assignment(ticket_id, level, sequence, at)
+        await self._start_what_is_due(ticket_id)
+
+    async def _start_what_is_due(self, ticket_id: str) -> None:
+        """Start the clocks whose facts are all known now, whichever event completed them."""
+        ticket = await self.store.ticket(ticket_id)
+        if ticket is None:
+            return
+        if domain.opening_clocks_due(ticket):
+            assert ticket.priority
+            assert ticket.created_at
+            assert ticket.policy_version is not None
+            policy = await self.policy(ticket.policy_version)
+            for metric, clock_id in ((SlaMetric.FIRST_RESPONSE, f"{ticket_id}:first_response"),
+                                     (SlaMetric.RESOLUTION, f"{ticket_id}:resolution:0")):
+                await self._start(clock_id, ticket_id, metric, ticket.priority, policy,
+                                  ticket.created_at, None, ticket.triage_tier)
+            await self.store.update_ticket(ticket_id, {"opening_clocks": True})
+        if domain.level_box_due(ticket):
+            await self._start_level_box(ticket)
+
+    async def _start_level_box(self, ticket: SlaTicket) -> None:
+        level, sequence, at = ticket.assigned_level, ticket.assigned_sequence, ticket.assigned_at
+        assert level
+        assert at
+        assert ticket.priority
+        assert ticket.policy_version is not None
+        current = await self.store.clock(ticket.level_clock) if ticket.level_clock else None
         still_running = current is not None and current.state != ClockState.STOPPED
         if current is not None and current.level is level and still_running:
-            await self.store.update_ticket(ticket_id, {"sequence": sequence},
-                                           only_if={"sequence": ticket.get("sequence", 0)})
+            await self.store.update_ticket(ticket.id, {"sequence": sequence},
+                                           only_if={"sequence": ticket.sequence})
             return
         if current is not None:
             await self._stop(current.id, at)
-        policy = await self.policy(ticket["policy_version"])
-        clock_id = f"{ticket_id}:level_time_box:{level.value}:{sequence}"
-        await self._start(clock_id, ticket_id, SlaMetric.LEVEL_TIME_BOX,
-                          Priority(ticket["priority"]), policy, at, level,
-                          _tier(ticket))
+        policy = await self.policy(ticket.policy_version)
+        clock_id = f"{ticket.id}:level_time_box:{level.value}:{sequence}"
+        await self._start(clock_id, ticket.id, SlaMetric.LEVEL_TIME_BOX, ticket.priority,
+                          policy, at, level, ticket.requester_tier)
         await self.store.update_ticket(
-            ticket_id, {"sequence": sequence, "level": level.value, "level_clock": clock_id},
-            only_if={"sequence": ticket.get("sequence", 0)},
+            ticket.id, {"sequence": sequence, "level": level.value, "level_clock": clock_id},
+            only_if={"sequence": ticket.sequence},
         )
 
     async def first_response(self, ticket_id: str, at: datetime) -> None:
@@ -118,12 +148,12 @@ class ClockKeeper:
     async def waiting_for_customer(self, ticket_id: str, at: datetime) -> None:
         for clock in await self._open_clocks(ticket_id, SlaMetric.RESOLUTION,
                                              SlaMetric.LEVEL_TIME_BOX):
-            await self._change(clock.id, lambda c, cal: domain.pause(c, cal, at))
+            await self._change(clock.id, at, lambda c, cal: domain.pause(c, cal, at))
 
     async def customer_answered(self, ticket_id: str, at: datetime) -> None:
         for clock in await self._open_clocks(ticket_id, SlaMetric.RESOLUTION,
                                              SlaMetric.LEVEL_TIME_BOX):
-            await self._change(clock.id, lambda c, _: domain.resume(c, at))
+            await self._change(clock.id, at, lambda c, _: domain.resume(c, at))
 
     async def resolved(self, ticket_id: str, at: datetime) -> None:
         for clock in await self._open_clocks(ticket_id, *SlaMetric):
@@ -131,18 +161,21 @@ class ClockKeeper:
 
     async def reopened(self, ticket_id: str, at: datetime) -> None:
         ticket = await self._known(ticket_id, need_priority=True)
-        reopens = ticket.get("reopens", 0) + 1
+        assert ticket.priority is not None
+        assert ticket.policy_version is not None
+        reopens = ticket.reopens + 1
         if not await self.store.update_ticket(ticket_id, {"reopens": reopens},
-                                              only_if={"reopens": reopens - 1}):
+                                              only_if={"reopens": ticket.reopens}):
             return
-        policy = await self.policy(ticket["policy_version"])
+        policy = await self.policy(ticket.policy_version)
         await self._start(f"{ticket_id}:resolution:{reopens}", ticket_id, SlaMetric.RESOLUTION,
-                          Priority(ticket["priority"]), policy, at, None, _tier(ticket))
+                          ticket.priority, policy, at, None, ticket.requester_tier)
 
     async def priority_changed(self, ticket_id: str, priority: Priority, at: datetime) -> None:
         ticket = await self._known(ticket_id)
+        assert ticket.policy_version is not None
         await self.store.update_ticket(ticket_id, {"priority": priority.value})
-        policy = await self.policy(ticket["policy_version"])
+        policy = await self.policy(ticket.policy_version)
         calendar = policy.targets[priority].calendar
         for clock in await self._open_clocks(ticket_id, *SlaMetric):
             target = policy.target_s(clock.metric, priority, clock.contract_tier, clock.level)
@@ -153,7 +186,7 @@ class ClockKeeper:
                 return domain.retarget(c, cal, at, target_s=t, priority=priority,
                                        calendar=calendar)
 
-            await self._change(clock.id, retarget)
+            await self._change(clock.id, at, retarget)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -219,9 +252,11 @@ class ClockKeeper:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _known(self, ticket_id: str, *, need_priority: bool = False) -> dict[str, Any]:
+    async def _known(self, ticket_id: str, *, need_priority: bool = False) -> SlaTicket:
+        """For the events that only come well after creation (reopening, a new priority)."""
         ticket = await self.store.ticket(ticket_id)
-        if ticket is None or (need_priority and ticket.get("priority") is None):
+        if ticket is None or ticket.policy_version is None or (
+                need_priority and ticket.priority is None):
             raise TicketNotKnownYet(ticket_id)
         return ticket
 
@@ -238,23 +273,27 @@ class ClockKeeper:
         if clock is None:
             return  # no target for this one (e.g. vendors' own contracts)
         calendar = policy.calendars[clock.calendar]
-        await self.store.add_clock(clock, domain.next_fire_at(clock, calendar))
+        told = [self._time_limit(clock, calendar, at)] if domain.time_limit_moved(
+            None, clock, calendar) else []
+        await self.store.add_clock(clock, domain.next_fire_at(clock, calendar), told)
 
     async def _stop(self, clock_id: str, at: datetime) -> None:
         async def stopped(c: Clock, cal: domain.Calendar) -> tuple[Clock | None, list[Firing]]:
             new, met = domain.stop(c, cal, at)
             return (None, []) if new is c else (new, [met] if met else [])
 
-        await self._change_with_events(clock_id, stopped)
+        await self._change_with_events(clock_id, at, stopped)
 
-    async def _change(self, clock_id: str,
+    async def _change(self, clock_id: str, at: datetime,
                       rule: Callable[[Clock, domain.Calendar], Clock | None]) -> None:
         async def plain(c: Clock, cal: domain.Calendar) -> tuple[Clock | None, list[Firing]]:
             return rule(c, cal), []
 
-        await self._change_with_events(clock_id, plain)
+        await self._change_with_events(clock_id, at, plain)
 
-    async def _change_with_events(self, clock_id: str, rule: Any) -> None:
+    async def _change_with_events(self, clock_id: str, at: datetime, rule: Any) -> None:
+        """``at``: when the change happened (the ticket event's time), which orders the time
+        limits told to intake."""
         async def step() -> None:
             clock = await self.store.clock(clock_id)
             if clock is None:
@@ -265,15 +304,26 @@ class ClockKeeper:
             if new is None:
                 return
             new_calendar = policy.calendars[new.calendar]
+            events = [self._announce(new, f) for f in firings]
+            if domain.time_limit_moved(clock, new, new_calendar, calendar):
+                events.append(self._time_limit(new, new_calendar, at))
             await self.store.save_clock(
                 new, expected_version=clock.version,
-                next_fire=domain.next_fire_at(new, new_calendar),
-                events=[self._announce(new, f) for f in firings],
+                next_fire=domain.next_fire_at(new, new_calendar), events=events,
             )
             if new.state == ClockState.STOPPED and clock.state != ClockState.STOPPED:
                 await self.store.count_active(new.metric, -1)
 
         await retry_on_conflict(step, what=f"clock {clock_id}")
+
+    def _time_limit(self, clock: Clock, calendar: domain.Calendar,
+                    at: datetime) -> EventEnvelope:
+        """The requester's time limit moved: intake tells them (and acknowledges on it)."""
+        return new_event(
+            SlaTimeLimitSet(ticket_id=clock.ticket_id, clock_id=clock.id,
+                            priority=clock.priority, due_at=domain.due_at(clock, calendar),
+                            as_of=at),
+            producer=PRODUCER, correlation_id=clock.ticket_id)
 
     def _announce(self, clock: Clock, firing: Firing) -> EventEnvelope:
         common: dict[str, Any] = {"ticket_id": clock.ticket_id, "clock_id": clock.id,
@@ -293,7 +343,3 @@ class ClockKeeper:
             self.metrics.met.labels(*labels).inc()
         return new_event(payload, producer=PRODUCER, correlation_id=clock.ticket_id,
                          event_id=firing.event_id(clock.id), occurred_at=firing.fire_at)
-
-
-def _tier(ticket: dict[str, Any]) -> ContractTier | None:
-    return ContractTier(ticket["contract_tier"]) if ticket.get("contract_tier") else None

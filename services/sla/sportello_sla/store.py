@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -20,13 +21,15 @@ from sportello_runtime.outbox import (
     with_outbox,
 )
 from sportello_runtime.store import Document, MongoStore
-from sportello_sla.domain import Calendar, Clock, SlaPolicy, Targets
+from sportello_sla.domain import Calendar, Clock, SlaPolicy, SlaTicket, Targets
 
 CLOCKS = "clocks"
 TICKETS = "tickets"
 POLICIES = "policies"
 COUNTERS = "counters"
 ACTIVE = "active-clocks"
+FRESH = {"sequence": 0, "reopens": 0}
+"""A ticket's counters as its first fact creates it: later writes are fenced on them."""
 
 INDEXES = {
     CLOCKS: [
@@ -46,21 +49,36 @@ class SlaStore:
         self._counters = store.collection(COUNTERS)
         self._relay = relay
 
-    # -- ticket facts ---------------------------------------------------------------
+    # -- what SLA knows of each ticket -------------------------------------------------
+    # Each event writes only its own fact (see domain.SlaTicket): they arrive in any order.
 
-    async def ticket(self, ticket_id: str) -> Document | None:
-        return await self._tickets.find_one({"_id": ticket_id})
+    async def ticket(self, ticket_id: str) -> SlaTicket | None:
+        doc = await self._tickets.find_one({"_id": ticket_id})
+        return ticket_from(doc) if doc else None
 
-    async def note_ticket(self, ticket_id: str, *, on_insert: dict[str, Any],
-                          changes: dict[str, Any] | None = None) -> Document:
-        update: dict[str, Any] = {"$setOnInsert": on_insert}
-        if changes:
-            update["$set"] = changes
-        doc = await self._tickets.find_one_and_update(
-            {"_id": ticket_id}, update, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        assert doc is not None
-        return doc
+    async def note_created(self, ticket_id: str, *, created_at: datetime, policy_version: int,
+                           tier: ContractTier | None) -> None:
+        await self._tickets.update_one({"_id": ticket_id}, {"$set": {
+            "created_at": created_at, "policy_version": policy_version,
+            "requester_tier": tier.value if tier else None}, "$setOnInsert": FRESH}, upsert=True)
+
+    async def note_priority(self, ticket_id: str, priority: Priority,
+                            tier: ContractTier | None) -> None:
+        """Triage's priority, unless one is known already (a change that overtook it)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._tickets.update_one({"_id": ticket_id, "priority": None}, {"$set": {
+                "priority": priority.value, "triage_tier": tier.value if tier else None},
+                "$setOnInsert": FRESH}, upsert=True)
+
+    async def note_assignment(self, ticket_id: str, level: SupportLevel, sequence: int,
+                              at: datetime) -> None:
+        """The newest assignment heard of; an older one (a late copy) changes nothing."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._tickets.update_one(
+                {"_id": ticket_id, "$or": [{"assigned_sequence": None},
+                                           {"assigned_sequence": {"$lt": sequence}}]},
+                {"$set": {"assigned_level": level.value, "assigned_sequence": sequence,
+                          "assigned_at": at}, "$setOnInsert": FRESH}, upsert=True)
 
     async def update_ticket(self, ticket_id: str, changes: dict[str, Any],
                             only_if: dict[str, Any] | None = None) -> bool:
@@ -70,14 +88,17 @@ class SlaStore:
 
     # -- clocks ---------------------------------------------------------------------
 
-    async def add_clock(self, clock: Clock, next_fire: datetime | None) -> bool:
+    async def add_clock(self, clock: Clock, next_fire: datetime | None,
+                        events: Sequence[EventEnvelope] = ()) -> bool:
         """Clock ids are derived from the ticket: a redelivered event cannot start two."""
+        entries = [outbox_entry(e) for e in events]
         try:
             await self._clocks.insert_one({**clock_document(clock), "next_fire_at": next_fire,
                                            "lease_owner": None, "lease_until": None,
-                                           **outbox_fields([])})
+                                           **outbox_fields(entries)})
         except DuplicateKeyError:
             return False
+        self._relay.publish_soon(self._clocks, clock.id, entries)
         await self.count_active(clock.metric, +1)
         return True
 
@@ -193,6 +214,25 @@ def clock_from(d: Document) -> Clock:
         thresholds=tuple(d.get("thresholds", ())), warned=tuple(d.get("warned", ())),
         breached=bool(d.get("breached")), met=d.get("met"), stopped_at=d.get("stopped_at"),
         version=d["version"],
+    )
+
+
+def ticket_from(d: Document) -> SlaTicket:
+    def tier(value: str | None) -> ContractTier | None:
+        return ContractTier(value) if value else None
+
+    return SlaTicket(
+        id=d["_id"], created_at=d.get("created_at"), policy_version=d.get("policy_version"),
+        # contract_tier: written by versions before the facts were typed
+        requester_tier=tier(d.get("requester_tier", d.get("contract_tier"))),
+        triage_tier=tier(d.get("triage_tier")),
+        priority=Priority(d["priority"]) if d.get("priority") else None,
+        opening_clocks=bool(d.get("opening_clocks")), reopens=int(d.get("reopens") or 0),
+        assigned_level=SupportLevel(d["assigned_level"]) if d.get("assigned_level") else None,
+        assigned_sequence=int(d.get("assigned_sequence") or 0),
+        assigned_at=d.get("assigned_at"), sequence=int(d.get("sequence") or 0),
+        level=SupportLevel(d["level"]) if d.get("level") else None,
+        level_clock=d.get("level_clock"),
     )
 
 
