@@ -1,9 +1,12 @@
 """The app factory: one place that gives every service the same doors and the same lifecycle.
 
-A service describes itself with a ``ServiceWiring`` (its routers, event
-handlers, indexes, outbox collections, background loops) built from the
+A service describes itself with a ``ServiceWiring`` (its routers, its
+consumers, indexes, outbox collections, background loops) built from the
 shared ``Service`` components; the factory adds health, metrics, tracing,
-JSON logs, error bodies, body-size limits and a graceful shutdown.
+logs, error bodies, body-size limits and a graceful shutdown. Every service's
+``app.py`` has the same three steps, in this order: its store on
+``service.store``, its use cases with their ``XMetrics.registered_on(service.metrics)``,
+its consumers and routers; then ``create_service_app(settings, wire, ...)``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -49,6 +52,25 @@ class Service:
     processed: ProcessedEvents
 
 
+class Consumers(Protocol):
+    """A service's event handlers (its ``consumers.py``): what it subscribes to, and what
+    an earlier version subscribed to that must now be unbound."""
+
+    def subscriptions(self) -> Mapping[str, Handler | Subscription]: ...
+
+    def unsubscribed(self) -> Sequence[str]: ...
+
+
+class NoConsumers:
+    """For a service that takes no events."""
+
+    def subscriptions(self) -> Mapping[str, Handler | Subscription]:
+        return {}
+
+    def unsubscribed(self) -> Sequence[str]:
+        return ()
+
+
 @dataclass
 class ServiceWiring:
     """What a service adds: see each service's ``app.py``."""
@@ -57,9 +79,7 @@ class ServiceWiring:
     """Routes for other services and the gateway: behind the service token."""
     public_routers: Sequence[APIRouter] = ()
     """Routes that authenticate their callers themselves (channels, requesters)."""
-    handlers: Mapping[str, Handler | Subscription] = field(default_factory=dict)
-    unsubscribed: Sequence[str] = ()
-    """Event types an earlier version or another configuration handled: unbound on start."""
+    consumers: Consumers = field(default_factory=NoConsumers)
     indexes: Mapping[str, Sequence[IndexModel]] = field(default_factory=dict)
     outbox_collections: Sequence[str] = ()
     on_startup: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
@@ -115,9 +135,9 @@ def create_service_app(
     provider = configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
     service = build_service(settings)
     wiring = wire(service)
-    for event_type, handler in wiring.handlers.items():
+    for event_type, handler in wiring.consumers.subscriptions().items():
         service.bus.subscribe(event_type, handler)
-    for event_type in wiring.unsubscribed:
+    for event_type in wiring.consumers.unsubscribed():
         service.bus.unsubscribe(event_type)
     for name in wiring.outbox_collections:
         service.relay.watch(service.store.collection(name))

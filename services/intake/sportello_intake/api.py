@@ -165,6 +165,7 @@ def to_view(ticket: Ticket) -> TicketView:
         version=ticket.version,
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
+        time_limit=ticket.time_limit,
         messages=[message_view(m) for m in ticket.messages],
     )
 
@@ -446,7 +447,9 @@ def wants_html(request: Request) -> bool:
 
 
 async def public_view(ticket: Ticket, request: Request) -> PublicTicket:
-    due = await request.app.state.outbound.time_limit(ticket.id, wait_s=0)
+    due = await request.app.state.outbound.time_limit(ticket.id)
+    if due is None and ticket.status not in {TicketStatus.RESOLVED, TicketStatus.CLOSED}:
+        due = ticket.time_limit  # SLA's last announcement, while SLA does not answer
     return PublicTicket(
         number=ticket.number, subject=ticket.subject, status=ticket.status, level=ticket.level,
         time_limit=due, created_at=ticket.created_at, updated_at=ticket.updated_at,

@@ -11,12 +11,13 @@ import httpx
 from fastapi import FastAPI
 
 from sportello_intake import api
-from sportello_intake.consumers import IntakeConsumers, NoticeMetrics
+from sportello_intake.consumers import IntakeConsumers
+from sportello_intake.notifier import NoticeMetrics, Notifier
 from sportello_intake.outbound import Outbound
 from sportello_intake.service import Desk, DeskMetrics
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.smtp import SupportMailbox, serve_smtp
-from sportello_intake.store import INDEXES, TICKETS, TicketStore
+from sportello_intake.store import INDEXES, TICKETS, NoticeStore, TicketStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
 
 log = logging.getLogger(__name__)
@@ -28,15 +29,7 @@ def wire(service: Service) -> ServiceWiring:
     m = service.metrics
     tickets = TicketStore(service.store, service.relay, recent_capacity=settings.recent_tickets,
                           numbers_ahead_s=settings.ticket_numbers_ahead_s)
-    desk = Desk(tickets, settings, DeskMetrics(
-        tickets_created=m.counter("tickets_created_total", "Tickets opened, by channel",
-                                  ["channel"]),
-        messages=m.counter("messages_total", "Conversation messages, by channel and author",
-                           ["channel", "author"]),
-        mail_ignored=m.counter("mail_ignored_total",
-                               "Inbound mail written by machines (auto-replies, bounces)",
-                               ["reason"]),
-    ))
+    desk = Desk(tickets, settings, DeskMetrics.registered_on(m))
     if settings.status_token_secret is not None:
         token_secret = settings.status_token_secret.get_secret_value()
     else:
@@ -44,21 +37,12 @@ def wire(service: Service) -> ServiceWiring:
         log.warning("STATUS_TOKEN_SECRET is not set: requester links die with this process")
     http = httpx.AsyncClient()
     outbound = Outbound(settings, http)
-    consumers = IntakeConsumers(
-        tickets, outbound, settings,
-        NoticeMetrics(
-            sent=m.counter("notifications_sent_total", "Notices sent to requesters",
-                           ["kind", "channel"]),
-            failed=m.counter("notifications_failed_total",
-                             "Notices the relay or chat platform did not take (retried)",
-                             ["kind", "channel"]),
-            skipped=m.counter("notifications_skipped_total",
-                              "Notices with no way to reach the requester (no address, no relay)",
-                              ["kind"]),
-        ),
-        token_secret,
-    )
+    notifier = Notifier(tickets, NoticeStore(service.store), outbound, settings,
+                        NoticeMetrics.registered_on(m), token_secret)
+    consumers = IntakeConsumers(desk, notifier)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [desk.run_auto_close]
+    if notifier.enabled and settings.sla_url:
+        background.append(notifier.run_overdue_sweep)
     if settings.smtp_listen_port:
         mailbox = SupportMailbox(
             desk, api.mail_limits(settings), settings.support_addresses,
@@ -74,15 +58,14 @@ def wire(service: Service) -> ServiceWiring:
     return ServiceWiring(
         public_routers=[api.channels, api.public],
         internal_routers=[api.internal],
-        handlers=consumers.handlers(),
-        unsubscribed=consumers.unsubscribed(),
+        consumers=consumers,
         indexes=INDEXES,
         outbox_collections=[TICKETS],
         background=background,
         body_limits={"/tickets": settings.max_upload_bytes,
                      "/channels/": max(settings.max_upload_bytes, settings.mail_max_bytes)},
         state={"desk": desk, "tickets": tickets, "outbound": outbound,
-               "token_secret": token_secret, "consumers": consumers},
+               "token_secret": token_secret, "notifier": notifier},
     )
 
 

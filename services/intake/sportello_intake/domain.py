@@ -187,6 +187,12 @@ class Ticket:
     rating: Rating | None = None
     messages: tuple[Message, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    time_limit: datetime | None = None
+    """The resolution clock's due instant, as SLA last announced it (None: not known yet, or
+    paused while waiting for the requester). Written beside the versioned fields, not as a
+    change: SLA moving the limit must not make an agent's edit stale (``TicketStore``)."""
+    time_limit_as_of: datetime | None = None
+    """When the announced change happened: an older announcement arriving late is ignored."""
 
 
 @dataclass(frozen=True)
@@ -411,3 +417,4 @@ def apply_assignment(
             )
         )
     return Change(updated, tuple(events))
+

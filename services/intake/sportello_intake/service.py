@@ -20,16 +20,17 @@ from typing import Literal
 
 from prometheus_client import Counter
 
-from sportello_contracts import utc_now
+from sportello_contracts import EventEnvelope, utc_now
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
 from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
-from sportello_contracts.events import LONG, SHORT, Requester
+from sportello_contracts.events import LONG, SHORT, Requester, SlaTimeLimitSet, TicketAssigned
 from sportello_intake import domain
 from sportello_intake.domain import AttachmentRef, Message, Ticket
 from sportello_intake.mail import InboundMail, ticket_number_in
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import DuplicateOrigin, TicketStore
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
+from sportello_runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,18 @@ class DeskMetrics:
     tickets_created: Counter
     messages: Counter
     mail_ignored: Counter
+
+    @classmethod
+    def registered_on(cls, m: ServiceMetrics) -> DeskMetrics:
+        return cls(
+            tickets_created=m.counter("tickets_created_total", "Tickets opened, by channel",
+                                      ["channel"]),
+            messages=m.counter("messages_total", "Conversation messages, by channel and author",
+                               ["channel", "author"]),
+            mail_ignored=m.counter("mail_ignored_total",
+                                   "Inbound mail written by machines (auto-replies, bounces)",
+                                   ["reason"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,10 @@ def decode_uploads(
                             len(content))
         files.append((ref, content))
     return files
+
+
+class TicketNotFound(Exception):
+    """An event about a ticket we do not (yet) have: retried, then parked."""
 
 
 class Desk:
@@ -317,6 +334,39 @@ class Desk:
         await self.tickets.save(change.ticket, previous=ticket,
                                 events=change.events)
         return change.ticket
+
+    # --- what other services decided -------------------------------------------
+
+    async def apply_assignment(self, assigned: TicketAssigned,
+                               cause: EventEnvelope) -> Ticket | None:
+        """Routing's assignment on the ticket; ``None`` when it was stale or applied already."""
+        async def step() -> Ticket | None:
+            ticket = await self.known(assigned.ticket_id, to_change=True)
+            change = domain.apply_assignment(ticket, assigned, cause=cause, now=utc_now())
+            if change is None:
+                return None
+            await self.tickets.save(change.ticket, previous=ticket, events=change.events)
+            log.info("ticket %s assigned to %s (%s)", ticket.number, assigned.group_id,
+                     assigned.level.value, extra={"ticket_id": ticket.id})
+            return change.ticket
+
+        return await retry_on_conflict(step, what=f"ticket {assigned.ticket_id}")
+
+    async def note_time_limit(self, announced: SlaTimeLimitSet) -> Ticket:
+        """SLA's newest time limit on the ticket (a late, older announcement changes nothing)."""
+        await self.tickets.note_time_limit(announced.ticket_id, announced.due_at,
+                                           as_of=announced.as_of)
+        return await self.known(announced.ticket_id)
+
+    async def known(self, ticket_id: str, *, to_change: bool = False) -> Ticket:
+        """``to_change``: the starting point of a fenced save, which may come from memory."""
+        if to_change:
+            ticket = await self.tickets.to_change(ticket_id)
+        else:
+            ticket = await self.tickets.by_id(ticket_id)
+        if ticket is None:
+            raise TicketNotFound(ticket_id)
+        return ticket
 
     async def rate(self, ticket: Ticket, score: int, comment: str | None) -> Ticket:
         change = domain.rate(ticket, score, comment, now=utc_now())

@@ -58,10 +58,15 @@ class IntakeSettings(ServiceSettings):
         description="Signs status-page and rating links; every replica needs the same one. "
         "Unset: a random one per process (links die with it)")
     status_token_ttl_s: int = Field(default=60 * 24 * 3600, ge=60)
-    sla_url: str | None = Field(default=None,
-                                description="SLA service, for the time limit told to requesters")
-    sla_wait_s: float = Field(default=3.0, ge=0,
-                              description="How long the acknowledgement waits for SLA's clock")
+    sla_url: str | None = Field(
+        default=None, description="SLA service: set where one runs. The acknowledgement then "
+        "waits for the time limit SLA announces; the status page asks it for the current one")
+    sla_wait_s: float = Field(
+        default=3.0, ge=0, description="How long the acknowledgement waits for SLA's time "
+        "limit before it goes out with the default (SLA down or slow)")
+    ack_sweep_interval_s: float = Field(
+        default=1.0, gt=0, description="How often acknowledgements that waited SLA_WAIT_S for "
+        "SLA are looked for")
     default_time_limit_s: int = Field(
         default=8 * 3600, ge=60,
         description="Time limit told to requesters while no SLA service answers")

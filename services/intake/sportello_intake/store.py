@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import Binary
@@ -46,7 +46,8 @@ INDEXES = {
         IndexModel([("resolved_at", ASCENDING)]),
     ],
     ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
-    NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)])],
+    NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)]),
+                    IndexModel([("status", ASCENDING), ("wait_until", ASCENDING)])],
     ACK_WINDOWS: [IndexModel([("opened_at", ASCENDING)], expireAfterSeconds=2 * 3600)],
 }
 
@@ -177,8 +178,6 @@ class TicketStore:
         self._counters = store.collection(COUNTERS)
         self._threads = store.collection(THREADS)
         self._attachments = store.collection(ATTACHMENTS)
-        self.notifications = store.collection(NOTIFICATIONS)
-        self._ack_windows = store.collection(ACK_WINDOWS)
         self._relay = relay
         self._numbers = TicketNumbers(self._counters, ahead_s=numbers_ahead_s)
         self.recent = RecentTickets(recent_capacity)
@@ -214,6 +213,17 @@ class TicketStore:
             raise ConcurrencyConflict(ticket.number)
         self.recent.refresh(ticket)
         self._relay.publish_soon(self._tickets, ticket.id, entries)
+
+    async def note_time_limit(self, ticket_id: str, due_at: datetime | None, *,
+                              as_of: datetime) -> bool:
+        """SLA's time limit, unless a newer one is kept. Not a change of the ticket: no version,
+        no event. A save from a copy kept before it (``recent``) leaves it alone: only the
+        fields a rule changed are sent, and no rule changes these."""
+        result = await self._tickets.update_one(
+            {"_id": ticket_id, "$or": [{"time_limit_as_of": None},
+                                       {"time_limit_as_of": {"$lte": as_of}}]},
+            {"$set": {"time_limit": due_at, "time_limit_as_of": as_of}})
+        return result.matched_count == 1
 
     async def by_id(self, ticket_id: str) -> Ticket | None:
         doc = await self._tickets.find_one({"_id": ticket_id}, LIGHT)
@@ -259,19 +269,6 @@ class TicketStore:
             if key in found:
                 return str(found[key])
         return None
-
-    async def acknowledgement_rank(self, address: str, notice_id: str, now: datetime) -> int:
-        """How many acknowledgements to ``address`` this hour came before this one. Atomic
-        across replicas, and a retried notice keeps its place ($addToSet)."""
-        window = now.strftime("%Y%m%d%H")
-        doc = await self._ack_windows.find_one_and_update(
-            {"_id": f"{address}|{window}"},
-            {"$addToSet": {"notices": notice_id}, "$setOnInsert": {"opened_at": now}},
-            upsert=True, return_document=ReturnDocument.AFTER,
-        )
-        assert doc is not None
-        notices: list[str] = doc["notices"]
-        return notices.index(notice_id)
 
     # --- attachments: written before the message that names them, by a deterministic id
 
@@ -323,6 +320,102 @@ def _message(doc: Document) -> Message:
     )
 
 
+class NoticeStatus:
+    WAITING = "waiting"
+    """An acknowledgement waiting for SLA's time limit (until ``wait_until``)."""
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    """Nobody to tell, or no way to: recorded with the reason."""
+    FAILED = "failed"
+    """The relay or chat platform refused it: retried with the event."""
+
+
+DONE = (NoticeStatus.SENT, NoticeStatus.SKIPPED, NoticeStatus.FAILED)
+"""Past the point where a later notice should wait for it."""
+
+
+class NoticeStore:
+    """The record of every notice: one document per notice id, claimed before sending so that
+    two handlers (or a redelivery) never send the same notice twice."""
+
+    def __init__(self, store: MongoStore, *, stale_sending_s: float = 60.0) -> None:
+        self._notices = store.collection(NOTIFICATIONS)
+        self._ack_windows = store.collection(ACK_WINDOWS)
+        self._stale_sending = timedelta(seconds=stale_sending_s)
+
+    async def status(self, notice_id: str) -> str | None:
+        doc = await self._notices.find_one({"_id": notice_id}, {"status": 1})
+        return doc.get("status") if doc else None
+
+    async def is_done(self, notice_id: str) -> bool:
+        return await self.status(notice_id) in DONE
+
+    async def await_time_limit(self, notice_id: str, ticket_id: str, kind: str,
+                               until: datetime) -> None:
+        """Hold an acknowledgement for SLA's time limit; the sweep sends it with the default
+        one at ``until`` if SLA has said nothing by then. A notice already on its way or sent
+        is left as it is."""
+        await self._notices.update_one({"_id": notice_id}, {"$setOnInsert": {
+            "ticket_id": ticket_id, "kind": kind, "status": NoticeStatus.WAITING,
+            "wait_until": until, "at": utc_now()}}, upsert=True)
+
+    async def overdue(self, now: datetime, limit: int = 100) -> list[str]:
+        """Tickets whose acknowledgement waited for SLA past its time: SLA is down or slow."""
+        cursor = self._notices.find(
+            {"status": NoticeStatus.WAITING, "wait_until": {"$lte": now}}, {"ticket_id": 1}
+        ).sort("wait_until", ASCENDING).limit(limit)
+        return [str(doc["ticket_id"]) async for doc in cursor]
+
+    async def claim(self, notice_id: str, ticket_id: str, kind: str, now: datetime) -> bool:
+        """Take the notice for sending; False when it is sent or skipped, or another handler
+        is sending it right now (one that died meanwhile loses it after a minute)."""
+        try:
+            await self._notices.update_one(
+                {"_id": notice_id, "$or": [
+                    {"status": {"$nin": [NoticeStatus.SENT, NoticeStatus.SKIPPED,
+                                         NoticeStatus.SENDING]}},
+                    {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
+                ]},
+                {"$set": {"ticket_id": ticket_id, "kind": kind,
+                          "status": NoticeStatus.SENDING, "at": now},
+                 "$unset": {"wait_until": ""}, "$inc": {"attempts": 1}},
+                upsert=True)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def sending(self, notice_id: str, *, channel: str, to: str, subject: str,
+                      language: str) -> None:
+        await self._notices.update_one({"_id": notice_id}, {"$set": {
+            "channel": channel, "to": to, "subject": subject, "language": language}})
+
+    async def skipped(self, notice_id: str, reason: str) -> None:
+        await self._notices.update_one({"_id": notice_id}, {"$set": {
+            "status": NoticeStatus.SKIPPED, "reason": reason, "at": utc_now()}})
+
+    async def failed(self, notice_id: str, error: str) -> None:
+        await self._notices.update_one({"_id": notice_id}, {"$set": {
+            "status": NoticeStatus.FAILED, "error": error[:500]}})
+
+    async def sent(self, notice_id: str, message_id: str | None) -> None:
+        await self._notices.update_one({"_id": notice_id}, {"$set": {
+            "status": NoticeStatus.SENT, "sent_at": utc_now(), "message_id": message_id}})
+
+    async def acknowledgement_rank(self, address: str, notice_id: str, now: datetime) -> int:
+        """How many acknowledgements to ``address`` this hour came before this one. Atomic
+        across replicas, and a retried notice keeps its place ($addToSet)."""
+        window = now.strftime("%Y%m%d%H")
+        doc = await self._ack_windows.find_one_and_update(
+            {"_id": f"{address}|{window}"},
+            {"$addToSet": {"notices": notice_id}, "$setOnInsert": {"opened_at": now}},
+            upsert=True, return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        notices: list[str] = doc["notices"]
+        return notices.index(notice_id)
+
+
 def to_document(ticket: Ticket) -> Document:
     rating: dict[str, Any] | None = None
     if ticket.rating is not None:
@@ -352,6 +445,8 @@ def to_document(ticket: Ticket) -> Document:
         "updated_at": ticket.updated_at,
         "messages": [_message_document(m) for m in ticket.messages],
         "history": [{"at": h.at, "kind": h.kind, "detail": h.detail} for h in ticket.history],
+        "time_limit": ticket.time_limit,
+        "time_limit_as_of": ticket.time_limit_as_of,
     }
 
 
@@ -393,4 +488,6 @@ def from_document(doc: Document) -> Ticket:
         history=tuple(
             HistoryEntry(h["at"], h["kind"], h.get("detail") or {}) for h in doc.get("history", [])
         ),
+        time_limit=doc.get("time_limit"),
+        time_limit_as_of=doc.get("time_limit_as_of"),
     )

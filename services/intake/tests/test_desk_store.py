@@ -15,12 +15,13 @@ from sportello_contracts import EventEnvelope
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
 from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
 from sportello_contracts.events import TicketAssigned, new_event
-from sportello_intake.consumers import IntakeConsumers, NoticeMetrics
+from sportello_intake.consumers import IntakeConsumers
 from sportello_intake.domain import Message
+from sportello_intake.notifier import NoticeMetrics, Notifier
 from sportello_intake.outbound import Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import INDEXES, TicketStore
+from sportello_intake.store import INDEXES, NoticeStore, TicketStore
 from sportello_runtime.bus import Outcome
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.outbox import OutboxRelay
@@ -40,9 +41,17 @@ class RecordingBus:
 
 
 @pytest.fixture
-async def desk(mongo_url: str) -> AsyncIterator[Desk]:
+async def mongo(mongo_url: str) -> AsyncIterator[MongoStore]:
     store = MongoStore(mongo_url, f"desk_{uuid.uuid4().hex[:10]}", app_name="test")
     await store.ensure_indexes(INDEXES)
+    yield store
+    await store.client.drop_database(store.db.name)
+    await store.close()
+
+
+@pytest.fixture
+async def desk(mongo: MongoStore) -> Desk:
+    store = mongo
     relay = OutboxRelay(RecordingBus(), ServiceMetrics(f"d{uuid.uuid4().hex[:6]}"),  # type: ignore[arg-type]
                         sweep_interval_s=60, stale_after_s=60)
     registry = CollectorRegistry()
@@ -50,11 +59,10 @@ async def desk(mongo_url: str) -> AsyncIterator[Desk]:
     def counter(name: str, *labels: str) -> Counter:
         return Counter(name, name, list(labels), registry=registry)
 
-    yield Desk(TicketStore(store, relay), IntakeSettings(status_token_secret="s" * 32),
-               DeskMetrics(counter("created", "channel"), counter("messages", "channel", "author"),
-                           counter("ignored", "reason")))
-    await store.client.drop_database(store.db.name)
-    await store.close()
+    return Desk(TicketStore(store, relay), IntakeSettings(status_token_secret="s" * 32),
+                DeskMetrics(counter("created", "channel"), counter("messages", "channel",
+                                                                   "author"),
+                            counter("ignored", "reason")))
 
 
 def request() -> TicketCreateRequest:
@@ -135,14 +143,19 @@ async def test_saves_that_send_only_changes_leave_the_whole_ticket_stored(desk: 
     assert stored.resolved_at is not None
 
 
-@pytest.fixture
-async def consumers(desk: Desk) -> AsyncIterator[IntakeConsumers]:
+def notifier_for(desk: Desk, mongo: MongoStore, settings: IntakeSettings,
+                 http: httpx.AsyncClient) -> Notifier:
     registry = CollectorRegistry()
     metrics = NoticeMetrics(*(Counter(n, n, ["kind"], registry=registry)
                               for n in ("sent", "failed", "skipped")))
+    return Notifier(desk.tickets, NoticeStore(mongo), Outbound(settings, http), settings,
+                    metrics, "s" * 32)
+
+
+@pytest.fixture
+async def consumers(desk: Desk, mongo: MongoStore) -> AsyncIterator[IntakeConsumers]:
     async with httpx.AsyncClient() as http:
-        yield IntakeConsumers(desk.tickets, Outbound(desk.settings, http), desk.settings,
-                              metrics, "s" * 32)
+        yield IntakeConsumers(desk, notifier_for(desk, mongo, desk.settings, http))
 
 
 def assignment_of(ticket_id: str) -> EventEnvelope:
@@ -187,17 +200,18 @@ async def test_a_copy_another_replica_moved_on_from_is_read_again_and_nothing_is
 
 
 async def test_with_notices_off_their_event_types_are_unsubscribed_not_left_bound(
-    desk: Desk, consumers: IntakeConsumers,
+    desk: Desk, consumers: IntakeConsumers, mongo: MongoStore,
 ) -> None:
     """Unbound, so intake's queue stops collecting events nobody here will read."""
     assert not desk.settings.smtp_relay_url
     assert not desk.settings.chat_callback_url
-    assert set(consumers.handlers()) == {"ticket.assigned"}
+    # Routing's assignments and SLA's time limits land on the ticket, notices or not.
+    assert set(consumers.subscriptions()) == {"ticket.assigned", "sla.time_limit_set"}
     assert "ticket.status_changed" in consumers.unsubscribed()
     assert "ticket.created" in consumers.unsubscribed()
 
-    notifying = IntakeConsumers(desk.tickets, consumers._outbound,
-                                desk.settings.model_copy(update={"smtp_relay_url": "smtp://x"}),
-                                consumers._metrics, "s" * 32)
+    async with httpx.AsyncClient() as http:
+        settings = desk.settings.model_copy(update={"smtp_relay_url": "smtp://x"})
+        notifying = IntakeConsumers(desk, notifier_for(desk, mongo, settings, http))
     assert notifying.unsubscribed() == []
-    assert {"ticket.assigned", "ticket.status_changed"} <= set(notifying.handlers())
+    assert {"ticket.assigned", "ticket.status_changed"} <= set(notifying.subscriptions())

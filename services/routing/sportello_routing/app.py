@@ -51,8 +51,7 @@ def wire(service: Service) -> ServiceWiring:
 
     return ServiceWiring(
         internal_routers=[api.internal],
-        handlers=consumers.subscriptions(),
-        unsubscribed=consumers.unsubscribed(),
+        consumers=consumers,
         indexes=INDEXES,
         outbox_collections=[ASSIGNMENTS],
         on_startup=[seed],

@@ -1,0 +1,224 @@
+"""Keeping the requester informed: which notice goes out when, once, in order.
+
+The acknowledgement carries the requester's time limit, which SLA announces
+(``sla.time_limit_set``) once routing has triaged the ticket. So the
+acknowledgement goes out when that announcement arrives, and the first
+assignment notice right after it, whichever of the two events came first: the
+order is kept by the notices' own records, not by waiting. Where no SLA
+service runs (no ``SLA_URL``) the acknowledgement goes out at once with the
+configured default; where SLA runs but has said nothing within
+``SLA_WAIT_S``, a sweep sends it with that default.
+
+A notice is claimed before sending and recorded after: a redelivered event or
+a second handler finds it taken and does not mail twice; a failed send is
+retried with its event and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+
+from sportello_contracts import utc_now
+from sportello_contracts.enums import Channel
+from sportello_intake import tokens
+from sportello_intake.domain import Ticket
+from sportello_intake.notices import Notice, NoticeKind, format_time_limit, language_of, render
+from sportello_intake.outbound import DeliveryFailed, Outbound
+from sportello_intake.settings import IntakeSettings
+from sportello_intake.store import NoticeStore, TicketStore
+from sportello_runtime.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+NOTICE_NAMESPACE = uuid.UUID("0b7f6a52-8f0e-4c1e-9a59-2f6f1b1c0a11")
+
+
+@dataclass(frozen=True)
+class NoticeMetrics:
+    sent: Counter
+    failed: Counter
+    skipped: Counter
+
+    @classmethod
+    def registered_on(cls, m: ServiceMetrics) -> NoticeMetrics:
+        return cls(
+            sent=m.counter("notifications_sent_total", "Notices sent to requesters",
+                           ["kind", "channel"]),
+            failed=m.counter("notifications_failed_total",
+                             "Notices the relay or chat platform did not take (retried)",
+                             ["kind", "channel"]),
+            skipped=m.counter("notifications_skipped_total",
+                              "Notices with no way to reach the requester (no address, no relay)",
+                              ["kind"]),
+        )
+
+
+def notice_id(key: str, kind: NoticeKind) -> str:
+    """One id per notice: per ticket for the acknowledgement and the first assignment
+    (several events may trigger them), per event for the rest."""
+    return str(uuid.uuid5(NOTICE_NAMESPACE, f"{key}:{kind.value}"))
+
+
+class Notifier:
+    def __init__(self, tickets: TicketStore, notices: NoticeStore, outbound: Outbound,
+                 settings: IntakeSettings, metrics: NoticeMetrics, token_secret: str) -> None:
+        self._tickets = tickets
+        self._notices = notices
+        self._outbound = outbound
+        self._settings = settings
+        self._metrics = metrics
+        self._token_secret = token_secret
+        self.enabled = bool(settings.smtp_relay_url or settings.chat_callback_url)
+
+    # --- the acknowledgement and the first assignment, in that order -------------------
+
+    async def ticket_opened(self, ticket: Ticket) -> None:
+        """Acknowledge now when no SLA service runs, else wait (bounded) for its time limit."""
+        if not self._settings.sla_url or ticket.time_limit is not None:
+            await self.acknowledge(ticket)
+            return
+        until = ticket.created_at + timedelta(seconds=self._settings.sla_wait_s)
+        await self._notices.await_time_limit(notice_id(ticket.id, NoticeKind.ACKNOWLEDGED),
+                                             ticket.id, NoticeKind.ACKNOWLEDGED.value, until)
+
+    async def time_limit_known(self, ticket: Ticket) -> None:
+        """SLA announced the time limit: the acknowledgement can say it."""
+        await self.acknowledge(ticket)
+
+    async def first_assignment(self, ticket: Ticket) -> None:
+        """Told after the acknowledgement: if that is still to come, it brings this along."""
+        if await self._notices.is_done(notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)):
+            current = await self._tickets.by_id(ticket.id) or ticket  # with SLA's time limit
+            await self._notify(current, NoticeKind.ASSIGNED,
+                               notice_id(ticket.id, NoticeKind.ASSIGNED))
+
+    async def acknowledge(self, ticket: Ticket) -> None:
+        """Send the acknowledgement (once), then the assignment notice if routing has
+        assigned the ticket meanwhile. The ticket is read again after the acknowledgement
+        is recorded, and the assignment handler reads that record after saving the
+        assignment: whichever runs second sends the assignment notice."""
+        await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
+                           notice_id(ticket.id, NoticeKind.ACKNOWLEDGED))
+        current = await self._tickets.by_id(ticket.id) or ticket
+        if current.routing_sequence >= 1:
+            await self.first_assignment(current)
+
+    async def acknowledge_overdue(self) -> int:
+        """Acknowledge, with the default time limit, what waited for SLA too long."""
+        done = 0
+        for ticket_id in await self._notices.overdue(utc_now()):
+            ticket = await self._tickets.by_id(ticket_id)
+            if ticket is not None:
+                await self.acknowledge(ticket)
+                done += 1
+        return done
+
+    async def run_overdue_sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.ack_sweep_interval_s)
+            try:
+                if await self.acknowledge_overdue():
+                    log.warning("acknowledged without SLA's time limit: is SLA running?")
+            except Exception:  # the next sweep tries again; the failure is in the log
+                log.exception("acknowledgement sweep failed")
+
+    # --- any notice ---------------------------------------------------------------------
+
+    async def notify(self, ticket: Ticket, kind: NoticeKind, cause_event_id: str,
+                     **values: str) -> None:
+        await self._notify(ticket, kind, notice_id(cause_event_id, kind), **values)
+
+    def requester_link(self, ticket: Ticket) -> str:
+        token = tokens.issue(self._token_secret, ticket.number, now=utc_now(),
+                             ttl=timedelta(seconds=self._settings.status_token_ttl_s))
+        base = self._settings.public_url.rstrip("/")
+        return f"{base}/public/tickets/{ticket.number}?token={token}"
+
+    def time_limit(self, ticket: Ticket, kind: NoticeKind) -> datetime | None:
+        """SLA's last word; the acknowledgement promises the default when SLA said none."""
+        if ticket.time_limit is None and kind is NoticeKind.ACKNOWLEDGED:
+            return ticket.created_at + timedelta(seconds=self._settings.default_time_limit_s)
+        return ticket.time_limit
+
+    async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str, **values: str) -> None:
+        if not await self._notices.claim(nid, ticket.id, kind.value, utc_now()):
+            return  # sent, skipped, or being sent by another handler right now
+        route, unreachable = self._route(ticket)
+        if route is not None and kind is NoticeKind.ACKNOWLEDGED and await self._too_many_acks(
+                route[1], nid):
+            route, unreachable = None, (
+                f"more than {self._settings.ack_limit_per_hour} acknowledgements to this "
+                "address this hour (a mail loop?)")
+        if route is None:
+            await self._notices.skipped(nid, unreachable)
+            self._metrics.skipped.labels(kind.value).inc()
+            log.info("notice %s for %s skipped: %s", kind.value, ticket.number, unreachable,
+                     extra={"ticket_id": ticket.id})
+            return
+        language = language_of(ticket.requester.language)
+        status_url = self.requester_link(ticket)
+        notice = render(kind, language, {
+            "name": ticket.requester.name, "number": ticket.number, "subject": ticket.subject,
+            "level": ticket.level.value if ticket.level else "L1",
+            "group": ticket.group_name or "",
+            "time_limit": format_time_limit(self.time_limit(ticket, kind), language,
+                                            self._settings.display_timezone),
+            "status_url": status_url,
+            "rating_url": f"{status_url}#rating",  # the page's rating form
+            **values,
+        })
+        await self._notices.sending(nid, channel=route[0], to=route[1], subject=notice.subject,
+                                    language=notice.language)
+        try:
+            message_id = await self._send(ticket, route, notice)
+        except DeliveryFailed as exc:
+            self._metrics.failed.labels(kind.value, route[0]).inc()
+            await self._notices.failed(nid, str(exc))
+            log.warning("notice %s for %s failed: %s", kind.value, ticket.number, exc,
+                        extra={"ticket_id": ticket.id})
+            raise
+        await self._notices.sent(nid, message_id)
+        if message_id is not None:
+            await self._tickets.remember_mail_ids([message_id], ticket.id)
+        self._metrics.sent.labels(kind.value, route[0]).inc()
+        log.info("notice %s sent for %s by %s", kind.value, ticket.number, route[0],
+                 extra={"ticket_id": ticket.id})
+
+    async def _too_many_acks(self, address: str, nid: str) -> bool:
+        """Automatic answers to one address are capped per hour: an autoresponder that does not
+        say it is one (no Auto-Submitted) would otherwise loop with us forever."""
+        rank = await self._notices.acknowledgement_rank(address.lower(), nid, utc_now())
+        return rank >= self._settings.ack_limit_per_hour
+
+    def _route(self, ticket: Ticket) -> tuple[tuple[str, str] | None, str]:
+        """Where the requester hears from us: the chat they wrote from, else their mailbox."""
+        if ticket.origin_key.startswith("chat:"):
+            if self._settings.chat_callback_url:
+                return ("chat", ticket.origin_key.split(":")[1]), ""
+            if not ticket.requester.email:
+                return None, "no CHAT_CALLBACK_URL configured"
+        if not ticket.requester.email:
+            return None, "no address to reach the requester"
+        if not self._settings.smtp_relay_url:
+            return None, "no SMTP_RELAY_URL configured"
+        return ("email", str(ticket.requester.email)), ""
+
+    async def _send(self, ticket: Ticket, route: tuple[str, str],
+                    notice: Notice) -> str | None:
+        channel, address = route
+        if channel == "chat":
+            await self._outbound.post_chat(address, ticket.number, notice)
+            return None
+        mail_ids = [m.external_id for m in ticket.messages
+                    if m.channel is Channel.EMAIL and m.external_id]
+        return await self._outbound.send_mail(
+            ticket.requester.name, address, notice,
+            in_reply_to=mail_ids[-1] if mail_ids else None, references=mail_ids[:-1],
+            automatic=notice.kind is not NoticeKind.AGENT_REPLY,
+        )
