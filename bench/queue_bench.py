@@ -49,7 +49,7 @@ def queued_assignment() -> Assignment:
     assert group is not None
     cause = new_event(created, producer="bench", correlation_id="bench")
     return domain.route_new_ticket(created, result, group, None, cause=cause,
-                                   now=utc_now()).assignment
+                                   now=utc_now()).record
 
 
 async def timed_ms(read: Callable[[], Awaitable[object]], repeat: int) -> float:

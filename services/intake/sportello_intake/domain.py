@@ -25,6 +25,7 @@ from sportello_contracts.events import (
     TicketResolved,
     TicketStatusChanged,
 )
+from sportello_runtime.change import Change
 
 PRODUCER = "intake"
 
@@ -73,7 +74,7 @@ def change_status(
     actor: str | None,
     resolution: str | None,
     now: datetime,
-) -> Change:
+) -> Change[Ticket]:
     """An agent (or the requester, or the auto-close timer) moves the ticket on."""
     check_transition(ticket.status, wanted)
     if wanted is S.RESOLVED and not (resolution or "").strip():
@@ -195,14 +196,6 @@ class Ticket:
     """When the announced change happened: an older announcement arriving late is ignored."""
 
 
-@dataclass(frozen=True)
-class Change:
-    """A rule's verdict: the ticket after the change and the events it causes."""
-
-    ticket: Ticket
-    events: tuple[EventEnvelope, ...]
-
-
 def description_message(request: TicketCreateRequest, *, message_id: str,
                         now: datetime) -> Message:
     """The requester's own words, as the channel gave them: the conversation's first entry."""
@@ -220,7 +213,7 @@ def open_ticket(
     origin_key: str | None = None,
     fingerprint: str | None = None,
     first_message: Message | None = None,
-) -> Change:
+) -> Change[Ticket]:
     """A new ticket; its description is also the first message of its conversation."""
     message = first_message or description_message(request, message_id=f"{ticket_id}:1",
                                                     now=now)
@@ -268,7 +261,7 @@ def has_message(ticket: Ticket, external_id: str | None) -> bool:
     return external_id is not None and any(m.external_id == external_id for m in ticket.messages)
 
 
-def add_message(ticket: Ticket, message: Message, *, now: datetime) -> Change | None:
+def add_message(ticket: Ticket, message: Message, *, now: datetime) -> Change[Ticket] | None:
     """Append a message; ``None`` when the channel delivered it before.
 
     A requester's public reply moves the ticket on: a resolved ticket reopens
@@ -327,7 +320,7 @@ class RatingRefused(Exception):
 RATABLE = frozenset({S.RESOLVED, S.CLOSED})
 
 
-def rate(ticket: Ticket, score: int, comment: str | None, *, now: datetime) -> Change:
+def rate(ticket: Ticket, score: int, comment: str | None, *, now: datetime) -> Change[Ticket]:
     """The requester's satisfaction, once per ticket, after it is resolved."""
     if ticket.status not in RATABLE:
         raise RatingRefused(f"a {ticket.status.value} ticket cannot be rated yet")
@@ -352,7 +345,7 @@ def rate(ticket: Ticket, score: int, comment: str | None, *, now: datetime) -> C
 AUTO_CLOSE_REASON = "closed automatically: no reply from the requester after the resolution"
 
 
-def auto_close(ticket: Ticket, *, quiet_period: timedelta, now: datetime) -> Change | None:
+def auto_close(ticket: Ticket, *, quiet_period: timedelta, now: datetime) -> Change[Ticket] | None:
     """Close a resolved ticket the requester left quiet; ``None`` when it is not due."""
     if ticket.status is not S.RESOLVED or ticket.resolved_at is None:
         return None
@@ -364,7 +357,7 @@ def auto_close(ticket: Ticket, *, quiet_period: timedelta, now: datetime) -> Cha
 
 def apply_assignment(
     ticket: Ticket, assigned: TicketAssigned, *, cause: EventEnvelope, now: datetime
-) -> Change | None:
+) -> Change[Ticket] | None:
     """Record routing's assignment; ``None`` when it is stale or already applied."""
     if assigned.sequence <= ticket.routing_sequence:
         return None

@@ -134,7 +134,7 @@ class Desk:
             fingerprint=fingerprint, first_message=message,
         )
         try:
-            await self.tickets.add(change.ticket, change.events)
+            await self.tickets.add(change.record, change.events)
         except DuplicateOrigin:
             await self._forget_files(ticket_id, message.id, files)  # the winner kept its own
             assert origin_key is not None
@@ -148,7 +148,7 @@ class Desk:
         self._count(message)
         log.info("ticket %s opened from %s", number, request.channel.value,
                  extra={"ticket_id": ticket_id})
-        return change.ticket, True
+        return change.record, True
 
     async def post(
         self, ticket: Ticket, message: Message, files: Files = ()
@@ -166,13 +166,13 @@ class Desk:
             if change is None:
                 return current, False
             try:
-                await self.tickets.save(change.ticket, previous=current, events=change.events)
+                await self.tickets.save(change.record, previous=current, events=change.events)
             except ConcurrencyConflict:
                 current = await self.tickets.by_id(ticket.id) or current
                 raise
             stored = True
             self._count(message)
-            return change.ticket, True
+            return change.record, True
 
         try:
             return await retry_on_conflict(step, what=f"ticket {ticket.number}")
@@ -331,9 +331,9 @@ class Desk:
                             actor: str | None, resolution: str | None) -> Ticket:
         change = domain.change_status(ticket, status, reason=reason, actor=actor,
                                       resolution=resolution, now=utc_now())
-        await self.tickets.save(change.ticket, previous=ticket,
+        await self.tickets.save(change.record, previous=ticket,
                                 events=change.events)
-        return change.ticket
+        return change.record
 
     # --- what other services decided -------------------------------------------
 
@@ -345,10 +345,10 @@ class Desk:
             change = domain.apply_assignment(ticket, assigned, cause=cause, now=utc_now())
             if change is None:
                 return None
-            await self.tickets.save(change.ticket, previous=ticket, events=change.events)
+            await self.tickets.save(change.record, previous=ticket, events=change.events)
             log.info("ticket %s assigned to %s (%s)", ticket.number, assigned.group_id,
                      assigned.level.value, extra={"ticket_id": ticket.id})
-            return change.ticket
+            return change.record
 
         return await retry_on_conflict(step, what=f"ticket {assigned.ticket_id}")
 
@@ -370,9 +370,9 @@ class Desk:
 
     async def rate(self, ticket: Ticket, score: int, comment: str | None) -> Ticket:
         change = domain.rate(ticket, score, comment, now=utc_now())
-        await self.tickets.save(change.ticket, previous=ticket,
+        await self.tickets.save(change.record, previous=ticket,
                                 events=change.events)
-        return change.ticket
+        return change.record
 
     async def close_quiet_tickets(self) -> int:
         """Close resolved tickets nobody answered within the quiet period."""
@@ -384,7 +384,7 @@ class Desk:
             if change is None:
                 continue
             try:
-                await self.tickets.save(change.ticket, previous=ticket,
+                await self.tickets.save(change.record, previous=ticket,
                                         events=change.events)
             except ConcurrencyConflict:
                 continue  # someone replied or another replica closed it: next sweep decides

@@ -33,7 +33,7 @@ def ticket(status: TicketStatus = TicketStatus.ASSIGNED) -> Ticket:
     })
     opened = open_ticket(request, ticket_id="t-1", number="HD-2026-000001", now=NOW,
                          origin_key="mail:abc@example.it")
-    return replace(opened.ticket, status=status)
+    return replace(opened.record, status=status)
 
 
 def reply(author: Author = Author.REQUESTER, visibility: Visibility = Visibility.PUBLIC,
@@ -53,8 +53,8 @@ def test_opening_makes_the_description_the_first_message() -> None:
 def test_a_message_is_appended_and_announced() -> None:
     change = add_message(ticket(), reply(), now=NOW)
     assert change is not None
-    assert change.ticket.messages[-1].body == "Ancora non va"
-    assert change.ticket.version == 2
+    assert change.record.messages[-1].body == "Ancora non va"
+    assert change.record.version == 2
     [event] = change.events
     assert event.type == "ticket.message_added"
     assert event.payload["author"] == "requester"
@@ -64,16 +64,16 @@ def test_a_message_is_appended_and_announced() -> None:
 def test_the_same_channel_message_twice_is_a_no_op() -> None:
     change = add_message(ticket(), reply(), now=NOW)
     assert change is not None
-    assert add_message(change.ticket, reply(), now=NOW) is None
+    assert add_message(change.record, reply(), now=NOW) is None
     # Without a channel id nothing can be recognised: both are kept.
-    again = add_message(change.ticket, reply(external_id=None), now=NOW)
+    again = add_message(change.record, reply(external_id=None), now=NOW)
     assert again is not None
 
 
 def test_requester_reply_reopens_a_resolved_ticket() -> None:
     change = add_message(ticket(TicketStatus.RESOLVED), reply(), now=NOW)
     assert change is not None
-    assert change.ticket.status is TicketStatus.REOPENED
+    assert change.record.status is TicketStatus.REOPENED
     assert [e.type for e in change.events] == [
         "ticket.message_added", "ticket.status_changed", "ticket.reopened"]
 
@@ -81,7 +81,7 @@ def test_requester_reply_reopens_a_resolved_ticket() -> None:
 def test_requester_reply_resumes_a_ticket_waiting_for_them() -> None:
     change = add_message(ticket(TicketStatus.WAITING_CUSTOMER), reply(), now=NOW)
     assert change is not None
-    assert change.ticket.status is TicketStatus.IN_PROGRESS
+    assert change.record.status is TicketStatus.IN_PROGRESS
     assert change.events[1].payload["from_status"] == "waiting_customer"
 
 
@@ -93,7 +93,7 @@ def test_only_the_requesters_public_reply_moves_the_lifecycle(
 ) -> None:
     change = add_message(ticket(TicketStatus.RESOLVED), reply(author, visibility), now=NOW)
     assert change is not None
-    assert change.ticket.status is TicketStatus.RESOLVED
+    assert change.record.status is TicketStatus.RESOLVED
     assert [e.type for e in change.events] == ["ticket.message_added"]
 
 
@@ -106,24 +106,24 @@ def test_rating_only_once_and_only_after_resolution() -> None:
     with pytest.raises(RatingRefused, match="cannot be rated yet"):
         rate(ticket(TicketStatus.IN_PROGRESS), 5, None, now=NOW)
     change = rate(ticket(TicketStatus.RESOLVED), 4, "ok", now=NOW)
-    assert change.ticket.rating is not None
-    assert change.ticket.rating.score == 4
+    assert change.record.rating is not None
+    assert change.record.rating.score == 4
     assert change.events[0].payload["score"] == 4
     with pytest.raises(RatingRefused, match="already"):
-        rate(change.ticket, 5, None, now=NOW)
+        rate(change.record, 5, None, now=NOW)
     with pytest.raises(RatingRefused):
         rate(ticket(TicketStatus.CLOSED), 0, None, now=NOW)
 
 
 def test_auto_close_waits_for_the_quiet_period() -> None:
     resolved = change_status(ticket(), TicketStatus.RESOLVED, reason=None, actor="a",
-                             resolution="fatto", now=NOW).ticket
+                             resolution="fatto", now=NOW).record
     assert resolved.resolved_at == NOW
     quiet = timedelta(days=7)
     assert auto_close(resolved, quiet_period=quiet, now=NOW + timedelta(days=6)) is None
     change = auto_close(resolved, quiet_period=quiet, now=NOW + timedelta(days=7))
     assert change is not None
-    assert change.ticket.status is TicketStatus.CLOSED
+    assert change.record.status is TicketStatus.CLOSED
     closed = next(e for e in change.events if e.type == "ticket.closed")
     assert closed.payload["reason"] == AUTO_CLOSE_REASON
     assert closed.payload["resolution"] == "fatto"

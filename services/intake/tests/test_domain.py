@@ -44,8 +44,8 @@ def test_numbers_are_human_friendly() -> None:
 
 def test_opening_a_ticket_stores_it_new_and_announces_it() -> None:
     change = open_ticket(request(), ticket_id="t-1", number="HD-2026-000001", now=NOW)
-    assert change.ticket.status is TicketStatus.NEW
-    assert change.ticket.version == 1
+    assert change.record.status is TicketStatus.NEW
+    assert change.record.version == 1
     [event] = change.events
     assert event.type == "ticket.created"
     assert event.correlation_id == "t-1"
@@ -53,14 +53,14 @@ def test_opening_a_ticket_stores_it_new_and_announces_it() -> None:
 
 
 def test_an_assignment_moves_a_new_ticket_to_assigned_and_says_so() -> None:
-    ticket = open_ticket(request(), ticket_id="t-1", number="HD-1", now=NOW).ticket
+    ticket = open_ticket(request(), ticket_id="t-1", number="HD-1", now=NOW).record
     payload = assigned_event()
     trigger = cause(payload)
     change = apply_assignment(ticket, payload, cause=trigger, now=NOW + timedelta(seconds=1))
     assert change is not None
-    assert change.ticket.status is TicketStatus.ASSIGNED
-    assert (change.ticket.level, change.ticket.group_id) == (SupportLevel.L1, "service-desk")
-    assert change.ticket.version == 2
+    assert change.record.status is TicketStatus.ASSIGNED
+    assert (change.record.level, change.record.group_id) == (SupportLevel.L1, "service-desk")
+    assert change.record.version == 2
     [event] = change.events
     assert event.type == "ticket.status_changed"
     assert event.payload["from_status"] == "new"
@@ -70,9 +70,9 @@ def test_an_assignment_moves_a_new_ticket_to_assigned_and_says_so() -> None:
 
 
 def test_a_repeated_or_stale_assignment_changes_nothing() -> None:
-    ticket = open_ticket(request(), ticket_id="t-1", number="HD-1", now=NOW).ticket
+    ticket = open_ticket(request(), ticket_id="t-1", number="HD-1", now=NOW).record
     second = assigned_event(sequence=2, level=SupportLevel.L2)
-    ticket = apply_assignment(ticket, second, cause=cause(second), now=NOW).ticket  # type: ignore[union-attr]
+    ticket = apply_assignment(ticket, second, cause=cause(second), now=NOW).record  # type: ignore[union-attr]
     first = assigned_event(sequence=1)
     assert apply_assignment(ticket, first, cause=cause(first), now=NOW) is None
     assert apply_assignment(ticket, second, cause=cause(second), now=NOW) is None
@@ -80,15 +80,15 @@ def test_a_repeated_or_stale_assignment_changes_nothing() -> None:
 
 
 def test_a_reassignment_keeps_status_assigned_without_a_status_event() -> None:
-    ticket = open_ticket(request(), ticket_id="t-1", number="HD-1", now=NOW).ticket
+    ticket = open_ticket(request(), ticket_id="t-1", number="HD-1", now=NOW).record
     one = assigned_event(sequence=1)
-    ticket = apply_assignment(ticket, one, cause=cause(one), now=NOW).ticket  # type: ignore[union-attr]
+    ticket = apply_assignment(ticket, one, cause=cause(one), now=NOW).record  # type: ignore[union-attr]
     two = assigned_event(sequence=2, level=SupportLevel.L2)
     change = apply_assignment(ticket, two, cause=cause(two), now=NOW)
     assert change is not None
     assert change.events == ()
-    assert change.ticket.level is SupportLevel.L2
-    assert change.ticket.version == 3
+    assert change.record.level is SupportLevel.L2
+    assert change.record.version == 3
 
 
 @pytest.mark.parametrize(

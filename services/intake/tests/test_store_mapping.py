@@ -21,7 +21,7 @@ def opened() -> Ticket:
         "channel": "email",
     })
     return open_ticket(request, ticket_id="t-1", number="HD-2026-000001", now=NOW,
-                       origin_key="mail:abc@example.it").ticket
+                       origin_key="mail:abc@example.it").record
 
 
 def test_every_field_of_a_ticket_has_its_key_in_the_stored_form() -> None:
@@ -33,7 +33,7 @@ def test_every_field_of_a_ticket_has_its_key_in_the_stored_form() -> None:
 def test_a_status_change_sends_the_status_and_its_trace_not_the_conversation() -> None:
     before = replace(opened(), status=TicketStatus.ASSIGNED)
     after = change_status(before, TicketStatus.IN_PROGRESS, reason=None, actor="lucia",
-                          resolution=None, now=NOW + timedelta(minutes=5)).ticket
+                          resolution=None, now=NOW + timedelta(minutes=5)).record
     sent = changed_fields(before, after)
     assert set(sent) == {"status", "version", "updated_at", "history"}
     assert sent["status"] == "in_progress"
@@ -46,12 +46,12 @@ def test_a_reply_sends_the_conversation() -> None:
                     channel=Channel.EMAIL, body="Provi ora", at=NOW + timedelta(minutes=5))
     change = add_message(before, reply, now=NOW + timedelta(minutes=5))
     assert change is not None
-    sent = changed_fields(before, change.ticket)
+    sent = changed_fields(before, change.record)
     assert {"messages", "version", "updated_at", "history"} <= set(sent)
     assert "requester" not in sent
     assert "subject" not in sent
     stored = {**to_document(before), **sent}
-    assert from_document(stored) == change.ticket
+    assert from_document(stored) == change.record
 
 
 def test_recent_tickets_keep_the_last_used_within_their_capacity() -> None:

@@ -33,6 +33,7 @@ from sportello_contracts.events import (
     TicketPriorityChanged,
     TicketTriaged,
 )
+from sportello_runtime.change import Change
 
 PRODUCER = "routing"
 GENERAL = "general"
@@ -379,12 +380,12 @@ class Assignment:
     version: int = 1
 
 
-@dataclass(frozen=True)
-class Decision:
-    assignment: Assignment
-    events: tuple[EventEnvelope, ...]
-    released_agent: str | None = None
-    """An agent whose slot this decision frees."""
+def released_agent(before: Assignment, after: Assignment) -> str | None:
+    """The agent whose slot a change frees: the one who held the ticket and no longer does
+    (escalated, handed back, resolved or closed)."""
+    if before.agent_id and before.agent_id != after.agent_id:
+        return before.agent_id
+    return None
 
 
 def _event(payload: Any, cause: EventEnvelope | None, correlation_id: str,
@@ -416,7 +417,7 @@ def route_new_ticket(
     *,
     cause: EventEnvelope,
     now: datetime,
-) -> Decision:
+) -> Change[Assignment]:
     """A new ticket starts at the first line, with an agent when one has room."""
     assignment = Assignment(
         ticket_id=created.ticket_id,
@@ -452,7 +453,7 @@ def route_new_ticket(
         ),
         cause, created.ticket_id, now,
     )
-    return Decision(assignment, (triaged, _assigned_event(assignment, "new ticket", cause, now)))
+    return Change(assignment, (triaged, _assigned_event(assignment, "new ticket", cause, now)))
 
 
 def _moved(
@@ -479,7 +480,7 @@ def _moved(
     )
 
 
-def give_to_agent(a: Assignment, agent: Agent, *, now: datetime) -> Decision:
+def give_to_agent(a: Assignment, agent: Agent, *, now: datetime) -> Change[Assignment]:
     """A queued ticket reaches an agent who has room."""
     if a.state != AssignmentState.QUEUED:
         raise IllegalMove(f"ticket {a.number} is not waiting in a queue")
@@ -487,7 +488,7 @@ def give_to_agent(a: Assignment, agent: Agent, *, now: datetime) -> Decision:
     moved = _moved(a, group=group, agent=agent, now=now,
                    entry={"kind": "assigned", "to_level": a.level.value, "to_group": a.group_id,
                           "agent_id": agent.id, "reason": "agent free", "actor": PRODUCER})
-    return Decision(moved, (_assigned_event(moved, "agent free", None, now),))
+    return Change(moved, (_assigned_event(moved, "agent free", None, now),))
 
 
 def escalate(
@@ -501,7 +502,7 @@ def escalate(
     now: datetime,
     cause: EventEnvelope | None = None,
     clock_id: str | None = None,
-) -> Decision:
+) -> Change[Assignment]:
     """Move the ticket up to ``target`` (a higher level); the agent's slot is freed."""
     if a.state == AssignmentState.RELEASED:
         raise IllegalMove(f"ticket {a.number} is resolved or closed; reopen it first")
@@ -528,14 +529,13 @@ def escalate(
                         actor=actor, sequence=moved.sequence),
         cause, a.ticket_id, now,
     )
-    return Decision(moved, (escalated, _assigned_event(moved, f"escalated: {reason}", cause, now)),
-                    released_agent=a.agent_id)
+    return Change(moved, (escalated, _assigned_event(moved, f"escalated: {reason}", cause, now)))
 
 
 def hand_back(
     a: Assignment, target: Group, agent: Agent | None, *, reason: str, actor: str | None,
     now: datetime,
-) -> Decision:
+) -> Change[Assignment]:
     """A higher level gives the requester contact back to L1/L2 and keeps owning the fix."""
     if a.state == AssignmentState.RELEASED:
         raise IllegalMove(f"ticket {a.number} is resolved or closed")
@@ -552,13 +552,12 @@ def hand_back(
                "owner_group": a.owner_group_id or a.group_id},
         owner_group_id=a.owner_group_id or a.group_id,
     )
-    return Decision(moved, (_assigned_event(moved, f"handed back: {reason}", None, now),),
-                    released_agent=a.agent_id)
+    return Change(moved, (_assigned_event(moved, f"handed back: {reason}", None, now),))
 
 
 def change_priority(
     a: Assignment, priority: Priority, *, reason: str, actor: str | None, now: datetime
-) -> Decision | None:
+) -> Change[Assignment] | None:
     if priority is a.priority:
         return None
     changed = replace(
@@ -571,10 +570,10 @@ def change_priority(
                               to_priority=priority, reason=reason, actor=actor),
         None, a.ticket_id, now,
     )
-    return Decision(changed, (event,))
+    return Change(changed, (event,))
 
 
-def release(a: Assignment, *, reason: str, now: datetime) -> Decision | None:
+def release(a: Assignment, *, reason: str, now: datetime) -> Change[Assignment] | None:
     """The ticket is resolved or closed: whoever held it is free again."""
     if a.state == AssignmentState.RELEASED:
         return None
@@ -583,11 +582,11 @@ def release(a: Assignment, *, reason: str, now: datetime) -> Decision | None:
         history=(*a.history, {"at": now, "kind": "released", "reason": reason,
                               "agent_id": a.agent_id}),
     )
-    return Decision(released, (), released_agent=a.agent_id)
+    return Change(released, (), )
 
 
 def reopen(a: Assignment, group: Group, agent: Agent | None, *, reason: str,
-           cause: EventEnvelope | None, now: datetime) -> Decision | None:
+           cause: EventEnvelope | None, now: datetime) -> Change[Assignment] | None:
     """A reopened ticket goes back to the group that last held it."""
     if a.state != AssignmentState.RELEASED:
         return None
@@ -595,4 +594,4 @@ def reopen(a: Assignment, group: Group, agent: Agent | None, *, reason: str,
                    entry={"kind": "reopened", "to_level": group.level.value, "to_group": group.id,
                           "agent_id": agent.id if agent else None, "reason": reason,
                           "actor": PRODUCER})
-    return Decision(moved, (_assigned_event(moved, f"reopened: {reason}", cause, now),))
+    return Change(moved, (_assigned_event(moved, f"reopened: {reason}", cause, now),))

@@ -1,7 +1,7 @@
 """Routing's use cases, shared by the event handlers and the HTTP API.
 
-Each one loads what the rules need, asks ``domain`` for a decision, claims
-agent capacity atomically, and writes the decision with its events in one
+Each one loads what the rules need, asks ``domain`` for a change, claims
+agent capacity atomically, and writes the change with its events in one
 fenced document update (retrying from the top when someone else won).
 """
 
@@ -22,12 +22,12 @@ from sportello_routing.domain import (
     Agent,
     Assignment,
     AssignmentState,
-    Decision,
     IllegalMove,
     RoutingError,
     TriageInput,
 )
 from sportello_routing.store import RoutingStore
+from sportello_runtime.change import Change
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.metrics import ServiceMetrics
 
@@ -85,13 +85,13 @@ class Router:
             raise RoutingError("no L1 group configured")
         now = utc_now()
         agent = await self._claim_agent(group.id, result.category)
-        decision = domain.route_new_ticket(created, result, group, agent, cause=cause, now=now)
-        if not await self.store.add_first(decision.assignment, decision.events):
+        change = domain.route_new_ticket(created, result, group, agent, cause=cause, now=now)
+        if not await self.store.add_first(change.record, change.events):
             if agent is not None:
                 await self.store.release_slot(agent.id)  # lost the race to a redelivery
             return False
         self.metrics.triaged.labels(result.category, result.priority.value).inc()
-        self._count_assignment(decision.assignment)
+        self._count_assignment(change.record)
         if agent is not None:
             self.metrics.time_to_assign.observe(
                 max(0.0, (now - created.created_at).total_seconds())
@@ -116,7 +116,7 @@ class Router:
         only while the ticket is still at ``from_level``: checked again on every retry, since
         a concurrent copy of the same breach may have moved the ticket meanwhile."""
 
-        async def decide(a: Assignment) -> Decision | None:
+        async def decide(a: Assignment) -> Change[Assignment] | None:
             if clock_id is not None and (
                 clock_id in a.escalated_clocks
                 or a.state == AssignmentState.RELEASED
@@ -146,12 +146,12 @@ class Router:
                     await self.store.release_slot(agent.id)
                 raise
 
-        decision = await self._apply(ticket_id, decide)
-        if decision is None:
+        change = await self._apply(ticket_id, decide)
+        if change is None:
             return None
-        step = decision.assignment.history[-1]
+        step = change.record.history[-1]
         self.metrics.escalations.labels(step["from_level"], step["to_level"], kind.value).inc()
-        return decision.assignment
+        return change.record
 
     async def escalate_on_breach(self, breach: SlaBreached, cause: EventEnvelope) -> bool:
         """A level's time box ran out: up one level, once per clock."""
@@ -167,7 +167,7 @@ class Router:
 
     async def hand_back(self, ticket_id: str, *, to_group: str, reason: str,
                         actor: str | None) -> Assignment:
-        async def decide(a: Assignment) -> Decision | None:
+        async def decide(a: Assignment) -> Change[Assignment] | None:
             target = await self.store.group(to_group)
             if target is None:
                 raise NotFound(f"no group {to_group}", field="to_group")
@@ -180,26 +180,26 @@ class Router:
                     await self.store.release_slot(agent.id)
                 raise
 
-        decision = await self._apply(ticket_id, decide)
-        assert decision is not None
-        return decision.assignment
+        change = await self._apply(ticket_id, decide)
+        assert change is not None
+        return change.record
 
     async def set_priority(self, ticket_id: str, priority: Priority, *, reason: str,
                            actor: str | None) -> Assignment:
-        async def decide(a: Assignment) -> Decision | None:
+        async def decide(a: Assignment) -> Change[Assignment] | None:
             return domain.change_priority(a, priority, reason=reason, actor=actor, now=utc_now())
 
-        decision = await self._apply(ticket_id, decide)
-        return decision.assignment if decision else await self._get(ticket_id)
+        change = await self._apply(ticket_id, decide)
+        return change.record if change else await self._get(ticket_id)
 
     async def release(self, ticket_id: str, reason: str) -> None:
-        async def decide(a: Assignment) -> Decision | None:
+        async def decide(a: Assignment) -> Change[Assignment] | None:
             return domain.release(a, reason=reason, now=utc_now())
 
         await self._apply(ticket_id, decide)
 
     async def reopen(self, ticket_id: str, reason: str, cause: EventEnvelope) -> None:
-        async def decide(a: Assignment) -> Decision | None:
+        async def decide(a: Assignment) -> Change[Assignment] | None:
             if a.state != AssignmentState.RELEASED:
                 return None
             group = await self.store.group(a.group_id)
@@ -236,17 +236,17 @@ class Router:
                     if agent is None:
                         continue  # nobody with the skill has room: try the next ticket
                     agents = None  # a slot was taken: read them again for the next ticket
-                    decision = domain.give_to_agent(waiting, agent, now=utc_now())
+                    change = domain.give_to_agent(waiting, agent, now=utc_now())
                     try:
-                        await self.store.save(decision.assignment,
+                        await self.store.save(change.record,
                                               expected_version=waiting.version,
-                                              events=decision.events)
+                                              events=change.events)
                     except ConcurrencyConflict:
                         await self.store.release_slot(agent.id)
                         continue
                     given += 1
                     progress = True
-                    self._count_assignment(decision.assignment)
+                    self._count_assignment(change.record)
                     self.metrics.time_to_assign.observe(
                         max(0.0, (utc_now() - waiting.created_at).total_seconds())
                     )
@@ -308,28 +308,29 @@ class Router:
         return assignment
 
     async def _apply(
-        self, ticket_id: str, decide: Callable[[Assignment], Awaitable[Decision | None]]
-    ) -> Decision | None:
-        async def step() -> Decision | None:
+        self, ticket_id: str, decide: Callable[[Assignment], Awaitable[Change[Assignment] | None]]
+    ) -> Change[Assignment] | None:
+        async def step() -> Change[Assignment] | None:
             current = await self._get(ticket_id)
-            decision = await decide(current)
-            if decision is None:
+            change = await decide(current)
+            if change is None:
                 return None
-            new_agent = decision.assignment.agent_id
+            new_agent = change.record.agent_id
             claimed = new_agent if new_agent and new_agent != current.agent_id else None
             try:
-                await self.store.save(decision.assignment, expected_version=current.version,
-                                      events=decision.events)
+                await self.store.save(change.record, expected_version=current.version,
+                                      events=change.events)
             except ConcurrencyConflict:
                 if claimed:
                     await self.store.release_slot(claimed)
                 raise
-            if decision.released_agent:
-                await self.store.release_slot(decision.released_agent)
-                await self.drain(await self._groups_of(decision.released_agent))
-            if decision.assignment.agent_id != current.agent_id and decision.assignment.agent_id:
-                self._count_assignment(decision.assignment)
-            return decision
+            released = domain.released_agent(current, change.record)
+            if released:
+                await self.store.release_slot(released)
+                await self.drain(await self._groups_of(released))
+            if change.record.agent_id != current.agent_id and change.record.agent_id:
+                self._count_assignment(change.record)
+            return change
 
         return await retry_on_conflict(step, what=f"assignment of {ticket_id}")
 

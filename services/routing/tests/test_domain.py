@@ -232,10 +232,10 @@ def new_assignment(agent_id: str | None = "anna") -> domain.Assignment:
     )
     cause = new_event(created, producer="intake", correlation_id="t-1")
     result = domain.triage(TriageInput.of(created), DEFAULT_POLICY)
-    decision = domain.route_new_ticket(created, result, GROUPS[0],
+    change = domain.route_new_ticket(created, result, GROUPS[0],
                                        agent(agent_id) if agent_id else None, cause=cause, now=NOW)
-    assert [e.type for e in decision.events] == ["ticket.triaged", "ticket.assigned"]
-    return decision.assignment
+    assert [e.type for e in change.events] == ["ticket.triaged", "ticket.assigned"]
+    return change.record
 
 
 def test_a_new_ticket_without_a_free_agent_waits_in_the_group_queue() -> None:
@@ -243,23 +243,23 @@ def test_a_new_ticket_without_a_free_agent_waits_in_the_group_queue() -> None:
     assert queued.state == "queued"
     assert queued.agent_id is None
     given = domain.give_to_agent(queued, agent("bruno"), now=NOW)
-    assert given.assignment.state == "assigned"
-    assert given.assignment.agent_id == "bruno"
-    assert given.assignment.sequence == 2
+    assert given.record.state == "assigned"
+    assert given.record.agent_id == "bruno"
+    assert given.record.sequence == 2
     with pytest.raises(IllegalMove):
-        domain.give_to_agent(given.assignment, agent("carla"), now=NOW)
+        domain.give_to_agent(given.record, agent("carla"), now=NOW)
 
 
 def test_escalation_goes_up_frees_the_agent_and_says_so() -> None:
     a = new_assignment()
     network = domain.group_for(GROUPS, L2, "network")
     assert network is not None
-    decision = domain.escalate(a, network, None, kind=EscalationKind.MANUAL,
+    change = domain.escalate(a, network, None, kind=EscalationKind.MANUAL,
                                reason="needs a network specialist", actor="anna", now=NOW)
-    moved = decision.assignment
+    moved = change.record
     assert (moved.level, moved.group_id, moved.state) == (L2, "l2-network", "queued")
-    assert decision.released_agent == "anna"
-    escalated, assigned = decision.events
+    assert domain.released_agent(a, moved) == "anna"
+    escalated, assigned = change.events
     assert escalated.type == "ticket.escalated"
     assert escalated.payload["from_level"] == "L1"
     assert escalated.payload["to_level"] == "L2"
@@ -283,7 +283,7 @@ def test_automatic_escalation_remembers_the_breached_clock() -> None:
     network = next(g for g in GROUPS if g.id == "l2-network")
     moved = domain.escalate(a, network, None, kind=EscalationKind.AUTOMATIC,
                             reason="L1 time box breached", actor="sla", now=NOW,
-                            clock_id="clock-1").assignment
+                            clock_id="clock-1").record
     assert moved.escalated_clocks == ("clock-1",)
     assert moved.history[-1]["escalation"] == "automatic"
 
@@ -293,24 +293,24 @@ def test_hand_back_keeps_the_higher_level_as_owner() -> None:
     experts = next(g for g in GROUPS if g.id == "l3-experts")
     at_l3 = domain.escalate(a, next(g for g in GROUPS if g.id == "l2-network"), None,
                             kind=EscalationKind.MANUAL, reason="r", actor=None, now=NOW)
-    at_l3 = domain.escalate(at_l3.assignment, experts, None, kind=EscalationKind.MANUAL,
+    at_l3 = domain.escalate(at_l3.record, experts, None, kind=EscalationKind.MANUAL,
                             reason="r", actor=None, now=NOW)
-    back = domain.hand_back(at_l3.assignment, GROUPS[0], None, reason="call the customer",
+    back = domain.hand_back(at_l3.record, GROUPS[0], None, reason="call the customer",
                             actor="eva", now=NOW)
-    assert back.assignment.level is L1
-    assert back.assignment.owner_group_id == "l3-experts"
+    assert back.record.level is L1
+    assert back.record.owner_group_id == "l3-experts"
     with pytest.raises(IllegalMove, match="goes down"):
-        domain.hand_back(back.assignment, experts, None, reason="r", actor=None, now=NOW)
+        domain.hand_back(back.record, experts, None, reason="r", actor=None, now=NOW)
 
 
 def test_priority_override_needs_a_change_and_is_announced() -> None:
     a = new_assignment()
     assert domain.change_priority(a, a.priority, reason="same", actor="c", now=NOW) is None
-    decision = domain.change_priority(a, Priority.P1, reason="CEO affected", actor="coord",
+    change = domain.change_priority(a, Priority.P1, reason="CEO affected", actor="coord",
                                       now=NOW)
-    assert decision is not None
-    assert decision.assignment.priority is Priority.P1
-    [event] = decision.events
+    assert change is not None
+    assert change.record.priority is Priority.P1
+    [event] = change.events
     assert event.type == "ticket.priority_changed"
     assert event.payload["reason"] == "CEO affected"
 
@@ -319,13 +319,13 @@ def test_release_and_reopen() -> None:
     a = new_assignment()
     released = domain.release(a, reason="resolved", now=NOW)
     assert released is not None
-    assert released.released_agent == "anna"
-    assert domain.release(released.assignment, reason="closed", now=NOW) is None
-    reopened = domain.reopen(released.assignment, GROUPS[0], agent("bruno"), reason="not fixed",
+    assert domain.released_agent(a, released.record) == "anna"
+    assert domain.release(released.record, reason="closed", now=NOW) is None
+    reopened = domain.reopen(released.record, GROUPS[0], agent("bruno"), reason="not fixed",
                              cause=None, now=NOW)
     assert reopened is not None
-    assert reopened.assignment.state == "assigned"
-    assert reopened.assignment.agent_id == "bruno"
+    assert reopened.record.state == "assigned"
+    assert reopened.record.agent_id == "bruno"
     with pytest.raises(IllegalMove, match="reopen"):
-        domain.escalate(released.assignment, GROUPS[1], None, kind=EscalationKind.MANUAL,
+        domain.escalate(released.record, GROUPS[1], None, kind=EscalationKind.MANUAL,
                         reason="r", actor=None, now=NOW)
