@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_data
 
+from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
+from sportello_contracts.events import SlaBreached, SlaMet, SlaTimeLimitSet, SlaWarning
+from sportello_runtime.change import Change
 
 MAX_SPAN_DAYS = 3 * 366
 """Business-time walks stop here: a target that cannot be reached in three years is a bug."""
+
+
+PRODUCER = "sla"
 
 
 class InvalidSla(ValueError):
@@ -347,6 +354,35 @@ def stop(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, Firing
         return stopped, None
     due = add_business_seconds(calendar, now, clock.target_s - spent)
     return stopped, Firing("met", None, due, now)
+
+
+def announce(clock: Clock, firings: Iterable[Firing]) -> Change[Clock]:
+    """The clock and the events its firings cause (warning, breach, met), with ids derived
+    from clock and threshold: a firing announced twice is one event downstream."""
+    events = []
+    for firing in firings:
+        common: dict[str, Any] = {"ticket_id": clock.ticket_id, "clock_id": clock.id,
+                                  "metric": clock.metric, "priority": clock.priority,
+                                  "level": clock.level, "due_at": firing.due_at}
+        payload: SlaWarning | SlaBreached | SlaMet
+        if firing.kind == "warning":
+            payload = SlaWarning(**common, threshold_percent=firing.threshold)
+        elif firing.kind == "breach":
+            payload = SlaBreached(**common)
+        else:
+            payload = SlaMet(**common, stopped_at=clock.stopped_at or firing.fire_at)
+        events.append(new_event(payload, producer=PRODUCER, correlation_id=clock.ticket_id,
+                                event_id=firing.event_id(clock.id), occurred_at=firing.fire_at))
+    return Change(clock, tuple(events))
+
+
+def time_limit_told(clock: Clock, calendar: Calendar, at: datetime) -> EventEnvelope:
+    """The requester's time limit moved (see ``time_limit_moved``): intake tells them, and
+    acknowledges a new ticket on it. ``at``: when the change happened, which orders them."""
+    return new_event(
+        SlaTimeLimitSet(ticket_id=clock.ticket_id, clock_id=clock.id, priority=clock.priority,
+                        due_at=due_at(clock, calendar), as_of=at),
+        producer=PRODUCER, correlation_id=clock.ticket_id)
 
 
 def retarget(clock: Clock, old_calendar: Calendar, now: datetime, *, target_s: int,

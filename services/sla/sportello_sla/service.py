@@ -20,17 +20,17 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from sportello_contracts import EventEnvelope, new_event, utc_now
+from sportello_contracts import utc_now
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
-from sportello_contracts.events import SlaBreached, SlaMet, SlaTimeLimitSet, SlaWarning
+from sportello_contracts.events import SlaBreached, SlaMet, SlaWarning
+from sportello_runtime.change import Change
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_sla import domain
-from sportello_sla.domain import Clock, ClockState, Firing, SlaPolicy, SlaTicket
+from sportello_sla.domain import Clock, ClockState, SlaPolicy, SlaTicket
 from sportello_sla.store import SlaStore
 
 log = logging.getLogger(__name__)
-PRODUCER = "sla"
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
 
@@ -220,21 +220,21 @@ class ClockKeeper:
                 continue  # another replica holds it
             policy = await self.policy(clock.policy_version)
             calendar = policy.calendars[clock.calendar]
-            fired_clock, firings = domain.fire(clock, calendar, now)
-            events = [self._announce(fired_clock, f) for f in firings]
+            change = domain.announce(*domain.fire(clock, calendar, now))
             try:
                 await self.store.save_clock(
-                    fired_clock, expected_version=clock.version,
-                    next_fire=domain.next_fire_at(fired_clock, calendar), events=events,
+                    change.record, expected_version=clock.version,
+                    next_fire=domain.next_fire_at(change.record, calendar), events=change.events,
                     lease_owner=self.owner,
                 )
             except ConcurrencyConflict:
                 log.warning("lost the lease on %s before writing; its new holder fires it",
                             clock_id)
                 continue
-            emitted += len(events)
-            for firing in firings:
-                self.metrics.lag.observe(max(0.0, (utc_now() - firing.fire_at).total_seconds()))
+            self._count(change)
+            emitted += len(change.events)
+            for event in change.events:
+                self.metrics.lag.observe(max(0.0, (utc_now() - event.occurred_at).total_seconds()))
         return emitted
 
     async def run_timers(self, *, poll_interval_s: float, lease: timedelta) -> None:
@@ -273,25 +273,29 @@ class ClockKeeper:
         if clock is None:
             return  # no target for this one (e.g. vendors' own contracts)
         calendar = policy.calendars[clock.calendar]
-        told = [self._time_limit(clock, calendar, at)] if domain.time_limit_moved(
+        told = [domain.time_limit_told(clock, calendar, at)] if domain.time_limit_moved(
             None, clock, calendar) else []
         await self.store.add_clock(clock, domain.next_fire_at(clock, calendar), told)
 
     async def _stop(self, clock_id: str, at: datetime) -> None:
-        async def stopped(c: Clock, cal: domain.Calendar) -> tuple[Clock | None, list[Firing]]:
+        def stopped(c: Clock, cal: domain.Calendar) -> Change[Clock] | None:
             new, met = domain.stop(c, cal, at)
-            return (None, []) if new is c else (new, [met] if met else [])
+            return None if new is c else domain.announce(new, [met] if met else [])
 
         await self._change_with_events(clock_id, at, stopped)
 
     async def _change(self, clock_id: str, at: datetime,
                       rule: Callable[[Clock, domain.Calendar], Clock | None]) -> None:
-        async def plain(c: Clock, cal: domain.Calendar) -> tuple[Clock | None, list[Firing]]:
-            return rule(c, cal), []
+        def plain(c: Clock, cal: domain.Calendar) -> Change[Clock] | None:
+            new = rule(c, cal)
+            return None if new is None else Change(new)
 
         await self._change_with_events(clock_id, at, plain)
 
-    async def _change_with_events(self, clock_id: str, at: datetime, rule: Any) -> None:
+    async def _change_with_events(
+        self, clock_id: str, at: datetime,
+        rule: Callable[[Clock, domain.Calendar], Change[Clock] | None],
+    ) -> None:
         """``at``: when the change happened (the ticket event's time), which orders the time
         limits told to intake."""
         async def step() -> None:
@@ -300,46 +304,31 @@ class ClockKeeper:
                 return
             policy = await self.policy(clock.policy_version)
             calendar = policy.calendars[clock.calendar]
-            new, firings = await rule(clock, calendar)
-            if new is None:
+            change = rule(clock, calendar)
+            if change is None:
                 return
+            new = change.record
             new_calendar = policy.calendars[new.calendar]
-            events = [self._announce(new, f) for f in firings]
+            events = list(change.events)
             if domain.time_limit_moved(clock, new, new_calendar, calendar):
-                events.append(self._time_limit(new, new_calendar, at))
+                events.append(domain.time_limit_told(new, new_calendar, at))
             await self.store.save_clock(
                 new, expected_version=clock.version,
                 next_fire=domain.next_fire_at(new, new_calendar), events=events,
             )
+            self._count(change)
             if new.state == ClockState.STOPPED and clock.state != ClockState.STOPPED:
                 await self.store.count_active(new.metric, -1)
 
         await retry_on_conflict(step, what=f"clock {clock_id}")
 
-    def _time_limit(self, clock: Clock, calendar: domain.Calendar,
-                    at: datetime) -> EventEnvelope:
-        """The requester's time limit moved: intake tells them (and acknowledges on it)."""
-        return new_event(
-            SlaTimeLimitSet(ticket_id=clock.ticket_id, clock_id=clock.id,
-                            priority=clock.priority, due_at=domain.due_at(clock, calendar),
-                            as_of=at),
-            producer=PRODUCER, correlation_id=clock.ticket_id)
-
-    def _announce(self, clock: Clock, firing: Firing) -> EventEnvelope:
-        common: dict[str, Any] = {"ticket_id": clock.ticket_id, "clock_id": clock.id,
-                                  "metric": clock.metric, "priority": clock.priority,
-                                  "level": clock.level, "due_at": firing.due_at}
+    def _count(self, change: Change[Clock]) -> None:
+        clock = change.record
         labels = (clock.metric.value, clock.priority.value,
                   clock.level.value if clock.level else "")
-        payload: SlaWarning | SlaBreached | SlaMet
-        if firing.kind == "warning":
-            payload = SlaWarning(**common, threshold_percent=firing.threshold)
-            self.metrics.warnings.labels(*labels).inc()
-        elif firing.kind == "breach":
-            payload = SlaBreached(**common)
-            self.metrics.breaches.labels(*labels).inc()
-        else:
-            payload = SlaMet(**common, stopped_at=clock.stopped_at or firing.fire_at)
-            self.metrics.met.labels(*labels).inc()
-        return new_event(payload, producer=PRODUCER, correlation_id=clock.ticket_id,
-                         event_id=firing.event_id(clock.id), occurred_at=firing.fire_at)
+        counters = {SlaWarning.event_type: self.metrics.warnings,
+                    SlaBreached.event_type: self.metrics.breaches,
+                    SlaMet.event_type: self.metrics.met}
+        for event in change.events:
+            if event.type in counters:
+                counters[event.type].labels(*labels).inc()
