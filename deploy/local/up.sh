@@ -65,17 +65,27 @@ fi
 rm -f .run/mongo.port
 
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
+# One place for the ports: the Procfile, the links in notices and the lines below all
+# read these, so INTAKE_PORT=9001 make up says and does 9001 everywhere.
+export INTAKE_PORT="${INTAKE_PORT:-8001}" ROUTING_PORT="${ROUTING_PORT:-8002}"
+export SLA_PORT="${SLA_PORT:-8003}" SMTP_LISTEN_PORT="${SMTP_LISTEN_PORT:-2525}"
+export MAILCATCHER_PORT="${MAILCATCHER_PORT:-1025}"
+export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
 # Outbound notices go to a local mail catcher (aiosmtpd printing every message) unless
-# SMTP_RELAY_URL names a real relay; intake asks SLA for the requester's time limit.
-export SMTP_RELAY_URL="${SMTP_RELAY_URL:-smtp://127.0.0.1:${MAILCATCHER_PORT:-1025}}"
-export SLA_URL="${SLA_URL:-http://127.0.0.1:${SLA_PORT:-8003}}"
+# SMTP_RELAY_URL names a real relay; SLA announces the requester's time limit.
+export SMTP_RELAY_URL="${SMTP_RELAY_URL:-smtp://127.0.0.1:$MAILCATCHER_PORT}"
+export SLA_URL="${SLA_URL:-http://127.0.0.1:$SLA_PORT}"
+# Readable log lines in a terminal, JSON when the output goes to a file or a pipe.
+if [ -z "${LOG_FORMAT:-}" ]; then
+  if [ -t 1 ]; then export LOG_FORMAT=text; else export LOG_FORMAT=json; fi
+fi
 cat <<INFO
-Sportello is starting:
-  intake   http://127.0.0.1:8001  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
-           smtp://127.0.0.1:2525 (mail to help@sportello.localhost opens tickets)
+Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
+  intake   http://127.0.0.1:$INTAKE_PORT  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
+           smtp://127.0.0.1:$SMTP_LISTEN_PORT (mail to help@sportello.localhost opens tickets)
   mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints them)
-  routing  http://127.0.0.1:8002
-  sla      http://127.0.0.1:8003
+  routing  http://127.0.0.1:$ROUTING_PORT
+  sla      http://127.0.0.1:$SLA_PORT
   internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
 INFO
 honcho start -f deploy/local/Procfile -e /dev/null

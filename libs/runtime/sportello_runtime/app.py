@@ -131,7 +131,7 @@ def create_service_app(
     description: str,
     version: str = "0.1.0",
 ) -> FastAPI:
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
     provider = configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
     service = build_service(settings)
     wiring = wire(service)

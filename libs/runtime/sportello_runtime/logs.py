@@ -1,4 +1,5 @@
-"""Structured JSON logs, one line per event, carrying ticket, event and correlation ids."""
+"""Structured logs, one line per event, carrying ticket, event and correlation ids: JSON
+for machines, or readable lines for a person at a terminal (``LOG_FORMAT``)."""
 
 from __future__ import annotations
 
@@ -36,22 +37,49 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Route every logger through one JSON handler on stderr (idempotent)."""
+class ReadableFormatter(logging.Formatter):
+    """``10:42:07 INFO  sportello_intake.service: ticket HD-2026-000042 opened (ticket=…)``:
+    the same fields as the JSON lines, for reading in a terminal."""
+
+    IDS = ("ticket_id", "event_id", "correlation_id")
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [f"{name.removesuffix('_id')}={value}" for name in self.IDS
+               if (value := getattr(record, name, None))]
+        return f"{line}  ({' '.join(ids)})" if ids else line
+
+
+def wants_text(log_format: str, stream: object = None) -> bool:
+    if log_format != "auto":
+        return log_format == "text"
+    isatty = getattr(stream if stream is not None else sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def configure_logging(service: str, level: str = "INFO", log_format: str = "json") -> None:
+    """Route every logger through one handler on stderr (idempotent): JSON lines, or
+    readable ones (``log_format`` "text", or "auto" on a terminal)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_sportello", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._sportello = True  # type: ignore[attr-defined]
-    handler.setFormatter(
-        JsonFormatter(
+    formatter: logging.Formatter
+    if wants_text(log_format, sys.stderr):
+        formatter = ReadableFormatter()
+    else:
+        formatter = JsonFormatter(
             "%(levelname)s %(name)s %(message)s %(service)s "
             "%(ticket_id)s %(event_id)s %(correlation_id)s %(trace_id)s",
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",
         )
-    )
+    handler.setFormatter(formatter)
     handler.addFilter(_ContextFilter(service))
     root.addHandler(handler)
     root.setLevel(level.upper())

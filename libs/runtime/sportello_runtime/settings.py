@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -69,4 +71,10 @@ class ServiceSettings(BaseSettings):
         "700). The startup heap is frozen out of the collector's sight as well (serve.py)",
     )
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON object a line (for log shippers); text: readable lines "
+        "for a person at a terminal; auto: text when stderr is a terminal, else json. "
+        "`make up` asks for text when it runs in a terminal",
+    )
     otel_exporter_otlp_endpoint: str | None = None
