@@ -12,11 +12,11 @@ from fastapi import FastAPI
 
 from sportello_intake import api
 from sportello_intake.consumers import IntakeConsumers
-from sportello_intake.notifier import NoticeMetrics, Notifier
-from sportello_intake.outbound import Outbound
+from sportello_intake.doors.smtp import SupportMailbox, serve_smtp
+from sportello_intake.requester.notifier import NoticeMetrics, Notifier
+from sportello_intake.requester.outbound import Outbound
 from sportello_intake.service import Desk, DeskMetrics
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.smtp import SupportMailbox, serve_smtp
 from sportello_intake.store import INDEXES, TICKETS, NoticeStore, TicketStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
 

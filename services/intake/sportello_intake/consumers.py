@@ -20,8 +20,8 @@ from sportello_contracts.events import (
     TicketStatusChanged,
 )
 from sportello_intake.domain import Ticket
-from sportello_intake.notices import NoticeKind, format_suggestions, language_of
-from sportello_intake.notifier import Notifier
+from sportello_intake.requester.notices import NoticeKind, format_suggestions, language_of
+from sportello_intake.requester.notifier import Notifier
 from sportello_intake.service import Desk
 from sportello_runtime.bus import Handler, Outcome, Subscription
 

@@ -26,7 +26,7 @@ from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
 from sportello_contracts.events import LONG, SHORT, Requester, SlaTimeLimitSet, TicketAssigned
 from sportello_intake import domain
 from sportello_intake.domain import AttachmentRef, Message, Ticket
-from sportello_intake.mail import InboundMail, ticket_number_in
+from sportello_intake.doors.mail import InboundMail, ticket_number_in
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import DuplicateOrigin, TicketStore
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict

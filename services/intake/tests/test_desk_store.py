@@ -17,8 +17,8 @@ from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatu
 from sportello_contracts.events import TicketAssigned, new_event
 from sportello_intake.consumers import IntakeConsumers
 from sportello_intake.domain import Message
-from sportello_intake.notifier import NoticeMetrics, Notifier
-from sportello_intake.outbound import Outbound
+from sportello_intake.requester.notifier import NoticeMetrics, Notifier
+from sportello_intake.requester.outbound import Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import INDEXES, NoticeStore, TicketStore

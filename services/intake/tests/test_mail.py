@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from sportello_intake.mail import (
+from sportello_intake.doors.mail import (
     MailLimits,
     MailRejected,
     guess_language,

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sportello_intake import signatures, tokens
-from sportello_intake.notices import LANGUAGES, NoticeKind, format_time_limit, render
+from sportello_intake.doors import signatures
+from sportello_intake.requester import tokens
+from sportello_intake.requester.notices import LANGUAGES, NoticeKind, format_time_limit, render
 
 VALUES = {"name": "Lucia", "number": "HD-2026-000001", "subject": "VPN", "level": "L2",
           "group": "Network", "time_limit": "x", "status_url": "http://s", "rating_url": "http://r",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sportello_contracts.enums import Author, TicketStatus
-from sportello_intake.page import PageData, PageMessage, render_status_page
+from sportello_intake.requester.page import PageData, PageMessage, render_status_page
 
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

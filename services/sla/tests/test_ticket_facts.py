@@ -11,16 +11,15 @@ from typing import Any
 
 import pytest
 
-from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
 from sportello_runtime.metrics import ServiceMetrics
-from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
 from sportello_sla import domain
 from sportello_sla.defaults import DEFAULT_POLICY, ROUND_THE_CLOCK
 from sportello_sla.domain import ClockState, SlaTicket
 from sportello_sla.service import ClockKeeper, SlaMetrics
 from sportello_sla.store import INDEXES, SlaStore
+from support.stores import relay_without_bus
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
@@ -63,24 +62,12 @@ def test_only_a_moving_resolution_due_is_a_new_time_limit() -> None:
     assert not domain.time_limit_moved(resolution, stopped, ROUND_THE_CLOCK)
 
 
-class RecordingBus:
-    is_connected = True
-
-    def __init__(self) -> None:
-        self.published: list[EventEnvelope] = []
-
-    async def publish(self, envelope: EventEnvelope) -> None:
-        self.published.append(envelope)
-
-
 @pytest.fixture
 async def keeper(mongo_url: str) -> AsyncIterator[ClockKeeper]:
     store = MongoStore(mongo_url, f"sla_{uuid.uuid4().hex[:10]}", app_name="test")
     await store.ensure_indexes(INDEXES)
     metrics = ServiceMetrics(f"s{uuid.uuid4().hex[:6]}")
-    relay = OutboxRelay(RecordingBus(), metrics,  # type: ignore[arg-type]
-                        sweep_interval_s=60, stale_after_s=60)
-    sla = SlaStore(store, relay)
+    sla = SlaStore(store, relay_without_bus(metrics))
     await sla.add_policy(DEFAULT_POLICY, author="test", now=T0)
     yield ClockKeeper(sla, SlaMetrics.registered_on(metrics), owner="test")
     await store.client.drop_database(store.db.name)

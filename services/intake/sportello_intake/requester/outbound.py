@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from sportello_contracts.enums import SlaMetric
-from sportello_intake import signatures
-from sportello_intake.notices import Notice
+from sportello_intake.doors import signatures
+from sportello_intake.requester.notices import Notice
 from sportello_intake.settings import IntakeSettings
 
 MAIL_POLICY = policy.SMTP.clone(max_line_length=998)

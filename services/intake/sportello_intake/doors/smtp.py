@@ -15,7 +15,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
-from sportello_intake.mail import MailLimits, MailRejected, read_mail
+from sportello_intake.doors.mail import MailLimits, MailRejected, read_mail
 from sportello_intake.service import Desk
 from sportello_runtime.concurrency import ConcurrencyConflict
 

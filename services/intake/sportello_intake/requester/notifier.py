@@ -26,10 +26,16 @@ from prometheus_client import Counter
 
 from sportello_contracts import utc_now
 from sportello_contracts.enums import Channel
-from sportello_intake import tokens
 from sportello_intake.domain import Ticket
-from sportello_intake.notices import Notice, NoticeKind, format_time_limit, language_of, render
-from sportello_intake.outbound import DeliveryFailed, Outbound
+from sportello_intake.requester import tokens
+from sportello_intake.requester.notices import (
+    Notice,
+    NoticeKind,
+    format_time_limit,
+    language_of,
+    render,
+)
+from sportello_intake.requester.outbound import DeliveryFailed, Outbound
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import NoticeStore, TicketStore
 from sportello_runtime.metrics import ServiceMetrics
