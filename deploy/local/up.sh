@@ -71,7 +71,7 @@ export INTAKE_PORT="${INTAKE_PORT:-8001}" ROUTING_PORT="${ROUTING_PORT:-8002}"
 export SLA_PORT="${SLA_PORT:-8003}" SMTP_LISTEN_PORT="${SMTP_LISTEN_PORT:-2525}"
 export MAILCATCHER_PORT="${MAILCATCHER_PORT:-1025}"
 export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
-# Outbound notices go to a local mail catcher (aiosmtpd printing every message) unless
+# Outbound notices go to a local mail catcher (a line per message, kept in .run/mail) unless
 # SMTP_RELAY_URL names a real relay; SLA announces the requester's time limit.
 export SMTP_RELAY_URL="${SMTP_RELAY_URL:-smtp://127.0.0.1:$MAILCATCHER_PORT}"
 export SLA_URL="${SLA_URL:-http://127.0.0.1:$SLA_PORT}"
@@ -83,7 +83,7 @@ cat <<INFO
 Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
   intake   http://127.0.0.1:$INTAKE_PORT  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
            smtp://127.0.0.1:$SMTP_LISTEN_PORT (mail to help@sportello.localhost opens tickets)
-  mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints them)
+  mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints a line each, keeps them in .run/mail)
   routing  http://127.0.0.1:$ROUTING_PORT
   sla      http://127.0.0.1:$SLA_PORT
   internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
