@@ -84,6 +84,8 @@ class ServiceWiring:
     outbox_collections: Sequence[str] = ()
     on_startup: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    on_shutdown: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    """Run after consuming stopped and the background loops ended (close clients)."""
     state: Mapping[str, Any] = field(default_factory=dict)
     body_limits: Mapping[str, int] = field(default_factory=dict)
     """Path prefix -> body limit above MAX_BODY_BYTES, for doors that carry files."""
@@ -165,6 +167,11 @@ def create_service_app(
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            for hook in wiring.on_shutdown:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("shutdown hook failed")
             await service.relay.stop(settings.shutdown_grace_s)
             await service.bus.close()
             await service.store.close()

@@ -62,6 +62,7 @@ def wire(service: Service) -> ServiceWiring:
         indexes=INDEXES,
         outbox_collections=[TICKETS],
         background=background,
+        on_shutdown=[outbound.close],
         body_limits={"/tickets": settings.max_upload_bytes,
                      "/channels/": max(settings.max_upload_bytes, settings.mail_max_bytes)},
         state={"desk": desk, "tickets": tickets, "outbound": outbound,

@@ -66,7 +66,8 @@ class IntakeConsumers:
 
     def _notices(self) -> dict[str, Handler | Subscription]:
         return {
-            TicketCreated.event_type: self.on_ticket_created,
+            # Holding the acknowledgement is an insert-if-absent; sending it is claimed.
+            TicketCreated.event_type: Subscription(self.on_ticket_created, idempotent=True),
             TicketEscalated.event_type: self.on_ticket_escalated,
             # Most status changes and messages tell the requester nothing new: acked
             # without the dedupe records' two round trips.

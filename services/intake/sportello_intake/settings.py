@@ -43,6 +43,9 @@ class IntakeSettings(ServiceSettings):
     smtp_relay_url: str | None = Field(
         default=None, description="Where notifications go, e.g. smtp://127.0.0.1:1025; none: "
         "mail notifications are recorded as failed")
+    smtp_relay_connections: int = Field(
+        default=4, ge=1, le=100,
+        description="Connections to the relay kept open between notices (sends at once)")
     mail_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # --- chat

@@ -385,22 +385,20 @@ class NoticeStore:
             return False
         return True
 
-    async def sending(self, notice_id: str, *, channel: str, to: str, subject: str,
-                      language: str) -> None:
-        await self._notices.update_one({"_id": notice_id}, {"$set": {
-            "channel": channel, "to": to, "subject": subject, "language": language}})
-
     async def skipped(self, notice_id: str, reason: str) -> None:
         await self._notices.update_one({"_id": notice_id}, {"$set": {
             "status": NoticeStatus.SKIPPED, "reason": reason, "at": utc_now()}})
 
-    async def failed(self, notice_id: str, error: str) -> None:
+    async def failed(self, notice_id: str, error: str, **sent_as: str) -> None:
+        """``sent_as``: channel, to, subject, language, recorded with the outcome (one write
+        per attempt besides the claim)."""
         await self._notices.update_one({"_id": notice_id}, {"$set": {
-            "status": NoticeStatus.FAILED, "error": error[:500]}})
+            **sent_as, "status": NoticeStatus.FAILED, "error": error[:500]}})
 
-    async def sent(self, notice_id: str, message_id: str | None) -> None:
+    async def sent(self, notice_id: str, message_id: str | None, **sent_as: str) -> None:
         await self._notices.update_one({"_id": notice_id}, {"$set": {
-            "status": NoticeStatus.SENT, "sent_at": utc_now(), "message_id": message_id}})
+            **sent_as, "status": NoticeStatus.SENT, "sent_at": utc_now(),
+            "message_id": message_id}})
 
     async def acknowledgement_rank(self, address: str, notice_id: str, now: datetime) -> int:
         """How many acknowledgements to ``address`` this hour came before this one. Atomic

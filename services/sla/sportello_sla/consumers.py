@@ -19,17 +19,38 @@ from sportello_sla.service import ClockKeeper
 STOPPING = {TicketStatus.RESOLVED, TicketStatus.CLOSED}
 
 
+def is_a_first_response(envelope: EventEnvelope) -> bool:
+    message = parse_payload(envelope, TicketMessageAdded)
+    return message.author is Author.AGENT and message.visibility is Visibility.PUBLIC
+
+
+def moves_a_clock(envelope: EventEnvelope) -> bool:
+    """Resolving, closing, waiting for the customer, or their answer: the rest (new ->
+    assigned -> in progress) leave every clock as it is."""
+    changed = parse_payload(envelope, TicketStatusChanged)
+    return (changed.to_status in STOPPING or changed.to_status is TicketStatus.WAITING_CUSTOMER
+            or changed.from_status is TicketStatus.WAITING_CUSTOMER)
+
+
 class SlaConsumers:
     def __init__(self, keeper: ClockKeeper) -> None:
         self._keeper = keeper
 
     def subscriptions(self) -> dict[str, Handler | Subscription]:
         return {
-            TicketCreated.event_type: self.on_ticket_created,
-            TicketTriaged.event_type: self.on_ticket_triaged,
-            TicketAssigned.event_type: self.on_ticket_assigned,
-            TicketMessageAdded.event_type: self.on_message_added,
-            TicketStatusChanged.event_type: self.on_status_changed,
+            # Each records a fact that a copy repeats harmlessly (the same creation, the
+            # first priority only, a newer assignment only) and starts clocks by derived
+            # ids: no dedupe records needed, two round trips saved per event.
+            TicketCreated.event_type: Subscription(self.on_ticket_created, idempotent=True),
+            TicketTriaged.event_type: Subscription(self.on_ticket_triaged, idempotent=True),
+            TicketAssigned.event_type: Subscription(self.on_ticket_assigned, idempotent=True),
+            # Stopping a stopped clock changes nothing; only an agent's public message counts.
+            TicketMessageAdded.event_type: Subscription(
+                self.on_message_added, idempotent=True, wants=is_a_first_response),
+            # Pause and resume are not idempotent (an old copy would pause again): deduped,
+            # but only the changes that move a clock are taken at all.
+            TicketStatusChanged.event_type: Subscription(self.on_status_changed,
+                                                         wants=moves_a_clock),
             TicketReopened.event_type: self.on_reopened,
             TicketPriorityChanged.event_type: self.on_priority_changed,
         }

@@ -109,11 +109,13 @@ class Notifier:
         assigned the ticket meanwhile. The ticket is read again after the acknowledgement
         is recorded, and the assignment handler reads that record after saving the
         assignment: whichever runs second sends the assignment notice."""
-        await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
-                           notice_id(ticket.id, NoticeKind.ACKNOWLEDGED))
+        if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
+                                  notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)):
+            return  # another handler is sending it: that one brings the assignment along
         current = await self._tickets.by_id(ticket.id) or ticket
         if current.routing_sequence >= 1:
-            await self.first_assignment(current)
+            await self._notify(current, NoticeKind.ASSIGNED,
+                               notice_id(ticket.id, NoticeKind.ASSIGNED))
 
     async def acknowledge_overdue(self) -> int:
         """Acknowledge, with the default time limit, what waited for SLA too long."""
@@ -152,9 +154,12 @@ class Notifier:
             return ticket.created_at + timedelta(seconds=self._settings.default_time_limit_s)
         return ticket.time_limit
 
-    async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str, **values: str) -> None:
+    async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str, **values: str) -> bool:
+        """Send the notice unless it is done or on its way; whether it is done now (sent,
+        skipped, or failed and left to the retry)."""
         if not await self._notices.claim(nid, ticket.id, kind.value, utc_now()):
-            return  # sent, skipped, or being sent by another handler right now
+            # Sent or skipped before, or being sent by another handler right now.
+            return await self._notices.is_done(nid)
         route, unreachable = self._route(ticket)
         if route is not None and kind is NoticeKind.ACKNOWLEDGED and await self._too_many_acks(
                 route[1], nid):
@@ -166,7 +171,7 @@ class Notifier:
             self._metrics.skipped.labels(kind.value).inc()
             log.info("notice %s for %s skipped: %s", kind.value, ticket.number, unreachable,
                      extra={"ticket_id": ticket.id})
-            return
+            return True
         language = language_of(ticket.requester.language)
         status_url = self.requester_link(ticket)
         notice = render(kind, language, {
@@ -179,22 +184,23 @@ class Notifier:
             "rating_url": f"{status_url}#rating",  # the page's rating form
             **values,
         })
-        await self._notices.sending(nid, channel=route[0], to=route[1], subject=notice.subject,
-                                    language=notice.language)
+        sent_as = {"channel": route[0], "to": route[1], "subject": notice.subject,
+                   "language": notice.language}
         try:
             message_id = await self._send(ticket, route, notice)
         except DeliveryFailed as exc:
             self._metrics.failed.labels(kind.value, route[0]).inc()
-            await self._notices.failed(nid, str(exc))
+            await self._notices.failed(nid, str(exc), **sent_as)
             log.warning("notice %s for %s failed: %s", kind.value, ticket.number, exc,
                         extra={"ticket_id": ticket.id})
             raise
-        await self._notices.sent(nid, message_id)
+        await self._notices.sent(nid, message_id, **sent_as)
         if message_id is not None:
             await self._tickets.remember_mail_ids([message_id], ticket.id)
         self._metrics.sent.labels(kind.value, route[0]).inc()
         log.info("notice %s sent for %s by %s", kind.value, ticket.number, route[0],
                  extra={"ticket_id": ticket.id})
+        return True
 
     async def _too_many_acks(self, address: str, nid: str) -> bool:
         """Automatic answers to one address are capped per hour: an autoresponder that does not

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import smtplib
 from collections.abc import Sequence
 from datetime import datetime
 from email import policy
@@ -13,6 +12,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
+import aiosmtplib
 import httpx
 
 from sportello_contracts.enums import SlaMetric
@@ -28,20 +28,67 @@ class DeliveryFailed(Exception):
     """The relay or the chat platform did not take the notice: the bus retries it."""
 
 
+class RelayConnections:
+    """Connections to the SMTP relay, kept open between notices and shared by at most
+    ``size`` sends at once. A session per notice (connect, EHLO, QUIT) cost more than the
+    notice itself, in a thread of its own, and as much again on the relay."""
+
+    def __init__(self, url: str, *, size: int, timeout_s: float = 10.0) -> None:
+        relay = urlsplit(url)
+        self.host = relay.hostname or "127.0.0.1"
+        self.port = relay.port or 25
+        self.timeout_s = timeout_s
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(size)
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self._slots:
+            smtp = self._idle.pop() if self._idle else None
+            for last in (False, True):
+                if smtp is None or not smtp.is_connected:
+                    smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port,
+                                           timeout=self.timeout_s, start_tls=False)
+                    await smtp.connect()
+                try:
+                    await smtp.send_message(message)
+                except aiosmtplib.SMTPServerDisconnected:
+                    smtp = None
+                    if last:
+                        raise
+                    continue  # the relay closed an idle connection: once more, on a new one
+                except BaseException:
+                    smtp.close()
+                    raise
+                self._idle.append(smtp)
+                return
+
+    def close(self) -> None:
+        for smtp in self._idle:
+            smtp.close()
+        self._idle.clear()
+
+
 class Outbound:
     def __init__(self, settings: IntakeSettings, http: httpx.AsyncClient) -> None:
         self.settings = settings
         self.http = http
         self.domain = parseaddr(settings.mail_from)[1].partition("@")[2] or "sportello.localhost"
+        self.relay = (RelayConnections(settings.smtp_relay_url,
+                                       size=settings.smtp_relay_connections)
+                      if settings.smtp_relay_url else None)
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+        await self.http.aclose()
 
     async def send_mail(
         self, to_name: str, to_email: str, notice: Notice, *, in_reply_to: str | None,
         references: Sequence[str], automatic: bool,
     ) -> str:
         """Send one notice; returns its Message-ID so that replies thread back to the ticket."""
-        if not self.settings.smtp_relay_url:
+        if self.relay is None:
             raise DeliveryFailed("no SMTP_RELAY_URL configured")
-        relay = urlsplit(self.settings.smtp_relay_url)
         message = EmailMessage(policy=MAIL_POLICY)
         message["From"] = self.settings.mail_from
         message["To"] = formataddr((to_name, to_email))
@@ -59,13 +106,9 @@ class Outbound:
         message["Content-Language"] = notice.language
         message.set_content(notice.body)
 
-        def deliver() -> None:
-            with smtplib.SMTP(relay.hostname or "127.0.0.1", relay.port or 25, timeout=10) as smtp:
-                smtp.send_message(message)
-
         try:
-            await asyncio.to_thread(deliver)
-        except (OSError, smtplib.SMTPException) as exc:
+            await self.relay.send(message)
+        except (OSError, aiosmtplib.SMTPException) as exc:
             raise DeliveryFailed(f"SMTP relay: {exc}") from exc
         return message_id.strip("<>")
 
