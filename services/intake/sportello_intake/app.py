@@ -19,6 +19,7 @@ from sportello_intake.service import Desk, DeskMetrics
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import INDEXES, TICKETS, NoticeStore, TicketStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
+from sportello_runtime.periodic import every
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,12 @@ def wire(service: Service) -> ServiceWiring:
     notifier = Notifier(tickets, NoticeStore(service.store), outbound, settings,
                         NoticeMetrics.registered_on(m), token_secret)
     consumers = IntakeConsumers(desk, notifier)
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = [desk.run_auto_close]
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+        every(settings.auto_close_interval_s, desk.close_quiet_tickets, what="auto-close sweep",
+              at_start=True)]
     if notifier.enabled and settings.sla_url:
-        background.append(notifier.run_overdue_sweep)
+        background.append(every(settings.ack_sweep_interval_s, notifier.sweep_overdue,
+                                what="acknowledgement sweep"))
     if settings.smtp_listen_port:
         mailbox = SupportMailbox(
             desk, api.mail_limits(settings), settings.support_addresses,

@@ -8,7 +8,6 @@ Idempotency-Key, chat conversation or Message-ID never makes a second ticket.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -392,14 +391,6 @@ class Desk:
             log.info("ticket %s closed after the quiet period", ticket.number,
                      extra={"ticket_id": ticket.id})
         return closed
-
-    async def run_auto_close(self) -> None:
-        while True:
-            try:
-                await self.close_quiet_tickets()
-            except Exception:  # the next sweep tries again; the failure is in the log
-                log.exception("auto-close sweep failed")
-            await asyncio.sleep(self.settings.auto_close_interval_s)
 
 
 def _subject_from(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from sportello_routing.service import Router, RoutingMetrics
 from sportello_routing.settings import RoutingSettings
 from sportello_routing.store import ASSIGNMENTS, INDEXES, RoutingStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
+from sportello_runtime.periodic import every
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,9 @@ def wire(service: Service) -> ServiceWiring:
     async def safety_net() -> None:
         """Drain every queue and recount loads now and then: events can be missed only in a
         crash, and this makes sure no ticket waits beside a free agent for long."""
-        while True:
-            await asyncio.sleep(settings.queue_sweep_interval_s)
-            try:
-                for agent in await store.agents():
-                    await router.reconcile_agent(agent.id, quiet_for=timedelta(seconds=30))
-                await router.drain([g.id for g in await store.groups()])
-            except Exception:
-                log.exception("queue sweep failed")
+        for agent in await store.agents():
+            await router.reconcile_agent(agent.id, quiet_for=timedelta(seconds=30))
+        await router.drain([g.id for g in await store.groups()])
 
     return ServiceWiring(
         internal_routers=[api.internal],
@@ -55,7 +50,7 @@ def wire(service: Service) -> ServiceWiring:
         indexes=INDEXES,
         outbox_collections=[ASSIGNMENTS],
         on_startup=[seed],
-        background=[safety_net],
+        background=[every(settings.queue_sweep_interval_s, safety_net, what="queue sweep")],
         state={"router": router, "assignments": store},
     )
 

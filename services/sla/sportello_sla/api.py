@@ -112,7 +112,10 @@ def policy_out(p: SlaPolicy) -> PolicyOut:
 
 @internal.get("/policy", response_model=PolicyOut, tags=["admin"])
 async def get_policy(keeper: KeeperDep) -> PolicyOut:
-    return policy_out(await keeper.policy())
+    current = await keeper.store.policy()  # not the handlers' copy: an admin reads what is
+    if current is None:
+        raise ApiError(404, "not_found", "no SLA policy configured yet")
+    return policy_out(current)
 
 
 @internal.put("/policy", response_model=PolicyOut, status_code=201, tags=["admin"])
@@ -140,6 +143,7 @@ async def put_policy(body: PolicyIn, keeper: KeeperDep, request: Request) -> Pol
     if not await keeper.store.add_policy(policy, author=request.headers.get("x-actor"),
                                          now=utc_now()):
         raise ApiError(409, "conflict", "another version was saved meanwhile")
+    keeper.forget_latest_policy()  # this replica's next ticket gets it at once
     return policy_out(policy)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -10,6 +9,7 @@ from fastapi import FastAPI
 
 from sportello_contracts import utc_now
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
+from sportello_runtime.periodic import every
 from sportello_sla import api
 from sportello_sla.consumers import SlaConsumers
 from sportello_sla.defaults import DEFAULT_POLICY
@@ -24,7 +24,8 @@ def wire(service: Service) -> ServiceWiring:
     assert isinstance(settings, SlaSettings)
     store = SlaStore(service.store, service.relay)
     keeper = ClockKeeper(store, SlaMetrics.registered_on(service.metrics),
-                         owner=settings.replica_name)
+                         owner=settings.replica_name,
+                         latest_policy_max_age_s=settings.policy_max_age_s)
     consumers = SlaConsumers(keeper)
     lease = timedelta(seconds=settings.timer_lease_s)
 
@@ -34,15 +35,7 @@ def wire(service: Service) -> ServiceWiring:
         await store.recount_active()
 
     async def timers() -> None:
-        await keeper.run_timers(poll_interval_s=settings.timer_poll_interval_s, lease=lease)
-
-    async def gauges() -> None:
-        while True:
-            try:
-                await keeper.refresh_gauges()
-            except Exception:
-                log.exception("could not count the active clocks")
-            await asyncio.sleep(settings.gauge_interval_s)
+        await keeper.fire_all_due(lease=lease)
 
     return ServiceWiring(
         internal_routers=[api.internal],
@@ -50,7 +43,10 @@ def wire(service: Service) -> ServiceWiring:
         indexes=INDEXES,
         outbox_collections=[CLOCKS],
         on_startup=[seed],
-        background=[timers, gauges],
+        background=[
+            every(settings.timer_poll_interval_s, timers, what="timer tick", at_start=True),
+            every(settings.gauge_interval_s, keeper.refresh_gauges,
+                  what="counting the active clocks", at_start=True)],
         state={"keeper": keeper},
     )
 

@@ -9,10 +9,10 @@ that lost its lease mid-way cannot announce anything twice downstream.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,20 +66,34 @@ def replica_name() -> str:
 
 
 class ClockKeeper:
-    def __init__(self, store: SlaStore, metrics: SlaMetrics, *, owner: str | None = None) -> None:
+    def __init__(self, store: SlaStore, metrics: SlaMetrics, *, owner: str | None = None,
+                 latest_policy_max_age_s: float = 2.0) -> None:
         self.store = store
         self.metrics = metrics
         self.owner = owner or replica_name()
         self._policies: dict[int, SlaPolicy] = {}
+        self._latest: tuple[float, SlaPolicy] | None = None
+        self._latest_max_age_s = latest_policy_max_age_s
 
     async def policy(self, version: int | None = None) -> SlaPolicy:
+        """A saved version (they never change), or the latest: read at most every
+        ``latest_policy_max_age_s`` (every new ticket asks), dropped at once when this
+        replica saves a new one; another replica's is seen within that time."""
         if version is not None and version in self._policies:
             return self._policies[version]
+        if version is None and self._latest is not None and (
+                time.monotonic() - self._latest[0] < self._latest_max_age_s):
+            return self._latest[1]
         policy = await self.store.policy(version)
         if policy is None:
             raise TicketNotKnownYet(f"no SLA policy {version or ''} configured".strip())
-        self._policies[policy.version] = policy  # versions never change once saved
+        self._policies[policy.version] = policy
+        if version is None:
+            self._latest = (time.monotonic(), policy)
         return policy
+
+    def forget_latest_policy(self) -> None:
+        self._latest = None
 
     # -- events from the ticket's life ---------------------------------------------
 
@@ -237,14 +251,10 @@ class ClockKeeper:
                 self.metrics.lag.observe(max(0.0, (utc_now() - event.occurred_at).total_seconds()))
         return emitted
 
-    async def run_timers(self, *, poll_interval_s: float, lease: timedelta) -> None:
-        while True:
-            try:
-                while await self.fire_due(lease=lease):
-                    pass
-            except Exception:
-                log.exception("timer tick failed")
-            await asyncio.sleep(poll_interval_s)
+    async def fire_all_due(self, *, lease: timedelta) -> None:
+        """Fire batches until nothing is due: one round of the timer engine."""
+        while await self.fire_due(lease=lease):
+            pass
 
     async def refresh_gauges(self) -> None:
         for metric, count in (await self.store.active_counts()).items():

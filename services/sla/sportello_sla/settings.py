@@ -9,6 +9,9 @@ class SlaSettings(ServiceSettings):
     service_name: str = "sla"
     service_port: int = 8003
     mongo_database: str = "sportello_sla"
+    policy_max_age_s: float = Field(
+        default=2.0, ge=0, description="How long the latest policy is used from memory for "
+        "new tickets; a policy saved on another replica is seen within this time")
     seed_defaults: bool = Field(default=True,
                                 description="On first start, save the default policy")
     timer_poll_interval_s: float = Field(default=0.25, gt=0,

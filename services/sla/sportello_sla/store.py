@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
+from sportello_runtime.batching import Batcher
 from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
@@ -48,6 +49,8 @@ class SlaStore:
         self._policies = store.collection(POLICIES)
         self._counters = store.collection(COUNTERS)
         self._relay = relay
+        self._active_counts: Batcher[str, tuple[SlaMetric, int], None] = Batcher(
+            self._count_together)
 
     # -- what SLA knows of each ticket -------------------------------------------------
     # Each event writes only its own fact (see domain.SlaTicket): they arrive in any order.
@@ -104,9 +107,16 @@ class SlaStore:
 
     async def count_active(self, metric: SlaMetric, delta: int) -> None:
         """Active clocks are counted as they start and stop: counting a large collection
-        every few seconds would cost far more than it tells."""
-        await self._counters.update_one({"_id": ACTIVE}, {"$inc": {metric.value: delta}},
-                                        upsert=True)
+        every few seconds would cost far more than it tells. Counts arriving while one is
+        being written go together in the next write (three clocks start per ticket)."""
+        await self._active_counts.submit(ACTIVE, (metric, delta))
+
+    async def _count_together(self, key: str, deltas: list[tuple[SlaMetric, int]]) -> list[None]:
+        total: dict[str, int] = {}
+        for metric, delta in deltas:
+            total[metric.value] = total.get(metric.value, 0) + delta
+        await self._counters.update_one({"_id": key}, {"$inc": total}, upsert=True)
+        return [None] * len(deltas)
 
     async def clock(self, clock_id: str) -> Clock | None:
         doc = await self._clocks.find_one({"_id": clock_id}, {OUTBOX_FIELD: 0})

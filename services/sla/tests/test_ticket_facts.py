@@ -116,3 +116,25 @@ async def test_a_late_older_assignment_changes_nothing(keeper: ClockKeeper) -> N
     ticket = await keeper.store.ticket("t")
     assert ticket is not None
     assert (ticket.sequence, ticket.level, ticket.assigned_sequence) == (2, SupportLevel.L2, 2)
+
+
+@pytest.mark.e2e
+async def test_the_latest_policy_is_read_once_per_max_age_and_again_after_a_save(
+    keeper: ClockKeeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int | None] = []
+    read = keeper.store.policy
+
+    async def counted(version: int | None = None) -> Any:
+        reads.append(version)
+        return await read(version)
+
+    monkeypatch.setattr(keeper.store, "policy", counted)
+    for n in range(5):
+        await keeper.ticket_created(f"t-{n}", T0, None)
+    assert reads == [None]  # five new tickets, one read
+    keeper.forget_latest_policy()
+    assert (await keeper.policy()).version == DEFAULT_POLICY.version
+    assert reads == [None, None]
+    assert (await keeper.policy(DEFAULT_POLICY.version)).version == DEFAULT_POLICY.version
+    assert reads == [None, None]  # a saved version never changes: never read again

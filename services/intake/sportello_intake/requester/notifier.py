@@ -16,7 +16,6 @@ retried with its event and counted.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -127,14 +126,9 @@ class Notifier:
                 done += 1
         return done
 
-    async def run_overdue_sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.ack_sweep_interval_s)
-            try:
-                if await self.acknowledge_overdue():
-                    log.warning("acknowledged without SLA's time limit: is SLA running?")
-            except Exception:  # the next sweep tries again; the failure is in the log
-                log.exception("acknowledgement sweep failed")
+    async def sweep_overdue(self) -> None:
+        if await self.acknowledge_overdue():
+            log.warning("acknowledged without SLA's time limit: is SLA running?")
 
     # --- any notice ---------------------------------------------------------------------
 
