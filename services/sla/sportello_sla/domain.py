@@ -101,12 +101,53 @@ def check_calendar(calendar: Calendar) -> None:
                 raise InvalidSla(f"weekday {weekday}: open hours overlap", field=f"hours.{weekday}")
 
 
+MICROSECOND = timedelta(microseconds=1)
+
+
+class NaiveDatetime(InvalidSla):
+    """Business time needs instants: a datetime without a zone names none."""
+
+
+def utc(moment: datetime, what: str = "instant") -> datetime:
+    """``moment`` in UTC, whatever aware zone it came in (subtracting in a named zone would
+    count wall-clock time across a DST change); a naive datetime is refused."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise NaiveDatetime(f"{what} {moment.isoformat()} has no time zone: pass an aware "
+                            "datetime (UTC or a named zone)", field=what)
+    return moment.astimezone(UTC)
+
+
+def wall_clock_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant at which the zone's clocks show ``wall`` on ``day``.
+
+    A wall time in a spring-forward gap never happens: it is placed at the instant the
+    clocks change (an office opening at 02:30 on that night opens when the clocks jump to
+    03:00). A wall time in a fall-back hour happens twice: the first occurrence counts.
+    """
+    local = datetime.combine(day, wall, tzinfo=zone)  # fold=0: the first occurrence
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    # In a gap: the two readings of the wall time lie on either side of the change.
+    before, after = sorted((instant, local.replace(fold=1).astimezone(UTC)))
+    new_offset = after.astimezone(zone).utcoffset()
+    while after - before > MICROSECOND:
+        middle = before + (after - before) // 2
+        if middle.astimezone(zone).utcoffset() == new_offset:
+            after = middle
+        else:
+            before = middle
+    return after
+
+
 def open_intervals(calendar: Calendar, start: datetime, end: datetime
                    ) -> Iterator[tuple[datetime, datetime]]:
     """The calendar's open intervals (UTC) that overlap [start, end), in order."""
+    start, end = utc(start, "start"), utc(end, "end")
     if start >= end:
         return
-    if calendar.always_open:
+    has_holidays = bool(calendar.holidays or calendar.holiday_country)
+    if calendar.always_open and not has_holidays:
         yield start, end
         return
     zone = calendar.zone
@@ -114,37 +155,66 @@ def open_intervals(calendar: Calendar, start: datetime, end: datetime
     last = end.astimezone(zone).date() + timedelta(days=1)
     while day <= last:
         if not calendar.is_holiday(day):
-            for opens, closes in sorted(calendar.hours.get(day.weekday(), ())):
-                # Wall-clock hours in the zone: DST shifts are the zone's business.
-                lo = datetime.combine(day, opens, tzinfo=zone).astimezone(UTC)
-                hi = datetime.combine(day, closes, tzinfo=zone).astimezone(UTC)
+            for lo, hi in _open_on(calendar, day, zone):
                 lo, hi = max(lo, start), min(hi, end)
                 if lo < hi:
                     yield lo, hi
         day += timedelta(days=1)
 
 
-def business_seconds(calendar: Calendar, start: datetime, end: datetime) -> float:
-    return sum((hi - lo).total_seconds() for lo, hi in open_intervals(calendar, start, end))
-
-
-def add_business_seconds(calendar: Calendar, start: datetime, seconds: float) -> datetime:
-    """The instant when ``seconds`` of open time have passed since ``start``."""
-    if seconds <= 0:
-        return start
+def _open_on(calendar: Calendar, day: date, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """A working day's open intervals in UTC: wall-clock hours in the zone, so DST shifts
+    are the zone's business; always open means from midnight to midnight."""
     if calendar.always_open:
-        return start + timedelta(seconds=seconds)
-    remaining = seconds
+        return [(wall_clock_instant(day, time(0), zone),
+                 wall_clock_instant(day + timedelta(days=1), time(0), zone))]
+    spans = []
+    for opens, closes in sorted(calendar.hours.get(day.weekday(), ())):
+        lo, hi = wall_clock_instant(day, opens, zone), wall_clock_instant(day, closes, zone)
+        if lo < hi:  # both in one spring-forward gap: nothing is open
+            spans.append((lo, hi))
+    return spans
+
+
+def business_time(calendar: Calendar, start: datetime, end: datetime) -> timedelta:
+    """Open time between two instants, exact to the microsecond."""
+    total = timedelta(0)
+    for lo, hi in open_intervals(calendar, start, end):
+        total += hi - lo
+    return total
+
+
+def business_seconds(calendar: Calendar, start: datetime, end: datetime) -> float:
+    return business_time(calendar, start, end).total_seconds()
+
+
+def add_business_time(calendar: Calendar, start: datetime, amount: timedelta) -> datetime:
+    """The earliest instant by which ``amount`` of open time has passed since ``start``:
+    a target that runs exactly to a closing time ends at that closing time."""
+    start = utc(start, "start")
+    if amount <= timedelta(0):
+        return start
+    if calendar.always_open and not (calendar.holidays or calendar.holiday_country):
+        return start + amount
+    remaining = amount
     window = start
     for _ in range(MAX_SPAN_DAYS // 7 + 1):
         week_end = window + timedelta(days=7)
         for lo, hi in open_intervals(calendar, window, week_end):
-            length = (hi - lo).total_seconds()
-            if length >= remaining:
-                return lo + timedelta(seconds=remaining)
-            remaining -= length
+            if hi - lo >= remaining:
+                return lo + remaining
+            remaining -= hi - lo
         window = week_end
-    raise InvalidSla(f"calendar {calendar.name} has no open time within {MAX_SPAN_DAYS} days")
+    if remaining == amount:
+        raise InvalidSla(f"calendar {calendar.name} has no open time within {MAX_SPAN_DAYS} "
+                         "days", field="calendar")
+    raise InvalidSla(f"calendar {calendar.name} has {amount - remaining} of open time within "
+                     f"{MAX_SPAN_DAYS} days; the target needs {amount}", field="calendar")
+
+
+def add_business_seconds(calendar: Calendar, start: datetime, seconds: float) -> datetime:
+    """``add_business_time`` with seconds, rounded to the microsecond once, on entry."""
+    return add_business_time(calendar, start, timedelta(seconds=seconds))
 
 
 # --- policies ------------------------------------------------------------------------------
@@ -235,7 +305,9 @@ class Clock:
     level: SupportLevel | None = None
     contract_tier: ContractTier | None = None
     state: str = ClockState.RUNNING
-    elapsed_s: float = 0.0
+    spent: timedelta = timedelta(0)
+    """Business time counted up to ``running_since`` (or until paused or stopped): exact,
+    in whole microseconds, so sums over pauses never drift."""
     running_since: datetime | None = None
     thresholds: tuple[int, ...] = (75, 90)
     warned: tuple[int, ...] = ()
@@ -243,6 +315,14 @@ class Clock:
     met: bool | None = None
     stopped_at: datetime | None = None
     version: int = 1
+
+    @property
+    def target(self) -> timedelta:
+        return timedelta(seconds=self.target_s)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.spent.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -271,6 +351,7 @@ def start_clock(
     target = policy.target_s(metric, priority, contract_tier, level)
     if target is None:
         return None
+    started_at = stored(started_at)
     return Clock(
         id=clock_id, ticket_id=ticket_id, metric=metric, priority=priority,
         policy_version=policy.version, calendar=policy.targets[priority].calendar,
@@ -279,48 +360,69 @@ def start_clock(
     )
 
 
-def elapsed(clock: Clock, calendar: Calendar, now: datetime) -> float:
+def stored(moment: datetime) -> datetime:
+    """``moment`` as MongoDB keeps it (UTC, whole milliseconds): a clock's instants are set
+    this way, so a clock read back computes exactly what it computed before it was saved."""
+    moment = utc(moment)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def spent_at(clock: Clock, calendar: Calendar, now: datetime) -> timedelta:
+    """Business time the clock has counted by ``now``."""
     if clock.state == ClockState.RUNNING and clock.running_since is not None:
-        return clock.elapsed_s + business_seconds(calendar, clock.running_since, now)
-    return clock.elapsed_s
+        return clock.spent + business_time(calendar, clock.running_since, now)
+    return clock.spent
 
 
-def instant_of(clock: Clock, calendar: Calendar, fraction: float) -> datetime | None:
-    """When the running clock reaches ``fraction`` of its target (None when not running)."""
+def elapsed(clock: Clock, calendar: Calendar, now: datetime) -> float:
+    return spent_at(clock, calendar, now).total_seconds()
+
+
+def instant_at(clock: Clock, calendar: Calendar, spent: timedelta) -> datetime | None:
+    """When the running clock will have counted ``spent`` (None when not running)."""
     if clock.state != ClockState.RUNNING or clock.running_since is None:
         return None
-    return add_business_seconds(calendar, clock.running_since,
-                                clock.target_s * fraction - clock.elapsed_s)
+    return add_business_time(calendar, clock.running_since, spent - clock.spent)
 
 
 def due_at(clock: Clock, calendar: Calendar) -> datetime | None:
-    return instant_of(clock, calendar, 1.0)
+    return instant_at(clock, calendar, clock.target)
 
 
 def pending_firings(clock: Clock, calendar: Calendar) -> list[Firing]:
-    """What this clock will still announce, earliest first."""
+    """What this clock will still announce, earliest first. A warning fires at its instant;
+    the breach only after the due instant: at the due instant itself the target is met."""
     due = due_at(clock, calendar)
     if due is None or clock.breached:
         return []
     firings = []
     for threshold in clock.thresholds:
         if threshold not in clock.warned:
-            at = instant_of(clock, calendar, threshold / 100)
+            at = instant_at(clock, calendar, clock.target * threshold // 100)
             assert at is not None
             firings.append(Firing("warning", threshold, due, at))
     firings.append(Firing("breach", None, due, due))
     return sorted(firings, key=lambda f: f.fire_at)
 
 
+def _fires_by(firing: Firing, now: datetime) -> bool:
+    return firing.fire_at < now if firing.kind == "breach" else firing.fire_at <= now
+
+
 def next_fire_at(clock: Clock, calendar: Calendar) -> datetime | None:
+    """When the timer engine should look at the clock next: a breach one microsecond
+    after the due instant, the first instant at which it is late."""
     pending = pending_firings(clock, calendar)
-    return pending[0].fire_at if pending else None
+    if not pending:
+        return None
+    first = pending[0]
+    return first.fire_at + MICROSECOND if first.kind == "breach" else first.fire_at
 
 
 def fire(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, list[Firing]]:
     """Everything due by ``now``, once: warnings that are late are still sent before the
     breach, so the requester's and the coordinators' views tell the whole story."""
-    due = [f for f in pending_firings(clock, calendar) if f.fire_at <= now]
+    due = [f for f in pending_firings(clock, calendar) if _fires_by(f, now)]
     if not due:
         return clock, []
     warned = tuple(sorted({*clock.warned, *(f.threshold for f in due if f.threshold)}))
@@ -331,28 +433,29 @@ def fire(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, list[F
 def pause(clock: Clock, calendar: Calendar, now: datetime) -> Clock | None:
     if clock.state != ClockState.RUNNING:
         return None
-    return replace(clock, state=ClockState.PAUSED, elapsed_s=elapsed(clock, calendar, now),
+    return replace(clock, state=ClockState.PAUSED, spent=spent_at(clock, calendar, now),
                    running_since=None, version=clock.version + 1)
 
 
 def resume(clock: Clock, now: datetime) -> Clock | None:
     if clock.state != ClockState.PAUSED:
         return None
-    return replace(clock, state=ClockState.RUNNING, running_since=now,
+    return replace(clock, state=ClockState.RUNNING, running_since=stored(now),
                    version=clock.version + 1)
 
 
 def stop(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, Firing | None]:
-    """Stop for good; ``sla.met`` when the target was reached in time."""
+    """Stop for good; ``sla.met`` when the target was reached in time: at or before the
+    due instant (the same rule as the breach's, which comes only after it)."""
     if clock.state == ClockState.STOPPED:
         return clock, None
-    spent = elapsed(clock, calendar, now)
-    in_time = not clock.breached and spent <= clock.target_s
-    stopped = replace(clock, state=ClockState.STOPPED, elapsed_s=spent, running_since=None,
+    spent = spent_at(clock, calendar, now)
+    in_time = not clock.breached and spent <= clock.target
+    stopped = replace(clock, state=ClockState.STOPPED, spent=spent, running_since=None,
                       stopped_at=now, met=in_time, version=clock.version + 1)
     if not in_time:
         return stopped, None
-    due = add_business_seconds(calendar, now, clock.target_s - spent)
+    due = add_business_time(calendar, now, clock.target - spent)
     return stopped, Firing("met", None, due, now)
 
 
@@ -395,8 +498,9 @@ def retarget(clock: Clock, old_calendar: Calendar, now: datetime, *, target_s: i
         return None
     running = clock.state == ClockState.RUNNING
     return replace(clock, target_s=target_s, priority=priority, calendar=calendar,
-                   elapsed_s=elapsed(clock, old_calendar, now),
-                   running_since=now if running else None, version=clock.version + 1)
+                   spent=spent_at(clock, old_calendar, now),
+                   running_since=stored(now) if running else None,
+                   version=clock.version + 1)
 
 
 # --- what SLA knows of a ticket -------------------------------------------------------------

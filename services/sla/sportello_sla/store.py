@@ -22,7 +22,7 @@ from sportello_runtime.outbox import (
     with_outbox,
 )
 from sportello_runtime.store import Document, MongoStore
-from sportello_sla.domain import Calendar, Clock, SlaPolicy, SlaTicket, Targets
+from sportello_sla.domain import MICROSECOND, Calendar, Clock, SlaPolicy, SlaTicket, Targets
 
 CLOCKS = "clocks"
 TICKETS = "tickets"
@@ -207,7 +207,8 @@ def clock_document(c: Clock) -> Document:
         "calendar": c.calendar, "target_s": c.target_s, "started_at": c.started_at,
         "level": c.level.value if c.level else None,
         "contract_tier": c.contract_tier.value if c.contract_tier else None,
-        "state": c.state, "elapsed_s": c.elapsed_s, "running_since": c.running_since,
+        "state": c.state, "spent_us": c.spent // MICROSECOND, "elapsed_s": c.elapsed_s,
+        "running_since": c.running_since,
         "thresholds": list(c.thresholds), "warned": list(c.warned), "breached": c.breached,
         "met": c.met, "stopped_at": c.stopped_at, "version": c.version,
     }
@@ -220,7 +221,10 @@ def clock_from(d: Document) -> Clock:
         calendar=d["calendar"], target_s=d["target_s"], started_at=d["started_at"],
         level=SupportLevel(d["level"]) if d.get("level") else None,
         contract_tier=ContractTier(d["contract_tier"]) if d.get("contract_tier") else None,
-        state=d["state"], elapsed_s=d["elapsed_s"], running_since=d.get("running_since"),
+        state=d["state"], running_since=d.get("running_since"),
+        # spent_us is exact; elapsed_s (a float, for reading) is all that older clocks have
+        spent=(timedelta(microseconds=d["spent_us"]) if "spent_us" in d
+               else timedelta(seconds=d.get("elapsed_s", 0.0))),
         thresholds=tuple(d.get("thresholds", ())), warned=tuple(d.get("warned", ())),
         breached=bool(d.get("breached")), met=d.get("met"), stopped_at=d.get("stopped_at"),
         version=d["version"],
@@ -251,7 +255,9 @@ def calendar_document(c: Calendar) -> Document:
         "name": c.name, "timezone": c.timezone, "always_open": c.always_open,
         "holiday_country": c.holiday_country,
         "holidays": sorted(d.isoformat() for d in c.holidays),
-        "hours": {str(day): [[o.strftime("%H:%M"), e.strftime("%H:%M")] for o, e in spans]
+        # HH:MM:SS (and microseconds when a time has them): nothing entered is lost
+        "hours": {str(day): [[o.isoformat(timespec="auto"), e.isoformat(timespec="auto")]
+                             for o, e in spans]
                   for day, spans in c.hours.items()},
     }
 
