@@ -258,9 +258,10 @@ async def test_raw_mail_webhook_authenticates_and_refuses_bad_mail_clearly(syste
         assert again.json()["action"] == "duplicate"
 
         bad: list[tuple[bytes, int, str]] = [
-            (b"From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; "
-             b"boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nhello\r\n",
-             422, "mime"),
+            # Nothing readable (a multipart without a boundary). Readable text beside a MIME
+            # defect is kept with a note instead (issue 23: tests/test_mail_doors_corpus.py).
+            (b"From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed\r\n\r\n"
+             b"no boundary at all\r\n", 422, "mime"),
             (b"From: a@example.com\r\nSubject: x\r\nContent-Type: text/plain; "
              b"charset=x-klingon\r\n\r\nnuqneH", 422, "charset"),
             (b"Subject: nobody sent this\r\n\r\nhello", 422, "from"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -163,18 +164,13 @@ def create_service_app(
             yield
         finally:
             log.info("%s stopping", settings.service_name)
-            await service.bus.stop_consuming(settings.shutdown_grace_s)
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            for hook in wiring.on_shutdown:
-                try:
-                    await hook()
-                except Exception:
-                    log.exception("shutdown hook failed")
-            await service.relay.stop(settings.shutdown_grace_s)
-            await service.bus.close()
-            await service.store.close()
+            started = time.monotonic()
+            try:
+                await _shut_down(service, wiring, loops, settings.shutdown_grace_s)
+            except TimeoutError:
+                log.warning("%s still busy %.1f s after stopping began (SHUTDOWN_GRACE_S): "
+                            "leaving what is unfinished to redelivery and the outbox sweep",
+                            settings.service_name, time.monotonic() - started)
             log.info("%s stopped", settings.service_name)
 
     app = FastAPI(
@@ -202,6 +198,36 @@ def create_service_app(
                        larger=wiring.body_limits)
     app.add_middleware(HttpMetrics, metrics=service.metrics)
     return app
+
+
+async def _shut_down(service: Service, wiring: ServiceWiring, loops: list[asyncio.Task[None]],
+                     grace_s: float) -> None:
+    """Stop consuming and let in-flight handlers finish, stop the loops, flush the outbox,
+    close connections: all of it within ``grace_s`` together (TimeoutError past it).
+    Nothing is lost by stopping short: an unacked event is redelivered, an unpublished
+    outbox entry is swept up by the next replica or start."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+
+    def left() -> float:
+        return max(0.0, deadline - loop.time())
+
+    try:
+        async with asyncio.timeout_at(deadline):
+            await service.bus.stop_consuming(left())
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            for hook in wiring.on_shutdown:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("shutdown hook failed")
+            await service.relay.stop(left())
+            await service.bus.close()
+    finally:  # the database client closes even when time ran out above
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.store.close(), timeout=max(left(), 1.0))
 
 
 UNTRACED_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})

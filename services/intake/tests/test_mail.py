@@ -110,8 +110,6 @@ def test_oversized_or_too_many_attachments_are_refused() -> None:
     (b"From: not an address\r\nSubject: x\r\n\r\nhi", "from"),
     (b"From: a@example.com\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nhi", "charset"),
     (b"From: a@example.com\r\nContent-Type: multipart/mixed\r\n\r\nno boundary", "mime"),
-    (b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
-     b"Content-Type: text/plain\r\n\r\ntruncated", "mime"),
 ])
 def test_unreadable_mail_is_refused_with_the_part_at_fault(raw: bytes, field: str) -> None:
     with pytest.raises(MailRejected) as refused:
@@ -155,3 +153,11 @@ def test_ticket_numbers_are_found_in_subjects() -> None:
 def test_language_guess() -> None:
     assert guess_language("Buongiorno, non riesco ad accedere alla posta") == "it"
     assert guess_language("Hello, I cannot access my mailbox") == "en"
+
+
+def test_readable_text_beside_a_mime_defect_is_kept_with_a_note() -> None:
+    """Issue 23: keep what can be read, and say what could not (it was refused before)."""
+    mail = read_mail(b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+                     b"\r\n--b\r\nContent-Type: text/plain\r\n\r\ntruncated", limits=LIMITS)
+    assert mail.text.startswith("truncated")
+    assert "could not be read: CloseBoundaryNotFoundDefect" in mail.text

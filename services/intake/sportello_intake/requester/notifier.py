@@ -34,7 +34,7 @@ from sportello_intake.requester.notices import (
     language_of,
     render,
 )
-from sportello_intake.requester.outbound import DeliveryFailed, Outbound
+from sportello_intake.requester.outbound import DeliveryFailed, NoticeNotBuildable, Outbound
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import NoticeStore, TicketStore
 from sportello_runtime.metrics import ServiceMetrics
@@ -182,6 +182,12 @@ class Notifier:
                    "language": notice.language}
         try:
             message_id = await self._send(ticket, route, notice)
+        except NoticeNotBuildable as exc:
+            self._metrics.failed.labels(kind.value, route[0]).inc()
+            await self._notices.failed(nid, str(exc), **sent_as)
+            log.warning("notice %s for %s cannot be sent: %s", kind.value, ticket.number, exc,
+                        extra={"ticket_id": ticket.id})
+            return True  # done: retrying would fail the same way, and park the event
         except DeliveryFailed as exc:
             self._metrics.failed.labels(kind.value, route[0]).inc()
             await self._notices.failed(nid, str(exc), **sent_as)

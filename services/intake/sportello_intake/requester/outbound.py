@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from email import errors as email_errors
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
@@ -22,13 +23,24 @@ from sportello_intake.doors import signatures
 from sportello_intake.requester.notices import Notice
 from sportello_intake.settings import IntakeSettings
 
-MAIL_POLICY = compat32.clone(linesep="\r\n", max_line_length=998)
+MAIL_POLICY = compat32.clone(linesep="\r\n", max_line_length=998, cte_type="8bit")
 """The classic message model: headers we encode ourselves (``Header``, ``formataddr``) are
 taken as they are instead of being parsed again by the header registry, which cost more
 than the rest of a notice. RFC 5322's line limit: long Message-IDs in In-Reply-To stay
 verbatim."""
 BODY_CHARSET = Charset("utf-8")
 BODY_CHARSET.body_encoding = QP  # readable in any client's source view, accents included
+
+
+def _recipient(name: str, address: str) -> str:
+    """``Name <address>``; an internationalised address goes out as UTF-8 in the header
+    (RFC 6532, sent with SMTPUTF8), which the classic model writes through as escaped
+    bytes; the name, as ever, as an encoded word when it needs one."""
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    shown = formataddr((name, "a@b"), charset="utf-8").removesuffix(" <a@b>") if name else ""
+    value = f"{shown} <{address}>".strip()
+    return value.encode().decode("ascii", "surrogateescape")
 
 
 def _text_header(value: str) -> str:
@@ -41,6 +53,11 @@ def _text_header(value: str) -> str:
 
 class DeliveryFailed(Exception):
     """The relay or the chat platform did not take the notice: the bus retries it."""
+
+
+class NoticeNotBuildable(Exception):
+    """The notice cannot be written as mail (a value no header may hold): recorded as
+    failed with the reason; retrying would fail the same way."""
 
 
 class RelayConnections:
@@ -56,7 +73,9 @@ class RelayConnections:
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(size)
 
-    async def send(self, message: Message) -> None:
+    async def send(self, sender: str, recipients: list[str], data: bytes) -> None:
+        # An internationalised address needs the relay's SMTPUTF8 (RFC 6531).
+        options = [] if all(a.isascii() for a in (sender, *recipients)) else ["SMTPUTF8"]
         async with self._slots:
             smtp = self._idle.pop() if self._idle else None
             for last in (False, True):
@@ -65,7 +84,7 @@ class RelayConnections:
                                            timeout=self.timeout_s, start_tls=False)
                     await smtp.connect()
                 try:
-                    await smtp.send_message(message)
+                    await smtp.sendmail(sender, recipients, data, mail_options=options)
                 except aiosmtplib.SMTPServerDisconnected:
                     smtp = None
                     if last:
@@ -87,7 +106,8 @@ class Outbound:
     def __init__(self, settings: IntakeSettings, http: httpx.AsyncClient) -> None:
         self.settings = settings
         self.http = http
-        self.domain = parseaddr(settings.mail_from)[1].partition("@")[2] or "sportello.localhost"
+        self.sender = parseaddr(settings.mail_from)[1] or "help@sportello.localhost"
+        self.domain = self.sender.partition("@")[2] or "sportello.localhost"
         self.relay = (RelayConnections(settings.smtp_relay_url,
                                        size=settings.smtp_relay_connections)
                       if settings.smtp_relay_url else None)
@@ -104,26 +124,31 @@ class Outbound:
         """Send one notice; returns its Message-ID so that replies thread back to the ticket."""
         if self.relay is None:
             raise DeliveryFailed("no SMTP_RELAY_URL configured")
-        message = Message(policy=MAIL_POLICY)
-        message["From"] = self.settings.mail_from
-        message["To"] = formataddr((to_name, to_email), charset="utf-8")
-        message["Subject"] = _text_header(notice.subject)
-        message["Date"] = formatdate(localtime=False, usegmt=True)
-        message_id = make_msgid(domain=self.domain)
-        message["Message-ID"] = message_id
-        if in_reply_to:
-            message["In-Reply-To"] = f"<{in_reply_to}>"
-            message["References"] = " ".join(f"<{r}>" for r in (*references, in_reply_to)[-10:])
-        if automatic:
-            # RFC 3834: tells other systems not to auto-answer us (no mail loops).
-            message["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
-            message["X-Auto-Response-Suppress"] = "All"
-        message["Content-Language"] = notice.language
-        message["MIME-Version"] = "1.0"
-        message.set_payload(notice.body, BODY_CHARSET)
+        try:
+            message = Message(policy=MAIL_POLICY)
+            message["From"] = self.settings.mail_from
+            message["To"] = _recipient(to_name, to_email)
+            message["Subject"] = _text_header(notice.subject)
+            message["Date"] = formatdate(localtime=False, usegmt=True)
+            message_id = make_msgid(domain=self.domain)
+            message["Message-ID"] = message_id
+            if in_reply_to:
+                message["In-Reply-To"] = f"<{in_reply_to}>"
+                message["References"] = " ".join(f"<{r}>" for r in (*references, in_reply_to)[-10:])
+            if automatic:
+                # RFC 3834: tells other systems not to auto-answer us (no mail loops).
+                message["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
+                message["X-Auto-Response-Suppress"] = "All"
+            message["Content-Language"] = notice.language
+            message["MIME-Version"] = "1.0"
+            message.set_payload(notice.body, BODY_CHARSET)
+
+            data = message.as_bytes()
+        except (ValueError, TypeError, UnicodeError, email_errors.MessageError) as exc:
+            raise NoticeNotBuildable(f"cannot be written as mail: {exc}") from exc
 
         try:
-            await self.relay.send(message)
+            await self.relay.send(self.sender, [to_email], data)
         except (OSError, aiosmtplib.SMTPException) as exc:
             raise DeliveryFailed(f"SMTP relay: {exc}") from exc
         return message_id.strip("<>")
