@@ -353,9 +353,9 @@ class Desk:
 
     async def note_time_limit(self, announced: SlaTimeLimitSet) -> Ticket:
         """SLA's newest time limit on the ticket (a late, older announcement changes nothing)."""
-        await self.tickets.note_time_limit(announced.ticket_id, announced.due_at,
-                                           as_of=announced.as_of)
-        return await self.known(announced.ticket_id)
+        noted = await self.tickets.note_time_limit(announced.ticket_id, announced.due_at,
+                                                   as_of=announced.as_of)
+        return noted or await self.known(announced.ticket_id)
 
     async def known(self, ticket_id: str, *, to_change: bool = False) -> Ticket:
         """``to_change``: the starting point of a fenced save, which may come from memory."""

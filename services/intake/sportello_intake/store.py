@@ -215,15 +215,17 @@ class TicketStore:
         self._relay.publish_soon(self._tickets, ticket.id, entries)
 
     async def note_time_limit(self, ticket_id: str, due_at: datetime | None, *,
-                              as_of: datetime) -> bool:
-        """SLA's time limit, unless a newer one is kept. Not a change of the ticket: no version,
-        no event. A save from a copy kept before it (``recent``) leaves it alone: only the
-        fields a rule changed are sent, and no rule changes these."""
-        result = await self._tickets.update_one(
+                              as_of: datetime) -> Ticket | None:
+        """SLA's time limit, unless a newer one is kept; the ticket as it now stands (None
+        when a newer one was kept). Not a change of the ticket: no version, no event. A
+        save from a copy kept before it (``recent``) leaves it alone: only the fields a
+        rule changed are sent, and no rule changes these."""
+        doc = await self._tickets.find_one_and_update(
             {"_id": ticket_id, "$or": [{"time_limit_as_of": None},
                                        {"time_limit_as_of": {"$lte": as_of}}]},
-            {"$set": {"time_limit": due_at, "time_limit_as_of": as_of}})
-        return result.matched_count == 1
+            {"$set": {"time_limit": due_at, "time_limit_as_of": as_of}},
+            projection=LIGHT, return_document=ReturnDocument.AFTER)
+        return from_document(doc) if doc else None
 
     async def by_id(self, ticket_id: str) -> Ticket | None:
         doc = await self._tickets.find_one({"_id": ticket_id}, LIGHT)

@@ -100,26 +100,24 @@ class ClockKeeper:
     async def ticket_created(self, ticket_id: str, created_at: datetime,
                              tier: ContractTier | None) -> None:
         policy = await self.policy()
-        await self.store.note_created(ticket_id, created_at=created_at,
-                                      policy_version=policy.version, tier=tier)
-        await self._start_what_is_due(ticket_id)
+        await self._start_what_is_due(await self.store.note_created(
+            ticket_id, created_at=created_at, policy_version=policy.version, tier=tier))
 
     async def ticket_triaged(self, ticket_id: str, priority: Priority,
                              tier: ContractTier | None) -> None:
-        await self.store.note_priority(ticket_id, priority, tier)
-        await self._start_what_is_due(ticket_id)
+        await self._start_what_is_due(await self.store.note_priority(ticket_id, priority, tier))
 
     async def ticket_assigned(self, ticket_id: str, level: SupportLevel, sequence: int,
                               at: datetime) -> None:
         """A new level (or the same level again after the clock stopped) restarts its box."""
-        await self.store.note_assignment(ticket_id, level, sequence, at)
-        await self._start_what_is_due(ticket_id)
+        await self._start_what_is_due(
+            await self.store.note_assignment(ticket_id, level, sequence, at))
 
-    async def _start_what_is_due(self, ticket_id: str) -> None:
+    async def _start_what_is_due(self, ticket: SlaTicket | None) -> None:
         """Start the clocks whose facts are all known now, whichever event completed them."""
-        ticket = await self.store.ticket(ticket_id)
         if ticket is None:
             return
+        ticket_id = ticket.id
         if domain.opening_clocks_due(ticket):
             assert ticket.priority
             assert ticket.created_at

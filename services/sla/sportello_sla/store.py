@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -60,28 +59,36 @@ class SlaStore:
         return ticket_from(doc) if doc else None
 
     async def note_created(self, ticket_id: str, *, created_at: datetime, policy_version: int,
-                           tier: ContractTier | None) -> None:
-        await self._tickets.update_one({"_id": ticket_id}, {"$set": {
+                           tier: ContractTier | None) -> SlaTicket | None:
+        """Each ``note_*`` writes its fact and answers the ticket as it now stands (one
+        round trip for both)."""
+        return await self._note(ticket_id, {}, {
             "created_at": created_at, "policy_version": policy_version,
-            "requester_tier": tier.value if tier else None}, "$setOnInsert": FRESH}, upsert=True)
+            "requester_tier": tier.value if tier else None})
 
     async def note_priority(self, ticket_id: str, priority: Priority,
-                            tier: ContractTier | None) -> None:
+                            tier: ContractTier | None) -> SlaTicket | None:
         """Triage's priority, unless one is known already (a change that overtook it)."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._tickets.update_one({"_id": ticket_id, "priority": None}, {"$set": {
-                "priority": priority.value, "triage_tier": tier.value if tier else None},
-                "$setOnInsert": FRESH}, upsert=True)
+        return await self._note(ticket_id, {"priority": None}, {
+            "priority": priority.value, "triage_tier": tier.value if tier else None})
 
     async def note_assignment(self, ticket_id: str, level: SupportLevel, sequence: int,
-                              at: datetime) -> None:
+                              at: datetime) -> SlaTicket | None:
         """The newest assignment heard of; an older one (a late copy) changes nothing."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._tickets.update_one(
-                {"_id": ticket_id, "$or": [{"assigned_sequence": None},
-                                           {"assigned_sequence": {"$lt": sequence}}]},
-                {"$set": {"assigned_level": level.value, "assigned_sequence": sequence,
-                          "assigned_at": at}, "$setOnInsert": FRESH}, upsert=True)
+        return await self._note(
+            ticket_id, {"$or": [{"assigned_sequence": None},
+                                {"assigned_sequence": {"$lt": sequence}}]},
+            {"assigned_level": level.value, "assigned_sequence": sequence, "assigned_at": at})
+
+    async def _note(self, ticket_id: str, only_if: dict[str, Any],
+                    fact: dict[str, Any]) -> SlaTicket | None:
+        try:
+            doc = await self._tickets.find_one_and_update(
+                {"_id": ticket_id, **only_if}, {"$set": fact, "$setOnInsert": FRESH},
+                upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # the condition refused the fact: the ticket as it is
+            return await self.ticket(ticket_id)
+        return ticket_from(doc) if doc else None
 
     async def update_ticket(self, ticket_id: str, changes: dict[str, Any],
                             only_if: dict[str, Any] | None = None) -> bool:
