@@ -331,9 +331,11 @@ class NoticeStatus:
     """Nobody to tell, or no way to: recorded with the reason."""
     FAILED = "failed"
     """The relay or chat platform refused it: retried with the event."""
+    UNSENDABLE = "unsendable"
+    """Failed for good: the notice cannot be written as mail. Never tried again."""
 
 
-DONE = (NoticeStatus.SENT, NoticeStatus.SKIPPED, NoticeStatus.FAILED)
+DONE = (NoticeStatus.SENT, NoticeStatus.SKIPPED, NoticeStatus.FAILED, NoticeStatus.UNSENDABLE)
 """Past the point where a later notice should wait for it."""
 
 
@@ -376,7 +378,7 @@ class NoticeStore:
             await self._notices.update_one(
                 {"_id": notice_id, "$or": [
                     {"status": {"$nin": [NoticeStatus.SENT, NoticeStatus.SKIPPED,
-                                         NoticeStatus.SENDING]}},
+                                         NoticeStatus.UNSENDABLE, NoticeStatus.SENDING]}},
                     {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
                 ]},
                 {"$set": {"ticket_id": ticket_id, "kind": kind,
@@ -396,6 +398,10 @@ class NoticeStore:
         per attempt besides the claim)."""
         await self._notices.update_one({"_id": notice_id}, {"$set": {
             **sent_as, "status": NoticeStatus.FAILED, "error": error[:500]}})
+
+    async def unsendable(self, notice_id: str, error: str, **sent_as: str) -> None:
+        await self._notices.update_one({"_id": notice_id}, {"$set": {
+            **sent_as, "status": NoticeStatus.UNSENDABLE, "error": error[:500]}})
 
     async def sent(self, notice_id: str, message_id: str | None, **sent_as: str) -> None:
         await self._notices.update_one({"_id": notice_id}, {"$set": {

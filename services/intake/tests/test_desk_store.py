@@ -18,7 +18,7 @@ from sportello_contracts.events import TicketAssigned, new_event
 from sportello_intake.consumers import IntakeConsumers
 from sportello_intake.domain import Message
 from sportello_intake.requester.notifier import NoticeMetrics, Notifier
-from sportello_intake.requester.outbound import Outbound
+from sportello_intake.requester.outbound import NoticeNotBuildable, Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import INDEXES, NoticeStore, TicketStore
@@ -215,3 +215,36 @@ async def test_with_notices_off_their_event_types_are_unsubscribed_not_left_boun
         notifying = IntakeConsumers(desk, notifier_for(desk, mongo, settings, http))
     assert notifying.unsubscribed() == []
     assert {"ticket.assigned", "ticket.status_changed"} <= set(notifying.subscriptions())
+
+
+class UnwritableMail(Outbound):
+    """The relay is never reached: the notice itself cannot be written as mail."""
+
+    async def send_mail(self, *args: Any, **kwargs: Any) -> str:
+        raise NoticeNotBuildable("cannot be written as mail: a header no relay would take")
+
+
+async def test_a_notice_that_cannot_be_written_is_recorded_as_failed_not_retried(
+    desk: Desk, mongo: MongoStore
+) -> None:
+    """Issue 23: such a notice was retried six times and parked in the dead-letter queue,
+    and every later notice of the ticket with it. Now it is failed, with the reason, once."""
+    ticket, _ = await desk.open(request())
+    settings = desk.settings.model_copy(update={"smtp_relay_url": "smtp://127.0.0.1:9"})
+    registry = CollectorRegistry()
+    metrics = NoticeMetrics(*(Counter(n, n, ["kind", "channel"] if n != "skipped" else ["kind"],
+                                      registry=registry) for n in ("sent", "failed", "skipped")))
+    notices = NoticeStore(mongo)
+    async with httpx.AsyncClient() as http:
+        notifier = Notifier(desk.tickets, notices, UnwritableMail(settings, http), settings,
+                            metrics, "s" * 32)
+        await notifier.acknowledge(ticket)  # no exception: nothing for the bus to retry
+        await notifier.acknowledge(ticket)  # a redelivery: not tried again
+    record = await mongo.collection("notifications").find_one(
+        {"ticket_id": ticket.id, "kind": "acknowledged"})
+    assert record is not None
+    assert record["status"] == "unsendable"  # failed for good
+    assert "cannot be written as mail" in record["error"]
+    assert record["attempts"] == 1
+    assert registry.get_sample_value("failed_total", {"kind": "acknowledged",
+                                                      "channel": "email"}) == 1

@@ -184,7 +184,7 @@ class Notifier:
             message_id = await self._send(ticket, route, notice)
         except NoticeNotBuildable as exc:
             self._metrics.failed.labels(kind.value, route[0]).inc()
-            await self._notices.failed(nid, str(exc), **sent_as)
+            await self._notices.unsendable(nid, str(exc), **sent_as)
             log.warning("notice %s for %s cannot be sent: %s", kind.value, ticket.number, exc,
                         extra={"ticket_id": ticket.id})
             return True  # done: retrying would fail the same way, and park the event
