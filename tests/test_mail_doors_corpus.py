@@ -75,7 +75,7 @@ async def test_every_message_ends_as_a_ticket_a_duplicate_a_drop_or_a_named_refu
                 assert actions == {"duplicate"}, (path.name, outcome)  # one ticket per mail
                 numbers[path.name] = first[1].split()[-1]
 
-        assert await count_tickets(system) == len(numbers) == 8
+        assert await count_tickets(system) == len(numbers) == 9
 
         # Nested multiparts: each leaf with its own name and type; a comment-style sender
         # keeps the name; readable text beside a MIME defect is kept, with a note.
@@ -87,6 +87,8 @@ async def test_every_message_ends_as_a_ticket_a_duplicate_a_drop_or_a_named_refu
         kept = (await fetch_ticket(system, numbers["ours-readable-beside-defect.eml"]))
         assert "My badge stopped opening the door" in kept["messages"][0]["body"]
         assert "could not be read" in kept["messages"][0]["body"]
+        reused = (await fetch_ticket(system, numbers["cpython-msg_15.eml"]))["messages"][0]
+        assert reused["body"].startswith("Some removed test.")  # refused outright before
 
         # The subject with an encoded line break: stored on one line, and the requester is
         # answered (the acknowledgement was parked in the dead-letter queue before).

@@ -86,3 +86,9 @@ def test_a_comment_style_sender_keeps_the_name() -> None:
 def test_french_is_answered_in_english_not_taken_for_italian() -> None:
     assert read_mail(fixture("ours-french.eml"), limits=LIMITS).language == "en"
     assert read_mail(fixture("ours-international-sender.eml"), limits=LIMITS).language == "it"
+
+
+def test_a_reused_boundary_keeps_what_can_be_read_and_says_what_could_not() -> None:
+    mail = read_mail(fixture("cpython-msg_15.eml"), limits=LIMITS)  # Outlook Express, Mac
+    assert mail.text.startswith("Some removed test.")
+    assert "could not be read: StartBoundaryNotFoundDefect" in mail.text
