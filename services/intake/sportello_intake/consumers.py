@@ -100,7 +100,7 @@ class IntakeConsumers:
 
     async def on_ticket_created(self, envelope: EventEnvelope) -> None:
         created = parse_payload(envelope, TicketCreated)
-        await self._notifier.ticket_opened(await self._ticket(created.ticket_id))
+        await self._notifier.ticket_opened(created.ticket_id, created.created_at)
 
     async def on_ticket_escalated(self, envelope: EventEnvelope) -> None:
         escalated = parse_payload(envelope, TicketEscalated)

@@ -83,14 +83,18 @@ class Notifier:
 
     # --- the acknowledgement and the first assignment, in that order -------------------
 
-    async def ticket_opened(self, ticket: Ticket) -> None:
-        """Acknowledge now when no SLA service runs, else wait (bounded) for its time limit."""
-        if not self._settings.sla_url or ticket.time_limit is not None:
-            await self.acknowledge(ticket)
+    async def ticket_opened(self, ticket_id: str, created_at: datetime) -> None:
+        """Acknowledge now when no SLA service runs, else wait (bounded) for its time limit:
+        the hold is insert-if-absent, so an acknowledgement already on its way or sent (SLA
+        was faster than this event) is left as it is, and the ticket need not be read."""
+        if not self._settings.sla_url:
+            ticket = await self._tickets.by_id(ticket_id)
+            if ticket is not None:
+                await self.acknowledge(ticket)
             return
-        until = ticket.created_at + timedelta(seconds=self._settings.sla_wait_s)
-        await self._notices.await_time_limit(notice_id(ticket.id, NoticeKind.ACKNOWLEDGED),
-                                             ticket.id, NoticeKind.ACKNOWLEDGED.value, until)
+        until = created_at + timedelta(seconds=self._settings.sla_wait_s)
+        await self._notices.await_time_limit(notice_id(ticket_id, NoticeKind.ACKNOWLEDGED),
+                                             ticket_id, NoticeKind.ACKNOWLEDGED.value, until)
 
     async def time_limit_known(self, ticket: Ticket) -> None:
         """SLA announced the time limit: the acknowledgement can say it."""
@@ -111,7 +115,10 @@ class Notifier:
         if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
                                   notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)):
             return  # another handler is sending it: that one brings the assignment along
-        current = await self._tickets.by_id(ticket.id) or ticket
+        # Assigned already in the copy we hold (the usual order): its handler found the
+        # acknowledgement still to come, so the assignment notice is ours to send.
+        current = ticket if ticket.routing_sequence >= 1 else (
+            await self._tickets.by_id(ticket.id) or ticket)
         if current.routing_sequence >= 1:
             await self._notify(current, NoticeKind.ASSIGNED,
                                notice_id(ticket.id, NoticeKind.ASSIGNED))
