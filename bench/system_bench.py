@@ -17,7 +17,8 @@ one line per message), and every service logging at INFO to a file. Then:
 3. checks: every ticket assigned in intake's store; every requester received the
    acknowledgement, then the assignment notice, and nothing twice;
 4. says whether the run met issue 14's targets (``targets``): at least 80
-   tickets/s sustained, p99 under 250 ms at 50/s, at most 25 ms of CPU per ticket.
+   tickets/s sustained, p99 under 250 ms at 50/s, at most 25 ms of CPU per ticket
+   (in the burst, and at the steady rate).
 
     .venv/bin/python bench/system_bench.py [--tickets 1000 --concurrency 32 --rate 50]
 """
@@ -192,7 +193,12 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                 "sustained_at_least_80_per_s": tp["assigned_per_s"] >= 80,
                 "p99_under_250_ms_at_50_per_s": (lat["p99_ms"] < 250 if args.rate == 50
                                                  else None),
-                "cpu_at_most_25_ms_per_ticket": lat["cpu_ms_per_ticket"]["total"] <= 25,
+                # The issue measured its 78 ms posting as fast as tickets were taken: the
+                # burst is that measurement; the steady rate costs more (less shared work).
+                "cpu_at_most_25_ms_per_ticket_in_the_burst": tp["cpu_ms_per_ticket"]["total"]
+                <= 25,
+                "cpu_at_most_25_ms_per_ticket_at_the_rate": lat["cpu_ms_per_ticket"]["total"]
+                <= 25,
                 "nothing_lost": lost == 0,
                 "every_requester_told_in_order": notices["otherwise"] == 0
                 and notices["tickets_told"] == len(expected),
