@@ -335,7 +335,9 @@ class NoticeStatus:
     """Failed for good: the notice cannot be written as mail. Never tried again."""
 
 
-DONE = (NoticeStatus.SENT, NoticeStatus.SKIPPED, NoticeStatus.FAILED, NoticeStatus.UNSENDABLE)
+FINAL = (NoticeStatus.SENT, NoticeStatus.SKIPPED, NoticeStatus.UNSENDABLE)
+"""Never sent (again): a claim passes them by."""
+DONE = (*FINAL, NoticeStatus.FAILED)
 """Past the point where a later notice should wait for it."""
 
 
@@ -377,8 +379,7 @@ class NoticeStore:
         try:
             await self._notices.update_one(
                 {"_id": notice_id, "$or": [
-                    {"status": {"$nin": [NoticeStatus.SENT, NoticeStatus.SKIPPED,
-                                         NoticeStatus.UNSENDABLE, NoticeStatus.SENDING]}},
+                    {"status": {"$nin": [*FINAL, NoticeStatus.SENDING]}},
                     {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
                 ]},
                 {"$set": {"ticket_id": ticket_id, "kind": kind,

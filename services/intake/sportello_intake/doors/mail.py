@@ -143,15 +143,11 @@ def _machine_mail(message: EmailMessage, raw: bytes, why: str) -> InboundMail:
         name, address = _sender(message)
     except MailRejected:
         name, address = "", ""
-    try:
-        subject = one_line(_header(message, "subject"))
-    except MailRejected:
-        subject = ""
+    ids = _ids(_safe_header(message, "message-id"))
     return InboundMail(
-        message_id=_ids(_safe_header(message, "message-id"))[0] if _ids(
-            _safe_header(message, "message-id")) else
-        f"sha256-{hashlib.sha256(raw).hexdigest()}@sportello.invalid",
-        sender_email=address, sender_name=name, subject=subject[:SHORT], text="",
+        message_id=ids[0] if ids else f"sha256-{hashlib.sha256(raw).hexdigest()}@sportello.invalid",
+        sender_email=address, sender_name=name,
+        subject=one_line(_safe_header(message, "subject"))[:SHORT], text="",
         language="en", automatic=why)
 
 
@@ -188,14 +184,20 @@ def _header(message: EmailMessage, name: str) -> str:
     return str(value) if value is not None else ""
 
 
+def _raw_header(message: EmailMessage, name: str) -> str | None:
+    """A header as the sender wrote it, before any parsing (which can drop parts of it)."""
+    return next((str(value) for key, value in message.raw_items() if key.lower() == name),
+                None)
+
+
 def _sender(message: EmailMessage) -> tuple[str, str]:
     """(display name, address). Read from the header as written: the parsed header drops
     the old comment style's name (``bbb@ddd.com (John X. Doe)``)."""
-    raw = next((value for name, value in message.raw_items() if name.lower() == "from"), None)
+    raw = _raw_header(message, "from")
     if raw is None:
         raise MailRejected("the message has no From header", "from")
     try:
-        header = _decoded(_utf8(str(raw)))
+        header = _decoded(_utf8(raw))
     except (errors.HeaderParseError, ValueError, LookupError, UnicodeError):
         header = _header(message, "from")
     addresses = [(name, addr) for name, addr in getaddresses([header]) if "@" in addr]
@@ -373,9 +375,8 @@ def _automatic(message: EmailMessage, envelope_sender: str | None,
             return f"{name} present"
     if message.get_content_type() == "multipart/report":
         return "delivery or read report"
-    raw_from = next((str(v) for k, v in message.raw_items() if k.lower() == "from"), "")
     local_parts = {addr.split("@")[0].strip().lower()
-                   for _, addr in getaddresses([raw_from]) if addr}
+                   for _, addr in getaddresses([_raw_header(message, "from") or ""]) if addr}
     if local_parts & BOUNCE_SENDERS:
         return f"sent by {sorted(local_parts & BOUNCE_SENDERS)[0]}"
     return None

@@ -109,9 +109,10 @@ class Notifier:
 
     async def acknowledge(self, ticket: Ticket) -> None:
         """Send the acknowledgement (once), then the assignment notice if routing has
-        assigned the ticket meanwhile. The ticket is read again after the acknowledgement
-        is recorded, and the assignment handler reads that record after saving the
-        assignment: whichever runs second sends the assignment notice."""
+        assigned the ticket. The assignment handler reads the acknowledgement's record
+        after saving the assignment, and this reads the ticket (unless the copy in hand is
+        assigned already) after recording the acknowledgement: whichever runs second sends
+        the assignment notice."""
         if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
                                   notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)):
             return  # another handler is sending it: that one brings the assignment along

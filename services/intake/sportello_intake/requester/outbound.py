@@ -57,7 +57,7 @@ class DeliveryFailed(Exception):
 
 class NoticeNotBuildable(Exception):
     """The notice cannot be written as mail (a value no header may hold): recorded as
-    failed with the reason; retrying would fail the same way."""
+    unsendable with the reason, never retried (it would fail the same way)."""
 
 
 class RelayConnections:
