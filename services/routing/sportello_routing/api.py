@@ -34,7 +34,7 @@ from sportello_routing.domain import (
     TriagePolicy,
     TriageRule,
 )
-from sportello_routing.service import NotFound, Router
+from sportello_routing.service import NotFound, Router, Stale
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.http import ApiError
 
@@ -59,6 +59,9 @@ def refusing() -> Iterator[None]:
         yield
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc), field=exc.field) from exc
+    except Stale as exc:
+        raise ApiError(409, "conflict", str(exc), field=exc.field,
+                       extra={"version": exc.current.version}) from exc
     except InvalidPolicy as exc:
         raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
     except IllegalMove as exc:
@@ -351,6 +354,7 @@ class AssignmentView(BaseModel):
     state: str
     owner_group_id: str | None
     sequence: int
+    version: int = Field(description="Grows with every change; moves may name the one they saw")
     created_at: datetime
     updated_at: datetime
     history: list[dict[str, Any]]
@@ -360,7 +364,7 @@ def view(a: Assignment) -> AssignmentView:
     return AssignmentView(
         ticket_id=a.ticket_id, number=a.number, category=a.category, priority=a.priority,
         level=a.level, group_id=a.group_id, group_name=a.group_name, agent_id=a.agent_id,
-        state=a.state, owner_group_id=a.owner_group_id, sequence=a.sequence,
+        state=a.state, owner_group_id=a.owner_group_id, sequence=a.sequence, version=a.version,
         created_at=a.created_at, updated_at=a.updated_at, history=list(a.history),
     )
 
@@ -397,23 +401,28 @@ async def get_assignment(ticket_id: TicketId, router: RouterDep) -> AssignmentDe
                             pending_events=await router.store.pending_events(ticket_id))
 
 
-class EscalateIn(Model):
+class Move(Model):
     reason: str = Field(min_length=1, max_length=200)
     actor: str | None = Field(default=None, max_length=100)
+    expected_version: int | None = Field(
+        default=None, ge=1, description="The version you saw; 409 when the ticket moved since")
+
+
+class EscalateIn(Move):
     to_group: str | None = Field(default=None, pattern=SLUG,
                                  description="Default: the next group in the chain")
 
 
-class HandBackIn(Model):
-    reason: str = Field(min_length=1, max_length=200)
-    actor: str | None = Field(default=None, max_length=100)
+class HandBackIn(Move):
     to_group: str = Field(pattern=SLUG)
 
 
-class PriorityIn(Model):
+class PriorityIn(Move):
     priority: Priority
-    reason: str = Field(min_length=1, max_length=200)
-    actor: str | None = Field(default=None, max_length=100)
+
+
+class AssignIn(Move):
+    agent_id: str = Field(pattern=SLUG)
 
 
 @internal.post("/assignments/{ticket_id}/escalate", response_model=AssignmentView,
@@ -423,7 +432,8 @@ async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> 
     (L3 may hand over to an L4 vendor)."""
     with refusing():
         moved = await router.escalate(ticket_id, reason=body.reason, actor=body.actor,
-                                      to_group=body.to_group)
+                                      to_group=body.to_group,
+                                      expected_version=body.expected_version)
     assert moved is not None  # only breach-driven escalations may decline
     return view(moved)
 
@@ -434,7 +444,8 @@ async def hand_back(ticket_id: TicketId, body: HandBackIn, router: RouterDep) ->
     """A higher level gives requester contact back to L1/L2 and keeps owning the fix."""
     with refusing():
         return view(await router.hand_back(ticket_id, to_group=body.to_group,
-                                           reason=body.reason, actor=body.actor))
+                                           reason=body.reason, actor=body.actor,
+                                           expected_version=body.expected_version))
 
 
 @internal.post("/assignments/{ticket_id}/priority", response_model=AssignmentView,
@@ -444,4 +455,15 @@ async def set_priority(ticket_id: TicketId, body: PriorityIn, router: RouterDep
     """The coordinator overrides the priority, with a reason."""
     with refusing():
         return view(await router.set_priority(ticket_id, body.priority, reason=body.reason,
-                                              actor=body.actor))
+                                              actor=body.actor,
+                                              expected_version=body.expected_version))
+
+
+@internal.post("/assignments/{ticket_id}/assign", response_model=AssignmentView, tags=["moves"])
+async def assign(ticket_id: TicketId, body: AssignIn, router: RouterDep) -> AssignmentView:
+    """Give the ticket to a chosen agent of the group that holds it (an agent taking it, or
+    a coordinator reassigning it); whoever held it is freed."""
+    with refusing():
+        return view(await router.assign(ticket_id, body.agent_id, reason=body.reason,
+                                        actor=body.actor,
+                                        expected_version=body.expected_version))

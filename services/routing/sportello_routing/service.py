@@ -38,6 +38,15 @@ class NotFound(RoutingError):
     pass
 
 
+class Stale(RoutingError):
+    """The caller based its move on a version of the assignment that is no longer current."""
+
+    def __init__(self, current: Assignment) -> None:
+        super().__init__(f"the assignment of {current.number} is at version {current.version}",
+                         field="expected_version")
+        self.current = current
+
+
 @dataclass
 class RoutingMetrics:
     triaged: Counter
@@ -111,6 +120,7 @@ class Router:
         cause: EventEnvelope | None = None,
         clock_id: str | None = None,
         from_level: SupportLevel | None = None,
+        expected_version: int | None = None,
     ) -> Assignment | None:
         """Up one level (or to ``to_group``). With a ``clock_id``, at most once per clock and
         only while the ticket is still at ``from_level``: checked again on every retry, since
@@ -146,7 +156,7 @@ class Router:
                     await self.store.release_slot(agent.id)
                 raise
 
-        change = await self._apply(ticket_id, decide)
+        change = await self._apply(ticket_id, decide, expected_version)
         if change is None:
             return None
         step = change.record.history[-1]
@@ -166,7 +176,7 @@ class Router:
         return moved is not None
 
     async def hand_back(self, ticket_id: str, *, to_group: str, reason: str,
-                        actor: str | None) -> Assignment:
+                        actor: str | None, expected_version: int | None = None) -> Assignment:
         async def decide(a: Assignment) -> Change[Assignment] | None:
             target = await self.store.group(to_group)
             if target is None:
@@ -180,16 +190,33 @@ class Router:
                     await self.store.release_slot(agent.id)
                 raise
 
-        change = await self._apply(ticket_id, decide)
+        change = await self._apply(ticket_id, decide, expected_version)
         assert change is not None
         return change.record
 
     async def set_priority(self, ticket_id: str, priority: Priority, *, reason: str,
-                           actor: str | None) -> Assignment:
+                           actor: str | None, expected_version: int | None = None
+                           ) -> Assignment:
         async def decide(a: Assignment) -> Change[Assignment] | None:
             return domain.change_priority(a, priority, reason=reason, actor=actor, now=utc_now())
 
-        change = await self._apply(ticket_id, decide)
+        change = await self._apply(ticket_id, decide, expected_version)
+        return change.record if change else await self._get(ticket_id)
+
+    async def assign(self, ticket_id: str, agent_id: str, *, reason: str, actor: str | None,
+                     expected_version: int | None = None) -> Assignment:
+        """An agent takes the ticket, or a coordinator gives it to someone: the chosen agent
+        gets it even when full (a person decided), and whoever held it is freed."""
+        async def decide(a: Assignment) -> Change[Assignment] | None:
+            agent = await self.store.agent(agent_id)
+            if agent is None:
+                raise NotFound(f"no agent {agent_id}", field="agent_id")
+            change = domain.assign_to(a, agent, reason=reason, actor=actor, now=utc_now())
+            if change is not None:
+                await self.store.add_to_load(agent.id, utc_now())
+            return change
+
+        change = await self._apply(ticket_id, decide, expected_version)
         return change.record if change else await self._get(ticket_id)
 
     async def release(self, ticket_id: str, reason: str) -> None:
@@ -308,10 +335,15 @@ class Router:
         return assignment
 
     async def _apply(
-        self, ticket_id: str, decide: Callable[[Assignment], Awaitable[Change[Assignment] | None]]
+        self, ticket_id: str, decide: Callable[[Assignment], Awaitable[Change[Assignment] | None]],
+        expected_version: int | None = None,
     ) -> Change[Assignment] | None:
+        """``expected_version``: the version the caller saw; a newer one refuses the move
+        (``Stale``) instead of applying it to a ticket that moved meanwhile."""
         async def step() -> Change[Assignment] | None:
             current = await self._get(ticket_id)
+            if expected_version is not None and current.version != expected_version:
+                raise Stale(current)
             change = await decide(current)
             if change is None:
                 return None

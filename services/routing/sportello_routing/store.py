@@ -248,6 +248,14 @@ class RoutingStore:
         )
         return claimed is not None
 
+    async def add_to_load(self, agent_id: str, now: datetime) -> None:
+        """One more open ticket for an agent someone chose, whether or not it had room."""
+        await self._agents.update_one(
+            {"_id": agent_id},
+            {"$inc": {"free": -1, "open_tickets": 1, "version": 1},
+             "$set": {"last_assigned_at": now}},
+        )
+
     async def release_slot(self, agent_id: str) -> None:
         await self._agents.update_one(
             {"_id": agent_id, "open_tickets": {"$gt": 0}},

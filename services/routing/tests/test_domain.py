@@ -329,3 +329,28 @@ def test_release_and_reopen() -> None:
     with pytest.raises(IllegalMove, match="reopen"):
         domain.escalate(released.record, GROUPS[1], None, kind=EscalationKind.MANUAL,
                         reason="r", actor=None, now=NOW)
+
+
+def test_a_chosen_agent_of_the_group_gets_the_ticket_even_when_full() -> None:
+    a = new_assignment(agent_id=None)
+    full = agent("bruno", open_tickets=4, capacity=4)
+    change = domain.assign_to(a, full, reason="taken", actor="bruno", now=NOW)
+    assert change is not None
+    assert (change.record.agent_id, change.record.state) == ("bruno", "assigned")
+    assert change.record.version == a.version + 1
+    [event] = change.events
+    assert (event.type, event.payload["agent_id"]) == ("ticket.assigned", "bruno")
+    assert domain.assign_to(change.record, full, reason="again", actor="bruno", now=NOW) is None
+
+
+def test_only_an_agent_of_the_holding_group_on_shift_can_be_given_the_ticket() -> None:
+    a = new_assignment(agent_id=None)
+    outsider = Agent("olga", "Olga", L1, ("l2-network",))
+    with pytest.raises(IllegalMove, match="not in service-desk"):
+        domain.assign_to(a, outsider, reason="r", actor="c", now=NOW)
+    with pytest.raises(IllegalMove, match="not on shift"):
+        domain.assign_to(a, agent("anna", available=False), reason="r", actor="c", now=NOW)
+    released = domain.release(a, reason="resolved", now=NOW)
+    assert released is not None
+    with pytest.raises(IllegalMove, match="reopen it first"):
+        domain.assign_to(released.record, agent("anna"), reason="r", actor="c", now=NOW)

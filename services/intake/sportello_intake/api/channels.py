@@ -22,7 +22,7 @@ from sportello_contracts.events import LONG, SHORT, Requester
 from sportello_intake.api.common import DeskDep, refusals, settings_of, to_view
 from sportello_intake.doors import signatures
 from sportello_intake.doors.mail import MailLimits, read_mail
-from sportello_intake.service import Outcome, decode_uploads
+from sportello_intake.service import Desk, Outcome, decode_uploads
 from sportello_intake.settings import IntakeSettings
 from sportello_runtime.http import ApiError
 
@@ -263,6 +263,11 @@ async def phone_call(
     _: Annotated[Channel, Depends(channel_door(Channel.PHONE))],
     desk: DeskDep,
 ) -> ChannelReceipt:
+    return await log_phone_call(body, response, desk)
+
+
+async def log_phone_call(body: PhoneCallIn, response: Response, desk: Desk) -> ChannelReceipt:
+    """The phone door's work, shared with the internal API the gateway logs calls through."""
     call: dict[str, Any] = {"duration_s": body.duration_s, "outcome": body.outcome,
                             "caller": body.caller.phone or body.caller.name,
                             "started_at": body.started_at.isoformat() if body.started_at else None}

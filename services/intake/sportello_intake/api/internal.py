@@ -16,6 +16,7 @@ from sportello_contracts.api import (
 )
 from sportello_contracts.enums import Author, TicketStatus, Visibility
 from sportello_contracts.events import LONG, SHORT
+from sportello_intake.api.channels import ChannelReceipt, PhoneCallIn, log_phone_call
 from sportello_intake.api.common import DeskDep, TicketDep, refusals, to_view
 from sportello_intake.domain import (
     SET_BY_ROUTING,
@@ -108,3 +109,10 @@ async def get_attachment(
         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
                  "X-Content-Type-Options": "nosniff"},
     )
+
+
+@internal.post("/calls", response_model=ChannelReceipt, status_code=status.HTTP_201_CREATED)
+async def log_call(body: PhoneCallIn, response: Response, desk: DeskDep) -> ChannelReceipt:
+    """A call an agent logs through the gateway: the same as the phone door, a new ticket or
+    an entry in ``ticket_number``'s conversation."""
+    return await log_phone_call(body, response, desk)

@@ -8,6 +8,7 @@ functions decide; the store writes the change and its events in one document upd
 from sportello_routing.domain.assignment import (
     Assignment,
     AssignmentState,
+    assign_to,
     change_priority,
     escalate,
     give_to_agent,
@@ -62,6 +63,7 @@ __all__ = [
     "TriageInput",
     "TriagePolicy",
     "TriageRule",
+    "assign_to",
     "change_priority",
     "check_groups",
     "check_policy",

@@ -171,6 +171,27 @@ def give_to_agent(a: Assignment, agent: Agent, *, now: datetime) -> Change[Assig
     return Change(moved, (_assigned_event(moved, "agent free", None, now),))
 
 
+def assign_to(a: Assignment, agent: Agent, *, reason: str, actor: str | None,
+              now: datetime) -> Change[Assignment] | None:
+    """Someone chose the agent: an agent taking the ticket, or a coordinator reassigning it.
+    The agent must belong to the group that holds the ticket; capacity is theirs to judge."""
+    if a.state == AssignmentState.RELEASED:
+        raise IllegalMove(f"ticket {a.number} is resolved or closed; reopen it first")
+    if a.group_id not in agent.groups:
+        raise IllegalMove(f"{agent.id} is not in {a.group_id}, which holds ticket {a.number}",
+                          field="agent_id")
+    if not agent.available:
+        raise IllegalMove(f"{agent.id} is not on shift", field="agent_id")
+    if a.agent_id == agent.id:
+        return None
+    group = Group(a.group_id, a.group_name, a.level)
+    moved = _moved(a, group=group, agent=agent, now=now,
+                   entry={"kind": "assigned", "to_level": a.level.value, "to_group": a.group_id,
+                          "agent_id": agent.id, "from_agent": a.agent_id, "reason": reason,
+                          "actor": actor})
+    return Change(moved, (_assigned_event(moved, reason, None, now),))
+
+
 def escalate(
     a: Assignment,
     target: Group,
