@@ -19,6 +19,8 @@ print(f"export CHANNEL_KEYS='{json.dumps(keys)}'")
 signing = {c: secrets.token_urlsafe(32) for c in ("chat", "email")}
 print(f"export CHANNEL_SECRETS='{json.dumps(signing)}'")
 print(f"export STATUS_TOKEN_SECRET='{secrets.token_urlsafe(32)}'")
+print(f"export JWT_SECRET='{secrets.token_urlsafe(48)}'")
+print(f"export GATEWAY_ADMIN_PASSWORD='{secrets.token_urlsafe(18)}'")
 PY
   chmod 600 .run/secrets.env
 fi
@@ -29,6 +31,12 @@ grep -q CHANNEL_SECRETS .run/secrets.env || python - >> .run/secrets.env <<'PY'
 import json, secrets
 print(f"export CHANNEL_SECRETS='{json.dumps({c: secrets.token_urlsafe(32) for c in ('chat', 'email')})}'")
 print(f"export STATUS_TOKEN_SECRET='{secrets.token_urlsafe(32)}'")
+PY
+source .run/secrets.env
+grep -q GATEWAY_ADMIN_PASSWORD .run/secrets.env || python - >> .run/secrets.env <<'PY'
+import secrets
+print(f"export JWT_SECRET='{secrets.token_urlsafe(48)}'")
+print(f"export GATEWAY_ADMIN_PASSWORD='{secrets.token_urlsafe(18)}'")
 PY
 source .run/secrets.env
 
@@ -67,6 +75,7 @@ rm -f .run/mongo.port
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 # One place for the ports: the Procfile, the links in notices and the lines below all
 # read these, so INTAKE_PORT=9001 make up says and does 9001 everywhere.
+export GATEWAY_PORT="${GATEWAY_PORT:-8000}"
 export INTAKE_PORT="${INTAKE_PORT:-8001}" ROUTING_PORT="${ROUTING_PORT:-8002}"
 export SLA_PORT="${SLA_PORT:-8003}" SMTP_LISTEN_PORT="${SMTP_LISTEN_PORT:-2525}"
 export MAILCATCHER_PORT="${MAILCATCHER_PORT:-1025}"
@@ -75,12 +84,16 @@ export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
 # SMTP_RELAY_URL names a real relay; SLA announces the requester's time limit.
 export SMTP_RELAY_URL="${SMTP_RELAY_URL:-smtp://127.0.0.1:$MAILCATCHER_PORT}"
 export SLA_URL="${SLA_URL:-http://127.0.0.1:$SLA_PORT}"
+export INTAKE_URL="${INTAKE_URL:-http://127.0.0.1:$INTAKE_PORT}"
+export ROUTING_URL="${ROUTING_URL:-http://127.0.0.1:$ROUTING_PORT}"
 # Readable log lines in a terminal, JSON when the output goes to a file or a pipe.
 if [ -z "${LOG_FORMAT:-}" ]; then
   if [ -t 1 ]; then export LOG_FORMAT=text; else export LOG_FORMAT=json; fi
 fi
 cat <<INFO
 Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
+  gateway  http://127.0.0.1:$GATEWAY_PORT  (operators: docs at /docs; sign in as admin with
+           \$GATEWAY_ADMIN_PASSWORD from .run/secrets.env: POST /api/auth/login)
   intake   http://127.0.0.1:$INTAKE_PORT  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
            smtp://127.0.0.1:$SMTP_LISTEN_PORT (mail to help@sportello.localhost opens tickets)
   mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints a line each, keeps them in .run/mail)

@@ -1,0 +1,1 @@
+"""Sportello gateway: the one door for agents, coordinators, vendors, admins and SREs."""

@@ -1,0 +1,1 @@
+"""The gateway's HTTP API, one router per subject; every route passes ``deps.guard``."""

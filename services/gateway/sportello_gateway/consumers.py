@@ -1,0 +1,34 @@
+"""The gateway's event handlers: every event keeps the desk's queue lines current and goes
+to the webhooks that subscribed to it. (The live stream has its own broadcast queue per
+replica: see service/live.py.)"""
+
+from __future__ import annotations
+
+from sportello_contracts import EventEnvelope
+from sportello_contracts.events import EVENT_PAYLOADS
+from sportello_gateway.domain import desk as rules
+from sportello_gateway.service.webhooks import Webhooks
+from sportello_gateway.store import GatewayStore
+from sportello_runtime.bus import Handler, Outcome, Subscription
+
+
+class GatewayConsumers:
+    def __init__(self, store: GatewayStore, webhooks: Webhooks) -> None:
+        self._store = store
+        self._webhooks = webhooks
+
+    def subscriptions(self) -> dict[str, Handler | Subscription]:
+        # Idempotent: a line update is fenced by the version or sequence it carries, the
+        # kept event and its deliveries are keyed by the event id.
+        return {event_type: Subscription(self.on_event, idempotent=True)
+                for event_type in EVENT_PAYLOADS}
+
+    def unsubscribed(self) -> list[str]:
+        return []
+
+    async def on_event(self, envelope: EventEnvelope) -> Outcome:
+        update = rules.line_update(envelope)
+        if update is not None:
+            await self._store.apply(update, envelope.occurred_at)
+        await self._webhooks.on_event(envelope)
+        return Outcome.OK

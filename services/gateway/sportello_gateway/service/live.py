@@ -1,0 +1,120 @@
+"""The live stream: events from the bus, to the open consoles that may see them.
+
+Every replica binds its own short-lived queue to the events exchange (a broadcast: each
+replica's consoles need every event), apart from the durable work queue that the
+replicas share for the queue lines and webhooks. An event goes to a connection only
+when its person may see the ticket; a connection that cannot keep up loses updates
+and is told to reload, it never slows the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from sportello_contracts import EventEnvelope
+from sportello_gateway.domain import desk as rules
+from sportello_gateway.domain.access import Principal, sees_ticket
+from sportello_gateway.service.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+LIVE_KEYS = ("ticket.#", "sla.#", "kb.#")
+
+
+@dataclass(eq=False)
+class Listener:
+    principal: Principal
+    queue: asyncio.Queue[dict[str, Any]]
+    lost: bool = False
+
+
+@dataclass
+class LiveHub:
+    """This replica's open streams."""
+
+    metrics: GatewayMetrics
+    queue_size: int = 200
+    listeners: set[Listener] = field(default_factory=set)
+
+    def join(self, principal: Principal) -> Listener:
+        listener = Listener(principal, asyncio.Queue(self.queue_size))
+        self.listeners.add(listener)
+        self.metrics.live_connections.set(len(self.listeners))
+        return listener
+
+    def leave(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+        self.metrics.live_connections.set(len(self.listeners))
+
+    def publish(self, update: dict[str, Any], groups: tuple[str | None, ...]) -> int:
+        """Hand an update to every stream allowed to see it; how many took it."""
+        sent = 0
+        for listener in list(self.listeners):
+            if not sees_ticket(listener.principal, groups):
+                continue
+            try:
+                listener.queue.put_nowait(update)
+                sent += 1
+            except asyncio.QueueFull:
+                listener.lost = True
+                self.metrics.live_dropped.inc()
+        return sent
+
+
+class LiveFeed:
+    """This replica's broadcast queue on the bus, feeding the hub."""
+
+    def __init__(self, amqp_url: str, exchange: str, hub: LiveHub,
+                 line_of: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
+        self._url = amqp_url
+        self._exchange = exchange
+        self._hub = hub
+        self._line_of = line_of
+        self._connection: AbstractRobustConnection | None = None
+
+    async def run(self) -> None:
+        """Connect (again and again until it works), bind, and feed the hub until cancelled."""
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(self._url)
+                channel = await self._connection.channel()
+                await channel.set_qos(prefetch_count=100)
+                exchange = await channel.declare_exchange(
+                    self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+                queue = await channel.declare_queue(exclusive=True, auto_delete=True,
+                                                    arguments={"x-max-length": 10_000})
+                for key in LIVE_KEYS:
+                    await queue.bind(exchange, key)
+                await queue.consume(self._on_message, no_ack=True)
+                log.info("live feed bound to %s", self._exchange)
+                await asyncio.Future()  # runs until cancelled; the robust connection recovers
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker is away: consoles wait, then resume
+                log.warning("live feed cannot reach the broker (%s); trying again", exc)
+                await self.close()
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if not self._hub.listeners:
+            return
+        try:
+            envelope = EventEnvelope.from_json(message.body)
+        except ValueError:
+            return  # the work queue parks bad events with the reason; here they are dropped
+        line = await self._line_of(envelope.ticket_id) if envelope.ticket_id else None
+        self._hub.publish(rules.live_summary(envelope, line), rules.event_groups(envelope, line))
