@@ -21,13 +21,16 @@ from pymongo import AsyncMongoClient
 from support.proxy import free_port
 from support.wait import eventually
 
-MODULES = {"intake": "sportello_intake", "routing": "sportello_routing", "sla": "sportello_sla"}
+MODULES = {"intake": "sportello_intake", "routing": "sportello_routing", "sla": "sportello_sla",
+           "gateway": "sportello_gateway"}
 RETRY_DELAYS_MS = [200, 400]
 SERVICE_TOKEN = secrets.token_urlsafe(24)
 CHANNEL_KEYS = {channel: secrets.token_urlsafe(18) for channel in ("web", "email", "chat",
                                                                    "phone", "api")}
 CHANNEL_SECRETS = {"chat": secrets.token_urlsafe(24), "email": secrets.token_urlsafe(24)}
 STATUS_TOKEN_SECRET = secrets.token_urlsafe(32)
+JWT_SECRET = secrets.token_urlsafe(48)
+ADMIN_PASSWORD = secrets.token_urlsafe(18)
 
 FAST_TEST_SETTINGS = {
     "BUS_RETRY_DELAYS_MS": json.dumps(RETRY_DELAYS_MS),
@@ -126,6 +129,12 @@ class System:
             own = {"SMTP_LISTEN_PORT": str(free_port()),
                    "CHANNEL_SECRETS": json.dumps(CHANNEL_SECRETS),
                    "STATUS_TOKEN_SECRET": STATUS_TOKEN_SECRET}
+        if name == "gateway":  # the services it fronts, as this test started them
+            own = {"JWT_SECRET": JWT_SECRET, "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                   "WEBHOOK_ALLOWED_NETWORKS": json.dumps(["127.0.0.0/8"]),
+                   "WEBHOOK_POLL_INTERVAL_S": "0.1", "WEBHOOK_RETRY_BASE_S": "0.2",
+                   **{f"{other.upper()}_URL": self.services[other].url
+                      for other in ("intake", "routing", "sla") if other in self.services}}
         return {
             "AMQP_URL": self.amqp_url,
             "MONGO_URL": self.mongo_url,
@@ -173,6 +182,12 @@ class System:
             headers={"X-Api-Key": CHANNEL_KEYS[channel]},
             **{"base_url": intake.url, "timeout": 10, **options},
         )
+
+    def gateway(self, token: str | None = None, **headers: str) -> httpx.AsyncClient:
+        """The operators' door, signed in with ``token`` when one is given."""
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.services["gateway"].url,
+                                 headers={**auth, **headers}, timeout=10)
 
     def mongo(self) -> AsyncMongoClient[dict[str, Any]]:
         return AsyncMongoClient(self.mongo_url, tz_aware=True)

@@ -83,7 +83,8 @@ def configure_logging(service: str, level: str = "INFO", log_format: str = "json
     handler.addFilter(_ContextFilter(service))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "pymongo", "uvicorn.access"):
+    # httpx logs every request a service makes to another at INFO: the callee logs them.
+    for noisy in ("aiormq", "aio_pika", "pymongo", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
