@@ -92,7 +92,7 @@ async def call(client: httpx.AsyncClient, method: str, path: str) -> int:
     if path == "/api/stream":
         async with client.stream("GET", path) as response:
             return response.status_code
-    body = None if method in ("GET", "DELETE") else {}
+    body: dict[str, str] | None = None if method in ("GET", "DELETE") else {}
     return (await client.request(method, path, json=body)).status_code
 
 
