@@ -151,6 +151,9 @@ class TicketAssigned(EventPayload):
     agent_id: str | None = None
     sequence: int = Field(ge=1, description="Routing's per-ticket sequence; newer wins")
     reason: str | None = Field(default=None, max_length=SHORT)
+    owner_group_id: str | None = Field(
+        default=None, description="After a hand-back: the higher group that keeps owning "
+        "the fix while group_id talks to the requester")
 
 
 class TicketEscalated(EventPayload):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -240,9 +239,8 @@ class GatewayStore:
     async def webhook(self, webhook_id: str) -> Document | None:
         return await self._webhooks.find_one({"_id": webhook_id})
 
-    async def webhooks(self, *, active_only: bool = False) -> list[Document]:
-        query: Document = {"active": True} if active_only else {}
-        return [d async for d in self._webhooks.find(query).sort("created_at", ASCENDING)]
+    async def webhooks(self) -> list[Document]:
+        return [d async for d in self._webhooks.find({}).sort("created_at", ASCENDING)]
 
     async def update_webhook(self, webhook_id: str, fields: Document) -> Document | None:
         return await self._webhooks.find_one_and_update(
@@ -330,7 +328,3 @@ def api_key_from(d: Document) -> ApiKey:
                   created_by=d["created_by"], created_at=d["created_at"],
                   secret_digest=d["secret"], revoked_at=d.get("revoked_at"),
                   last_used_at=d.get("last_used_at"))
-
-
-def page_key(line: Document, query: QueueQuery) -> dict[str, Any]:
-    return {name: line.get(name) for name, _ in SORT_KEYS[query.sort]}

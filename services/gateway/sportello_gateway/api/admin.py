@@ -404,6 +404,7 @@ async def create_webhook(body: WebhookIn, request: Request, principal: Principal
            "event_types": body.event_types, "secret": body.secret, "active": body.active,
            "failures_in_a_row": 0, "created_by": principal.subject, "created_at": utc_now()}
     await webhooks.store.add_webhook(doc)
+    webhooks.forget_subscriptions()
     view = _webhook_view(doc)
     await webhooks.audit.record(actor=principal, action="webhook.create",
                                 ip=client_ip(request), object_type="webhook",
@@ -438,6 +439,7 @@ async def update_webhook(webhook_id: WebhookId, body: WebhookPatch, request: Req
         changes.update({"failures_in_a_row": 0, "disabled_at": None, "disabled_reason": None})
     after = await webhooks.store.update_webhook(webhook_id, changes)
     assert after is not None
+    webhooks.forget_subscriptions()
     await webhooks.audit.record(actor=principal, action="webhook.update",
                                 ip=client_ip(request), object_type="webhook",
                                 object_id=webhook_id, before=_webhook_view(before),
@@ -450,6 +452,7 @@ async def delete_webhook(webhook_id: WebhookId, request: Request, principal: Pri
                          webhooks: WebhooksDep) -> None:
     before = await _webhook_or_404(webhooks, webhook_id)
     await webhooks.store.delete_webhook(webhook_id)
+    webhooks.forget_subscriptions()
     await webhooks.audit.record(actor=principal, action="webhook.delete",
                                 ip=client_ip(request), object_type="webhook",
                                 object_id=webhook_id, before=_webhook_view(before))
@@ -476,7 +479,7 @@ async def replay_webhook(webhook_id: WebhookId, body: ReplayIn, request: Request
     """Deliver again every event of the subscription's types from `since` (events are
     kept EVENT_RETENTION_DAYS)."""
     await _webhook_or_404(webhooks, webhook_id)
-    queued = await webhooks.replay(webhook_id, body.since, body.until, principal.subject)
+    queued = await webhooks.replay(webhook_id, body.since, body.until)
     await webhooks.audit.record(actor=principal, action="webhook.replay",
                                 ip=client_ip(request), object_type="webhook",
                                 object_id=webhook_id, detail=f"since {body.since.isoformat()}",

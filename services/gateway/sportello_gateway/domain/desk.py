@@ -87,6 +87,7 @@ def line_update(envelope: EventEnvelope) -> LineUpdate | None:
         return LineUpdate(assigned.ticket_id, set={
             "level": assigned.level.value, "group_id": assigned.group_id,
             "group_name": assigned.group_name, "agent_id": assigned.agent_id,
+            "owner_group_id": assigned.owner_group_id,
             "routing_sequence": assigned.sequence, "updated_at": at,
         }, newer_than=("routing_sequence", assigned.sequence))
     if kind == TicketEscalated.event_type:
@@ -110,6 +111,8 @@ def line_update(envelope: EventEnvelope) -> LineUpdate | None:
 
 
 def groups_of(line: dict[str, Any] | None) -> tuple[str | None, ...]:
+    """The groups whose people see a ticket: the one holding it, and the owner after a
+    hand-back."""
     if line is None:
         return ()
     return (line.get("group_id"), line.get("owner_group_id"))
@@ -119,7 +122,8 @@ def event_groups(envelope: EventEnvelope, line: dict[str, Any] | None) -> tuple[
     """Whose an event is: the group it names (an assignment, an escalation), else the
     group the ticket's line says holds it."""
     payload = envelope.payload
-    named = (payload.get("group_id"), payload.get("to_group"), payload.get("from_group"))
+    named = (payload.get("group_id"), payload.get("owner_group_id"), payload.get("to_group"),
+             payload.get("from_group"))
     return (*named, *groups_of(line))
 
 

@@ -107,8 +107,6 @@ class Desk:
         budget; a part whose service is down is marked unavailable, never an error."""
         line = await self.store.line_by_number(number)
         ticket_id = line["_id"] if line else None
-        if line is not None and not sees_ticket(principal, rules.groups_of(line)):
-            raise NotVisible(number)
         parts: dict[str, Any] = {}
         unavailable: dict[str, str] = {}
 
@@ -147,6 +145,8 @@ class Desk:
             raise NotVisible(number)
         if line is None and "ticket" not in parts:
             raise PartsUnavailable(unavailable)  # nothing says whose the ticket is
+        # Whose it is: routing's assignment decides; without it (routing down, or not
+        # routed yet) the queue line and intake's copy of the group.
         assignment = parts.get("assignment")
         groups: tuple[str | None, ...] = rules.groups_of(line)
         if assignment:
@@ -162,7 +162,7 @@ class Desk:
             else:
                 answer[name] = parts.get(name)
         answer["unavailable"] = sorted(unavailable)
-        answer["line"] = _line_view(line) if line else None
+        answer["line"] = line_view(line) if line else None
         ticket = parts.get("ticket")
         answer["etag"] = (rules.etag(int(ticket["version"]),
                                      int(assignment["version"]) if assignment else None)
@@ -329,11 +329,8 @@ def _version_of(assignment: dict[str, Any] | None) -> int | None:
     return int(assignment["version"]) if assignment else None
 
 
-def _line_view(line: dict[str, Any]) -> dict[str, Any]:
+def line_view(line: dict[str, Any]) -> dict[str, Any]:
+    """A queue line as the API shows it: the ticket's id under its own name."""
     view = {k: v for k, v in line.items() if k != "_id"}
     view["ticket_id"] = line["_id"]
     return view
-
-
-def line_view(line: dict[str, Any]) -> dict[str, Any]:
-    return _line_view(line)

@@ -25,6 +25,9 @@ from sportello_runtime.store import Document
 
 log = logging.getLogger(__name__)
 
+SUBSCRIPTIONS_MAX_AGE_S = 1.0
+"""How long a replica uses the subscriptions it read for the events it takes: every event
+passes here, and a change made on another replica is seen within this time."""
 LEASE = timedelta(seconds=60)
 """How long a replica holds a delivery it is making (longer than the receiver's timeout)."""
 BATCH = 20
@@ -45,6 +48,19 @@ class Webhooks:
         self.disable_after = disable_after
         # No redirects: a receiver must not bounce a signed delivery somewhere else.
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._subscriptions: list[Document] = []
+        self._read_at = float("-inf")
+
+    async def subscriptions(self) -> list[Document]:
+        """Every subscription, disabled ones too, as read at most a second ago."""
+        if time.monotonic() - self._read_at > SUBSCRIPTIONS_MAX_AGE_S:
+            self._subscriptions = await self.store.webhooks()
+            self._read_at = time.monotonic()
+        return self._subscriptions
+
+    def forget_subscriptions(self) -> None:
+        """After an admin's change on this replica: read them again for the next event."""
+        self._read_at = float("-inf")
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -75,20 +91,23 @@ class Webhooks:
     # -- events in -----------------------------------------------------------------------
 
     async def on_event(self, envelope: EventEnvelope) -> int:
-        """Keep the event (replays reach back to it) and queue one delivery per active
-        subscription that takes its type. A redelivered event adds nothing."""
+        """When a subscription takes the event's type: keep the event (a replay reaches back
+        to it, also for a subscription disabled meanwhile) and queue one delivery per
+        active subscription. No subscription for it: nothing is written. A redelivered
+        event adds nothing."""
+        taking = [w for w in await self.subscriptions()
+                  if rules.takes(w["event_types"], envelope.type)]
+        if not taking:
+            return 0
         body = envelope.to_json().decode()
         now = utc_now()
         await self.store.remember_event(str(envelope.event_id), envelope.type,
                                         envelope.occurred_at, body, now)
-        subscriptions = [w for w in await self.store.webhooks(active_only=True)
-                         if rules.takes(w["event_types"], envelope.type)]
         return await self.store.add_deliveries([
             _delivery(w["_id"], str(envelope.event_id), envelope.type, body, now, run="live")
-            for w in subscriptions])
+            for w in taking if w["active"]])
 
-    async def replay(self, webhook_id: str, since: datetime, until: datetime | None,
-                     actor: str) -> int:
+    async def replay(self, webhook_id: str, since: datetime, until: datetime | None) -> int:
         """Deliver again every kept event of the subscription's types from ``since``."""
         webhook = await self.store.webhook(webhook_id)
         if webhook is None:

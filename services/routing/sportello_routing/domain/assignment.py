@@ -84,7 +84,7 @@ def _assigned_event(a: Assignment, reason: str, cause: EventEnvelope | None,
     return _event(
         TicketAssigned(ticket_id=a.ticket_id, level=a.level, group_id=a.group_id,
                        group_name=a.group_name, agent_id=a.agent_id, sequence=a.sequence,
-                       reason=reason),
+                       reason=reason, owner_group_id=a.owner_group_id),
         cause, a.ticket_id, now,
     )
 
