@@ -141,3 +141,26 @@ async def test_an_email_ticket_is_worked_from_the_l1_queue_to_l2_through_the_gat
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_every_replica_streams_every_event_to_its_own_consoles(system: System) -> None:
+    """Two gateway replicas share the work queue (queue lines, webhooks) but each binds its
+    own live queue: a console on either one hears of a ticket of its group."""
+    await system.start("routing")
+    intake = await system.start("intake")
+    await system.start("gateway")
+    await system.start("gateway", replica="gateway-b")
+    async with system.gateway(await admin_token(system)) as admin:
+        await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",),
+                       capacity=0)
+        await add_user(admin, "ugo", "agent", level="L1", groups=("service-desk",),
+                       capacity=0)
+    anna, ugo = await login(system, "anna"), await login(system, "ugo")
+    async with live(system, anna) as on_a, live(system, ugo, replica="gateway-b") as on_b:
+        numbers = [await send_mail(intake.smtp_port, support_mail(
+            f"Requester {n} <r{n}@example.it>", f"Stampante {n} guasta", "Non stampa."))
+            for n in range(4)]
+        for stream in (on_a, on_b):
+            await eventually(lambda s=stream: _async(
+                set(numbers) <= s.numbers("ticket.assigned")),
+                what="every new ticket on both replicas' consoles")

@@ -77,8 +77,9 @@ class LiveStream:
 
 
 @contextlib.asynccontextmanager
-async def live(system: System, token: str) -> AsyncIterator[LiveStream]:
-    async with system.gateway(token) as client:
+async def live(system: System, token: str,
+               replica: str = "gateway") -> AsyncIterator[LiveStream]:
+    async with system.gateway(token, replica=replica) as client:
         stream = LiveStream(client)
         task = asyncio.create_task(stream.read())
         try:

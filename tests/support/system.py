@@ -183,10 +183,11 @@ class System:
             **{"base_url": intake.url, "timeout": 10, **options},
         )
 
-    def gateway(self, token: str | None = None, **headers: str) -> httpx.AsyncClient:
+    def gateway(self, token: str | None = None, *, replica: str = "gateway",
+                **headers: str) -> httpx.AsyncClient:
         """The operators' door, signed in with ``token`` when one is given."""
         auth = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.services["gateway"].url,
+        return httpx.AsyncClient(base_url=self.services[replica].url,
                                  headers={**auth, **headers}, timeout=10)
 
     def mongo(self) -> AsyncMongoClient[dict[str, Any]]:

@@ -60,7 +60,7 @@ def wire(service: Service) -> ServiceWiring:
                          "sla": settings.sla_url, "knowledge": settings.knowledge_url,
                          "analytics": settings.analytics_url},
                         token, settings.backend_timeout_s)
-    desk = Desk(store, backends, audit, metrics)
+    desk = Desk(store, backends, audit, metrics, queue_max_age_s=settings.queue_max_age_s)
     webhooks = Webhooks(store, audit, metrics,
                         allowed_networks=settings.webhook_allowed_networks,
                         timeout_s=settings.webhook_timeout_s,

@@ -20,6 +20,10 @@ class GatewaySettings(ServiceSettings):
         default=2.0, gt=0, description="Time budget of each call to a service; the workspace "
         "marks a part unavailable past it instead of waiting")
 
+    queue_max_age_s: float = Field(
+        default=0.5, ge=0, description="Identical queue reads share one database read and "
+        "its answer for this long (0: every read goes to the database)")
+
     jwt_secret: SecretStr | None = Field(
         default=None, description="Signs access tokens (HS256), shared by every replica. "
         "Unset: a random one per process, so tokens die with it (a warning says so)")

@@ -80,13 +80,44 @@ class Current:
 Command = Callable[[Current], Awaitable[None]]
 
 
+class SharedReads:
+    """Identical queue reads at the same moment share one database read, and its answer
+    for ``max_age_s``: the agents of one group open the same queue, and at the start of a
+    shift they all do it at once. Queues change live through the stream anyway."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self._answers: dict[str, tuple[float, asyncio.Future[list[dict[str, Any]]]]] = {}
+
+    async def read(self, key: str,
+                   read: Callable[[], Awaitable[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        found = self._answers.get(key)
+        if found is not None and (not found[1].done() or now - found[0] <= self.max_age_s):
+            return await asyncio.shield(found[1])
+        if len(self._answers) > 1_000:
+            self._answers = {k: v for k, v in self._answers.items()
+                             if now - v[0] <= self.max_age_s}
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._answers[key] = (now, future)
+        try:
+            future.set_result(await read())
+        except BaseException as exc:
+            self._answers.pop(key, None)
+            future.set_exception(exc)
+            future.exception()  # retrieved: the callers who shared it get it raised
+            raise
+        return future.result()
+
+
 class Desk:
     def __init__(self, store: GatewayStore, backends: Backends, audit: Audit,
-                 metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics, *, queue_max_age_s: float = 0.5) -> None:
         self.store = store
         self.backends = backends
         self.audit = audit
         self.metrics = metrics
+        self._queues = SharedReads(queue_max_age_s)
 
     # -- queues --------------------------------------------------------------------------
 
@@ -94,7 +125,8 @@ class Desk:
                     ) -> tuple[list[dict[str, Any]], str | None]:
         where = rules.queue_filter(query, me=principal.subject,
                                    groups=visible_groups(principal), now=utc_now())
-        lines = await self.store.queue(query, where)
+        key = repr((sorted(where.items()), query.sort.value, query.limit))
+        lines = await self._queues.read(key, lambda: self.store.queue(query, where))
         more = len(lines) > query.limit
         lines = lines[:query.limit]
         cursor = rules.encode_cursor(query.sort, lines[-1]) if more and lines else None
