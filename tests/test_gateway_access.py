@@ -25,6 +25,9 @@ ANYONE = SIGNED_IN | {"anonymous"}
 EXPECTED: dict[str, set[str]] = {
     "POST /api/auth/login": ANYONE,
     "POST /api/auth/refresh": ANYONE,
+    "POST /api/auth/console/login": ANYONE,
+    "POST /api/auth/console/refresh": ANYONE,
+    "PUT /api/me/language": SIGNED_IN,
     "POST /api/auth/logout": SIGNED_IN - {"key"},  # a key has no session to end
     "GET /api/me": SIGNED_IN,
     "PUT /api/me/availability": WORKERS,
@@ -44,6 +47,7 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/stream": READERS,
     "GET /api/staff/groups": COORDINATION | {"key"},
     "GET /api/staff/agents": COORDINATION | {"key"},
+    "PUT /api/staff/agents/{agent_id}/availability": COORDINATION,
     "GET /api/admin/users": ADMIN,
     "POST /api/admin/users": ADMIN,
     "GET /api/admin/users/{username}": ADMIN,

@@ -160,7 +160,8 @@ async def test_every_replica_streams_every_event_to_its_own_consoles(system: Sys
         numbers = [await send_mail(intake.smtp_port, support_mail(
             f"Requester {n} <r{n}@example.it>", f"Stampante {n} guasta", "Non stampa."))
             for n in range(4)]
-        for stream in (on_a, on_b):
-            await eventually(lambda s=stream: _async(
-                set(numbers) <= s.numbers("ticket.assigned")),
-                what="every new ticket on both replicas' consoles")
+
+        async def both_heard() -> bool:
+            return all(set(numbers) <= s.numbers("ticket.assigned") for s in (on_a, on_b))
+
+        await eventually(both_heard, what="every new ticket on both replicas' consoles")

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from sportello_gateway.api.admin import admin, staff
 from sportello_gateway.api.auth import auth
+from sportello_gateway.api.console import console
 from sportello_gateway.api.deps import RateLimiter
 from sportello_gateway.api.ops import ops
 from sportello_gateway.api.tickets import tickets
@@ -69,7 +70,8 @@ def wire(service: Service) -> ServiceWiring:
                         max_attempts=settings.webhook_max_attempts,
                         disable_after=settings.webhook_disable_after)
     hub = LiveHub(metrics, settings.live_queue_size)
-    feed = LiveFeed(settings.amqp_url, service.bus.topology.exchange, hub, store.line)
+    feed = LiveFeed(settings.amqp_url, service.bus.topology.exchange, hub, store.line,
+                    desk.project)
 
     async def seed() -> None:
         password = settings.gateway_admin_password
@@ -81,8 +83,8 @@ def wire(service: Service) -> ServiceWiring:
         await backends.close()
 
     return ServiceWiring(
-        public_routers=[auth, tickets, staff, admin, ops],
-        consumers=GatewayConsumers(store, webhooks),
+        public_routers=[auth, tickets, staff, admin, ops, console],
+        consumers=GatewayConsumers(desk, webhooks),
         indexes=indexes(timedelta(days=settings.event_retention_days)),
         on_startup=[seed],
         background=[every(settings.webhook_poll_interval_s, webhooks.deliver_due,

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.events import EVENT_PAYLOADS
-from sportello_gateway.domain import desk as rules
+from sportello_gateway.service.desk import Desk
 from sportello_gateway.service.webhooks import Webhooks
-from sportello_gateway.store import GatewayStore
 from sportello_runtime.bus import Handler, Outcome, Subscription
 
 
 class GatewayConsumers:
-    def __init__(self, store: GatewayStore, webhooks: Webhooks) -> None:
-        self._store = store
+    def __init__(self, desk: Desk, webhooks: Webhooks) -> None:
+        self._desk = desk
         self._webhooks = webhooks
 
     def subscriptions(self) -> dict[str, Handler | Subscription]:
@@ -27,8 +26,6 @@ class GatewayConsumers:
         return []
 
     async def on_event(self, envelope: EventEnvelope) -> Outcome:
-        update = rules.line_update(envelope)
-        if update is not None:
-            await self._store.apply(update, envelope.occurred_at)
+        await self._desk.project(envelope, tell_consoles=False)
         await self._webhooks.on_event(envelope)
         return Outcome.OK

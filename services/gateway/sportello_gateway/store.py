@@ -302,7 +302,7 @@ def user_document(u: User) -> Document:
             "password_hash": u.password_hash, "level": u.level.value if u.level else None,
             "groups": list(u.groups), "email": u.email, "disabled": u.disabled,
             "failed_logins": u.failed_logins, "locked_until": u.locked_until,
-            "version": u.version}
+            "language": u.language, "version": u.version}
 
 
 def user_from(d: Document) -> User:
@@ -311,7 +311,8 @@ def user_from(d: Document) -> User:
                 level=SupportLevel(d["level"]) if d.get("level") else None,
                 groups=tuple(d.get("groups", ())), email=d.get("email"),
                 disabled=bool(d.get("disabled")), failed_logins=int(d.get("failed_logins", 0)),
-                locked_until=d.get("locked_until"), version=int(d.get("version", 1)))
+                locked_until=d.get("locked_until"), language=d.get("language", "en"),
+                version=int(d.get("version", 1)))
 
 
 def api_key_document(k: ApiKey) -> Document:

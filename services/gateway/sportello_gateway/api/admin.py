@@ -70,6 +70,20 @@ async def agents(desk: DeskDep, group: Annotated[str | None, Query(pattern=SLUG)
             "GET", "/agents", params={"group_id": group} if group else None)
 
 
+class AvailabilityIn(Model):
+    available: bool
+
+
+@staff.put("/api/staff/agents/{agent_id}/availability")
+async def set_agent_availability(agent_id: Slug, body: AvailabilityIn, request: Request,
+                                 principal: PrincipalDep, desk: DeskDep) -> Any:
+    """A coordinator puts an agent on or off shift (on shift takes waiting tickets)."""
+    return await _forward(request, principal, desk, service="routing", method="PUT",
+                          path=f"/agents/{agent_id}/availability",
+                          body=body.model_dump(), action="agent.availability",
+                          object_type="agent", object_id=agent_id)
+
+
 # --- users -----------------------------------------------------------------------------
 
 
@@ -90,6 +104,7 @@ class UserIn(Model):
     email: EmailStr | None = None
     agent: AgentProfile | None = Field(default=None,
                                        description="For agents and vendors: routing's profile")
+    language: Literal["en", "it"] = "en"
 
 
 class UserPatch(Model):
@@ -101,6 +116,7 @@ class UserPatch(Model):
                                                                      max_length=20)
     email: EmailStr | None = None
     disabled: bool | None = None
+    language: Literal["en", "it"] | None = None
 
 
 async def _put_agent(desk: DeskDep, username: str, name: str, level: SupportLevel | None,
@@ -126,7 +142,7 @@ async def create_user(body: UserIn, request: Request, principal: PrincipalDep,
         user = await accounts.create_user(
             username=body.username, role=body.role, name=body.name, password=body.password,
             level=body.level, groups=tuple(body.groups), email=str(body.email) if body.email
-            else None)
+            else None, language=body.language)
     except AccountError as exc:
         raise refused(exc) from exc
     if user.role in (Role.AGENT, Role.VENDOR):

@@ -3,6 +3,7 @@ them, their rate limit, and where the request came from (for the audit log)."""
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from collections.abc import Iterator
@@ -24,6 +25,20 @@ from sportello_gateway.settings import GatewaySettings
 from sportello_runtime.http import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_COOKIE = "sportello_session"
+REFRESH_COOKIE = "sportello_refresh"
+CSRF_COOKIE = "sportello_csrf"
+CSRF_HEADER = "x-csrf-token"
+
+
+def check_csrf(request: Request) -> None:
+    """A change sent with the console's cookies must carry the CSRF cookie's value in a
+    header: only a page of our own origin can read that cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not hmac.compare_digest(cookie, header):
+        raise ApiError(403, "csrf", "missing or wrong X-CSRF-Token for a cookie session",
+                       field=CSRF_HEADER)
 
 
 @dataclass
@@ -98,8 +113,13 @@ async def guard(request: Request) -> None:
     accounts = accounts_of(request)
     header = request.headers.get("authorization", "")
     bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+    api_key = request.headers.get("x-api-key")
+    if bearer is None and api_key is None and SESSION_COOKIE in request.cookies:
+        bearer = request.cookies[SESSION_COOKIE]  # the console
+        if request.method not in SAFE_METHODS:
+            check_csrf(request)
     try:
-        principal = await accounts.authenticate(bearer, request.headers.get("x-api-key"))
+        principal = await accounts.authenticate(bearer, api_key)
     except NotSignedIn as exc:
         raise ApiError(401, "unauthorized", str(exc),
                        headers={"WWW-Authenticate": 'Bearer realm="sportello"'}) from exc

@@ -28,6 +28,7 @@ class AccountError(Exception):
 
 
 USERNAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+LANGUAGES = ("en", "it")
 """An agent's username is its agent id in routing, so both follow routing's slug."""
 
 
@@ -44,6 +45,8 @@ class User:
     disabled: bool = False
     failed_logins: int = 0
     locked_until: datetime | None = None
+    language: str = "en"
+    """The console's language: en or it."""
     version: int = 1
 
     def principal(self, *, via: str, session_id: str | None) -> Principal:

@@ -262,7 +262,7 @@ class Accounts:
 
     async def create_user(self, *, username: str, role: Role, name: str, password: str | None,
                           level: SupportLevel | None, groups: tuple[str, ...],
-                          email: str | None) -> User:
+                          email: str | None, language: str = "en") -> User:
         rules.check_profile(role, level, groups)
         if role is Role.VENDOR:
             level = SupportLevel.L4
@@ -271,7 +271,7 @@ class Accounts:
             rules.check_password(password, username=username,
                                  min_length=self.password_min_length)
             hashed = await self.hash_password(password)
-        user = User(username, role, name, hashed, level, groups, email)
+        user = User(username, role, name, hashed, level, groups, email, language=language)
         if not await self.store.add_user(user):
             raise AccountError(f"{username} exists already", field="username")
         return user
@@ -328,6 +328,6 @@ def public_user(u: User) -> dict[str, Any]:
     """A user as the audit log and the admin API show it: never the password hash."""
     return {"username": u.username, "role": u.role.value, "name": u.name,
             "level": u.level.value if u.level else None, "groups": list(u.groups),
-            "email": u.email, "disabled": u.disabled, "sign_in": (
+            "email": u.email, "disabled": u.disabled, "language": u.language, "sign_in": (
                 "password" if u.password_hash else "oidc"),
             "locked_until": u.locked_until.isoformat() if u.locked_until else None}

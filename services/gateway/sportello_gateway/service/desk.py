@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sportello_contracts import utc_now
+from sportello_contracts import EventEnvelope, utc_now
 from sportello_gateway.backends import Backends, Refused, Unavailable
 from sportello_gateway.domain import desk as rules
 from sportello_gateway.domain.access import Principal, sees_ticket, visible_groups
@@ -89,6 +89,10 @@ class SharedReads:
         self.max_age_s = max_age_s
         self._answers: dict[str, tuple[float, asyncio.Future[list[dict[str, Any]]]]] = {}
 
+    def forget(self) -> None:
+        """The desk changed: the next reads go to the database."""
+        self._answers.clear()
+
     async def read(self, key: str,
                    read: Callable[[], Awaitable[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
         now = time.monotonic()
@@ -131,6 +135,15 @@ class Desk:
         lines = lines[:query.limit]
         cursor = rules.encode_cursor(query.sort, lines[-1]) if more and lines else None
         return lines, cursor
+
+    async def project(self, envelope: EventEnvelope, *, tell_consoles: bool = True) -> None:
+        """Fold an event into the ticket's queue line. Before consoles are told of it, the
+        shared queue answers are dropped so that their next read sees the change."""
+        update = rules.line_update(envelope)
+        if update is not None:
+            await self.store.apply(update, envelope.occurred_at)
+            if tell_consoles:
+                self._queues.forget()
 
     # -- the workspace -------------------------------------------------------------------
 

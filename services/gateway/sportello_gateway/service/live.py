@@ -73,11 +73,13 @@ class LiveFeed:
     """This replica's broadcast queue on the bus, feeding the hub."""
 
     def __init__(self, amqp_url: str, exchange: str, hub: LiveHub,
-                 line_of: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
+                 line_of: Callable[[str], Awaitable[dict[str, Any] | None]],
+                 project: Callable[[EventEnvelope], Awaitable[None]]) -> None:
         self._url = amqp_url
         self._exchange = exchange
         self._hub = hub
         self._line_of = line_of
+        self._project = project
         self._connection: AbstractRobustConnection | None = None
 
     async def run(self) -> None:
@@ -116,5 +118,9 @@ class LiveFeed:
             envelope = EventEnvelope.from_json(message.body)
         except ValueError:
             return  # the work queue parks bad events with the reason; here they are dropped
+        # A console told of a change reads its queue at once: the change must be in the
+        # queue lines by then. The work queue writes it too (maybe on another replica,
+        # maybe later); the write is fenced by the event's version, so twice is harmless.
+        await self._project(envelope)
         line = await self._line_of(envelope.ticket_id) if envelope.ticket_id else None
         self._hub.publish(rules.live_summary(envelope, line), rules.event_groups(envelope, line))

@@ -1,0 +1,248 @@
+"""The operators' console in headless Chromium, through real processes (gateway, intake,
+routing, SLA, RabbitMQ, a real SMTP relay): an L1 agent signs in (in Italian), sees a mailed
+ticket arrive live, takes it, replies (the requester gets the mail), escalates; the L2 agent
+sees it arrive; the coordinator overrides its priority; an admin adds an agent who then
+gets work; a vendor sees only its tickets; a stale edit in a second tab shows the conflict.
+Screenshots go to .run/test-artifacts/console; axe-core audits the pages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import axe_playwright_python
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page
+
+from support.browser import headless_chromium
+from support.gateway import PASSWORD, add_user, admin_token, send_mail, support_mail
+from support.mailsink import MailSink, text_of
+from support.system import ADMIN_PASSWORD, System
+from support.wait import eventually
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ".run/test-artifacts")) / "console"
+AXE = Path(axe_playwright_python.__file__).parent / "axe.min.js"
+WAIT_MS = 20_000
+SCRIPT_ERRORS: list[str] = []
+"""Uncaught errors of the console's script, on any page of any user."""
+
+
+async def signed_in(browser: Browser, url: str, username: str,
+                    password: str = PASSWORD) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    context.on("weberror", lambda e: SCRIPT_ERRORS.append(f"{username}: {e.error}"))
+    await page.goto(url)
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#signin-form button[type=submit]")
+    await page.wait_for_selector("#top:not([hidden])", timeout=WAIT_MS)
+    return context, page
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def serious_violations(browser: Browser, url: str, cookies: list[Any],
+                             hash_: str) -> list[str]:
+    """axe-core on a page as the user sees it (a context that lets the test inject axe
+    past the console's Content-Security-Policy)."""
+    context = await browser.new_context(bypass_csp=True)
+    await context.add_cookies(cookies)
+    page = await context.new_page()
+    await page.goto(f"{url}/{hash_}")
+    await page.wait_for_selector("#main h1", timeout=WAIT_MS)
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    await context.close()
+    return [f"{v['id']} ({v['impact']}): {v['help']} at "
+            f"{[n['target'] for n in v['nodes']][:3]}" for v in result["violations"]
+            if v["impact"] in ("serious", "critical")]
+
+
+async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
+    with MailSink() as relay:
+        sla = await system.start("sla")
+        await system.start("routing")
+        intake = await system.start("intake", SMTP_RELAY_URL=relay.url, SLA_URL=sla.url)
+        gateway = await system.start("gateway")
+        async with system.gateway(await admin_token(system)) as admin:
+            await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",),
+                           capacity=0)
+            await add_user(admin, "bruno", "agent", level="L2", groups=("l2-network",))
+            await add_user(admin, "carla", "coordinator")
+            await add_user(admin, "vito", "vendor", groups=("l4-vendor",))
+        url = gateway.url
+
+        async with headless_chromium() as browser:
+            # The page itself: nothing from another origin, a strict policy.
+            context, anna = await signed_in(browser, url, "anna")
+            response = await anna.goto(url)
+            assert response is not None
+            policy = response.headers["content-security-policy"]
+            assert "script-src 'self'" in policy
+            assert "frame-ancestors 'none'" in policy
+            assert not any(c["httpOnly"] is False and c["name"] == "sportello_session"
+                           for c in await context.cookies())
+            assert await anna.evaluate("document.cookie.includes('sportello_session')") is False
+            await anna.wait_for_selector("#top:not([hidden])", timeout=WAIT_MS)
+
+            # Anna works in Italian.
+            await anna.select_option("#language", "it")
+            await anna.wait_for_selector("html[lang=it] #logout:has-text('Esci')",
+                                         timeout=WAIT_MS)
+            await anna.goto(f"{url}/#/queue?view=unassigned")
+            await anna.wait_for_selector("#main h1:has-text('Code')", timeout=WAIT_MS)
+
+            number = await send_mail(intake.smtp_port, support_mail(
+                "Mario Rossi <mario.rossi@example.it>", "La VPN non si connette",
+                "Da stamattina il client VPN dà errore 809."))
+            await anna.wait_for_selector(f"#queue tr[data-number='{number}']", timeout=WAIT_MS)
+            await shot(anna, "1-l1-queue-it")
+            await anna.click(f"#queue a:has-text('{number}')")
+            await anna.wait_for_selector("#conversation article", timeout=WAIT_MS)
+            await anna.click("#take")
+            await anna.wait_for_selector("#ticket-agent:has-text('anna')", timeout=WAIT_MS)
+            await anna.fill("#reply-body", "Buongiorno Mario, può riavviare il client VPN?")
+            await anna.click("#reply-form button[type=submit]")
+            mailed = await relay.wait_for(lambda m: "riavviare il client VPN" in text_of(m),
+                                          what="the reply mailed to Mario")
+            assert "mario.rossi@example.it" in str(mailed["To"])
+            await anna.wait_for_selector(
+                "#conversation article[data-visibility=public]:has-text('riavviare')",
+                timeout=WAIT_MS)
+            await shot(anna, "2-l1-workspace-it")
+            await anna.fill("#escalate-reason", "errore 809: serve la rete")
+            await anna.click("#escalate-form button[type=submit]")
+
+            # Bruno (L2 network) sees it arrive in his own queue, live.
+            _, bruno = await signed_in(browser, url, "bruno")
+            await bruno.goto(f"{url}/#/queue?view=mine")
+            await bruno.wait_for_selector(f"#queue tr[data-number='{number}']",
+                                          timeout=WAIT_MS)
+            await shot(bruno, "3-l2-queue-en")
+
+            # Carla, coordinator, raises the priority with a reason.
+            carla_context, carla = await signed_in(browser, url, "carla")
+            await carla.goto(f"{url}/#/ticket/{number}")
+            await carla.wait_for_selector("#priority-form", timeout=WAIT_MS)
+            await carla.select_option("#priority-value", "P1")
+            await carla.fill("#priority-reason", "the whole office is offline")
+            await carla.click("#priority-form button[type=submit]")
+            await carla.wait_for_selector("#ticket-priority:has-text('P1')", timeout=WAIT_MS)
+            await shot(carla, "4-coordinator-workspace-en")
+            await carla.goto(f"{url}/#/board")
+            await carla.wait_for_selector("#agents tr[data-agent=bruno]", timeout=WAIT_MS)
+            await shot(carla, "5-coordinator-board-en")
+
+            # A stale edit: two tabs on the same ticket; the second one's version is old.
+            first_tab = await carla_context.new_page()
+            await first_tab.goto(f"{url}/#/ticket/{number}")
+            second_tab = await carla_context.new_page()
+            await second_tab.goto(f"{url}/#/ticket/{number}")
+            for tab in (first_tab, second_tab):
+                await tab.wait_for_selector("#conversation article", timeout=WAIT_MS)
+            await first_tab.fill("#note-body", "Called the ISP.")
+            await first_tab.click("#note-form button[type=submit]")
+            await first_tab.wait_for_selector("#conversation article:has-text('Called the ISP')",
+                                              timeout=WAIT_MS)
+            await second_tab.fill("#note-body", "My note written on the old version")
+            await second_tab.click("#note-form button[type=submit]")
+            await second_tab.wait_for_selector("#notice.conflict", timeout=WAIT_MS)
+            assert await second_tab.input_value("#note-body") == \
+                "My note written on the old version"  # nothing typed is lost
+            await second_tab.wait_for_selector(
+                "#conversation article:has-text('Called the ISP')", timeout=WAIT_MS)
+            await shot(second_tab, "6-stale-edit-en")
+
+            # The admin adds an agent in the console; he then gets the next ticket.
+            admin_context, admin_page = await signed_in(browser, url, "admin", ADMIN_PASSWORD)
+            await admin_page.goto(f"{url}/#/admin")
+            await admin_page.wait_for_selector("#user-form", timeout=WAIT_MS)
+            await admin_page.fill("#user-username", "dario")
+            await admin_page.fill("#user-name", "Dario")
+            await admin_page.select_option("#user-role", "agent")
+            await admin_page.select_option("#user-level", "L1")
+            await admin_page.fill("#user-groups", "service-desk")
+            await admin_page.fill("#user-capacity", "3")
+            await admin_page.fill("#user-password", PASSWORD)
+            await admin_page.click("#user-form button[type=submit]")
+            await admin_page.wait_for_selector("#users td:text-is('dario')", timeout=WAIT_MS)
+            await shot(admin_page, "7-admin-en")
+            second = await send_mail(intake.smtp_port, support_mail(
+                "Lia Verdi <lia@example.it>", "Stampante bloccata", "Non stampa."))
+            _, dario = await signed_in(browser, url, "dario")
+            await dario.goto(f"{url}/#/queue?view=mine")
+            await dario.wait_for_selector(f"#queue tr[data-number='{second}']",
+                                          timeout=WAIT_MS)
+
+            # The vendor sees only the tickets handed to its vendor group: none yet.
+            _, vito = await signed_in(browser, url, "vito")
+            await vito.goto(f"{url}/#/queue?view=all")
+            await vito.wait_for_selector("#queue-empty", timeout=WAIT_MS)
+            async with system.client("intake") as intake_api, \
+                    system.client("routing") as routing:
+                ticket_id = (await intake_api.get(f"/tickets/{second}")).json()["id"]
+                for group in ("l3-experts", "l4-vendor"):
+                    moved = await routing.post(f"/assignments/{ticket_id}/escalate",
+                                               json={"reason": "to the vendor",
+                                                     "to_group": group})
+                    assert moved.status_code == 200, moved.text
+            await vito.wait_for_selector(f"#queue tr[data-number='{second}']", timeout=WAIT_MS)
+            rows = await vito.locator("#queue tbody tr").count()
+            assert rows == 1
+            await vito.goto(f"{url}/#/ticket/{number}")
+            await vito.wait_for_selector("#notice:not(:empty)", timeout=WAIT_MS)
+            assert await vito.locator("#conversation article").count() == 0
+            await shot(vito, "8-vendor-en")
+
+            # Accessibility: no serious violation on the queue, the workspace, the board.
+            problems = []
+            for who, ctx, place in (("anna", context, "#/queue"),
+                                    ("anna", context, f"#/ticket/{number}"),
+                                    ("carla", carla_context, "#/board"),
+                                    ("admin", admin_context, "#/admin")):
+                found = await serious_violations(browser, url, await ctx.cookies(), place)
+                problems += [f"{who} {place}: {v}" for v in found]
+            assert not problems, "\n".join(problems)
+            assert not SCRIPT_ERRORS, SCRIPT_ERRORS
+
+    async with system.gateway(await admin_token(system)) as api:
+        log = (await api.get("/api/admin/audit", params={"ticket": number})).json()
+    steps = {(e["actor"], e["action"], e["outcome"]) for e in log["items"]}
+    assert {("anna", "ticket.take", "ok"), ("anna", "ticket.reply", "ok"),
+            ("anna", "ticket.escalate", "ok"), ("carla", "ticket.priority", "ok"),
+            ("carla", "ticket.note", "stale")} <= steps
+
+
+async def test_a_cookie_session_needs_the_csrf_header_for_changes(system: System) -> None:
+    await system.start("gateway")
+    async with system.gateway() as client:
+        signed = await client.post("/api/auth/console/login",
+                                   json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert signed.status_code == 200
+        assert "access_token" not in signed.text
+        assert (await client.get("/api/me")).status_code == 200  # the cookie signs in
+        forged = await client.put("/api/me/language", json={"language": "it"})
+        assert forged.status_code == 403
+        assert forged.json()["error"] == "csrf"
+        token = client.cookies["sportello_csrf"]
+        allowed = await client.put("/api/me/language", json={"language": "it"},
+                                   headers={"X-CSRF-Token": token})
+        assert allowed.status_code == 200
+        assert allowed.json()["language"] == "it"
+
+        async def renewed() -> bool:
+            answer = await client.post("/api/auth/console/refresh",
+                                       headers={"X-CSRF-Token": client.cookies["sportello_csrf"]})
+            return answer.status_code == 204
+
+        await eventually(renewed, timeout=5, what="the session renewed from its cookie")
+        assert (await client.post("/api/auth/logout", headers={
+            "X-CSRF-Token": client.cookies["sportello_csrf"]})).status_code == 204
+        assert "sportello_session" not in client.cookies
