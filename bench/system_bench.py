@@ -1,10 +1,13 @@
-"""The system as users run it: intake, routing and SLA, notices mailed, ordinary logging.
+"""The system as users run it: intake, routing, SLA and the gateway, notices mailed,
+ordinary logging.
 
 `bench/intake_bench.py` measures intake and routing alone. This one starts what
 `make up` starts, with its settings: intake (acknowledgement and assignment
 mailed through SMTP), routing, SLA (clocks, the time limit each acknowledgement
-waits for), the mail catcher as the relay (`python -m sportello_mailcatcher`,
-one line per message), and every service logging at INFO to a file. Then:
+waits for), the gateway (every event folded into its queue lines; ``--no-gateway``
+leaves it out, as runs before it existed did), the mail catcher as the relay
+(`python -m sportello_mailcatcher`, one line per message), and every service logging
+at INFO to a file. Then:
 
 1. sustained: posts --tickets tickets with --concurrency clients as fast as they
    are accepted and reports tickets/s from the first POST to the last ticket
@@ -137,6 +140,8 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         await system.start("routing", **AS_USERS_RUN_IT)
         await system.start("intake", SMTP_RELAY_URL=f"smtp://127.0.0.1:{catcher.port}",
                            SLA_URL=sla.url, **AS_USERS_RUN_IT)
+        if args.gateway:
+            await system.start("gateway", **AS_USERS_RUN_IT)
         await watcher.start()
         pids = processes(system, run.emulator)
         assert catcher.process is not None
@@ -217,6 +222,8 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--latency-tickets", type=int, default=1500)
+    parser.add_argument("--no-gateway", dest="gateway", action="store_false",
+                        help="leave the gateway out (the system before it existed)")
     parser.add_argument("--cpus", type=float, default=None,
                         help="confine the whole run to this many cores' worth of CPU time")
     args = parser.parse_args()

@@ -26,8 +26,9 @@ EXPECTED: dict[str, set[str]] = {
     "POST /api/auth/login": ANYONE,
     "POST /api/auth/refresh": ANYONE,
     "POST /api/auth/console/login": ANYONE,
-    "POST /api/auth/console/refresh": ANYONE,
-    "PUT /api/me/language": SIGNED_IN,
+    # Renewed only from a console session's cookies (and its CSRF header): none here.
+    "POST /api/auth/console/refresh": set(),
+    "PUT /api/me/language": SIGNED_IN - {"key"},
     "POST /api/auth/logout": SIGNED_IN - {"key"},  # a key has no session to end
     "GET /api/me": SIGNED_IN,
     "PUT /api/me/availability": WORKERS,

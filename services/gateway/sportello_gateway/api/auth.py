@@ -162,10 +162,10 @@ async def console_refresh(request: Request, response: Response, accounts: Accoun
                           settings: SettingsDep) -> None:
     """A new access token from the refresh cookie (which rotates), when the old one expired:
     the console retries what it was sending, nothing typed is lost."""
-    check_csrf(request)
     refresh_token = request.cookies.get(REFRESH_COOKIE)
     if not refresh_token:
         raise ApiError(401, "unauthorized", "no console session; sign in")
+    check_csrf(request)
     try:
         tokens = await accounts.refresh(refresh_token, client_ip(request))
     except NotSignedIn as exc:
