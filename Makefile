@@ -46,6 +46,8 @@ bench: install
 	$(BIN)/python bench/mail_bench.py
 	$(BIN)/python bench/bus_bench.py
 	$(BIN)/python bench/queue_bench.py
+	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/console_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run

@@ -19,6 +19,7 @@ from support.browser import headless_chromium
 from support.gateway import PASSWORD, add_user, admin_token, send_mail, support_mail
 from support.mailsink import MailSink, text_of
 from support.system import ADMIN_PASSWORD, System
+from support.tickets import ticket_body
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -246,3 +247,61 @@ async def test_a_cookie_session_needs_the_csrf_header_for_changes(system: System
         assert (await client.post("/api/auth/logout", headers={
             "X-CSRF-Token": client.cookies["sportello_csrf"]})).status_code == 204
         assert "sportello_session" not in client.cookies
+
+
+async def test_a_session_that_ends_mid_reply_keeps_the_text_and_sends_it_after_sign_in(
+    system: System,
+) -> None:
+    """Also: the admin page edits an agent's capacity and previews triage; the keyboard
+    shortcuts work; a tablet-sized screen needs no sideways scrolling."""
+    await system.start("sla")
+    await system.start("routing")
+    await system.start("intake")
+    gateway = await system.start("gateway")
+    async with system.gateway(await admin_token(system)) as admin:
+        await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",))
+        async with system.channel_client() as channel:
+            number = (await channel.post("/tickets", json=ticket_body(5))).json()["number"]
+        url = gateway.url
+        async with headless_chromium() as browser:
+            context, anna = await signed_in(browser, url, "anna")
+            await anna.set_viewport_size({"width": 768, "height": 1024})
+            await anna.goto(f"{url}/#/ticket/{number}")
+            await anna.wait_for_selector("#conversation article", timeout=WAIT_MS)
+            overflow = await anna.evaluate(
+                "document.scrollingElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{overflow}px wider than a tablet"
+            await anna.keyboard.press("r")
+            assert await anna.evaluate("document.activeElement.id") == "reply-body"
+            await anna.keyboard.type("Ho riavviato il servizio: riprova ora.")
+
+            # Meanwhile her session ends (a new password revokes every session).
+            changed = await admin.patch("/api/admin/users/anna",
+                                        json={"password": "a-brand-new-passphrase"})
+            assert changed.status_code == 200, changed.text
+            await anna.click("#reply-form button[type=submit]")
+            await anna.wait_for_selector("#signin[open]", timeout=WAIT_MS)
+            assert await anna.input_value("#reply-body") == \
+                "Ho riavviato il servizio: riprova ora."
+            await anna.fill("#password", "a-brand-new-passphrase")
+            await anna.fill("#username", "anna")
+            await anna.click("#signin-form button[type=submit]")
+            await anna.wait_for_selector(
+                "#conversation article:has-text('Ho riavviato il servizio')", timeout=WAIT_MS)
+            await shot(anna, "9-tablet-after-sign-in-en")
+            await context.close()
+
+            _, admin_page = await signed_in(browser, url, "admin", ADMIN_PASSWORD)
+            await admin_page.goto(f"{url}/#/admin")
+            await admin_page.wait_for_selector("#capacity-anna", timeout=WAIT_MS)
+            await admin_page.fill("#capacity-anna", "7")
+            await admin_page.click("#agent-setup tr[data-agent=anna] button")
+            await admin_page.wait_for_selector("#notice:not(.conflict):not(:empty)",
+                                               timeout=WAIT_MS)
+            await admin_page.fill("#preview-subject", "VPN non funziona")
+            await admin_page.click("#preview-form button[type=submit]")
+            await admin_page.wait_for_selector("#preview-result:has-text('network')",
+                                               timeout=WAIT_MS)
+            assert not SCRIPT_ERRORS, SCRIPT_ERRORS
+        agent = (await admin.get("/api/staff/agents")).json()
+    assert next(a for a in agent if a["id"] == "anna")["capacity"] == 7

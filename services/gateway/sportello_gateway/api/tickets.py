@@ -7,6 +7,7 @@ Commands carry the version they were based on: ``If-Match`` with the workspace's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -321,6 +322,10 @@ async def stream(request: Request, principal: PrincipalDep, hub: HubDep,
 
     async def events() -> AsyncIterator[bytes]:
         try:
+            # The first console of this replica binds its live queue: say "connected" once
+            # events flow (or after a few seconds without a broker: the page still works).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.bound.wait(), 5)
             yield b": connected\n\nretry: 3000\n\n"
             while True:
                 try:

@@ -368,7 +368,8 @@ async function renderBoard() {
 // --- admin pages ----------------------------------------------------------------------------
 
 async function renderAdmin() {
-  const [users, groups] = await Promise.all([api("GET", "/api/admin/users"), api("GET", "/api/staff/groups")]);
+  const [users, groups, agents] = await Promise.all([api("GET", "/api/admin/users"), api("GET", "/api/staff/groups"),
+    api("GET", "/api/staff/agents")]);
   const value = (f, name) => f[name].value.trim();
   const list = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
   const addUser = h("form", { id: "user-form", class: "panel", onsubmit: async (e) => {
@@ -401,6 +402,33 @@ async function renderAdmin() {
       try { await api(method, path, JSON.parse(area.value)); notice(t("done")); } catch (error) { notice(`${t("failed")}: ${error.message}`, "conflict"); }
     } }, h("h2", {}, title), field(`${id}-json`, title, area), h("button", { type: "submit" }, t("save")));
   };
+  const agentRows = agents.data.map((a) => {
+    const capacity = h("input", { type: "number", min: 0, max: 200, value: a.capacity, id: `capacity-${a.id}`, class: "narrow" });
+    const skills = h("input", { value: a.skills.join(", "), id: `skills-${a.id}` });
+    return h("tr", { "data-agent": a.id }, h("td", {}, a.name), h("td", {}, a.level), h("td", {}, a.groups.join(", ")),
+      h("td", {}, h("label", { for: `capacity-${a.id}`, class: "sr" }, `${t("capacity")} ${a.name}`), capacity),
+      h("td", {}, h("label", { for: `skills-${a.id}`, class: "sr" }, `${t("skills_csv")} ${a.name}`), skills),
+      h("td", {}, h("button", { type: "button", class: "secondary", onclick: async () => {
+        try {
+          await api("PUT", `/api/admin/agents/${a.id}`, { name: a.name, level: a.level, groups: a.groups,
+            skills: list(skills.value), capacity: Number(capacity.value), available: a.available });
+          notice(t("done"));
+        } catch (error) { notice(`${t("failed")}: ${error.message}`, "conflict"); }
+      } }, t("save_agent"))));
+  });
+  const previewOut = h("pre", { id: "preview-result", "aria-live": "polite" });
+  const preview = h("form", { id: "preview-form", class: "panel", onsubmit: async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    try {
+      const { data } = await api("POST", "/api/admin/triage/preview", { subject: value(f, "preview-subject"),
+        description: value(f, "preview-description"), sender_email: value(f, "preview-sender") || null });
+      previewOut.textContent = `${data.category} · ${data.priority} (${t("rules_matched")}: ${data.matched_rules.join(", ") || "—"})`;
+    } catch (error) { notice(`${t("failed")}: ${error.message}`, "conflict"); }
+  } }, h("h2", {}, t("preview")), field("preview-subject", t("subject"), h("input", { name: "preview-subject", required: true })),
+  field("preview-description", t("description"), h("textarea", { name: "preview-description" })),
+  field("preview-sender", t("sender"), h("input", { name: "preview-sender", type: "email" })),
+  h("button", { type: "submit" }, t("preview")), previewOut);
   document.getElementById("main").replaceChildren(h("h1", {}, t("admin")),
     h("h2", {}, t("users")),
     h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["username", "name", "role", "level", "group"].map((k) => h("th", { scope: "col" }, t(k))))),
@@ -409,7 +437,10 @@ async function renderAdmin() {
     addUser, h("h2", {}, t("groups")),
     h("ul", { id: "groups" }, groups.data.map((g) => h("li", {}, `${g.level} ${g.name} (${g.id})`,
       g.escalates_to ? ` → ${t("escalates_to")} ${g.escalates_to}` : ""))),
-    jsonEditor("triage-form", t("triage"), "/api/admin/triage/policy", "PUT"),
+    h("h2", {}, t("agents")),
+    h("table", { id: "agent-setup" }, h("thead", {}, h("tr", {}, ["name", "level", "group", "capacity", "skills_csv", ""]
+      .map((k) => h("th", { scope: "col" }, k ? t(k) : "")))), h("tbody", {}, agentRows)),
+    jsonEditor("triage-form", t("triage"), "/api/admin/triage/policy", "PUT"), preview,
     jsonEditor("sla-form", t("sla_policy"), "/api/admin/sla/policy", "PUT"));
 }
 

@@ -43,16 +43,30 @@ class LiveHub:
     metrics: GatewayMetrics
     queue_size: int = 200
     listeners: set[Listener] = field(default_factory=set)
+    watched: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while at least one console is open."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while none is."""
+    bound: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while this replica's live queue is bound to the exchange."""
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
     def join(self, principal: Principal) -> Listener:
         listener = Listener(principal, asyncio.Queue(self.queue_size))
         self.listeners.add(listener)
         self.metrics.live_connections.set(len(self.listeners))
+        self.idle.clear()
+        self.watched.set()
         return listener
 
     def leave(self, listener: Listener) -> None:
         self.listeners.discard(listener)
         self.metrics.live_connections.set(len(self.listeners))
+        if not self.listeners:
+            self.watched.clear()
+            self.idle.set()
 
     def publish(self, update: dict[str, Any], groups: tuple[str | None, ...]) -> int:
         """Hand an update to every stream allowed to see it; how many took it."""
@@ -70,11 +84,15 @@ class LiveHub:
 
 
 class LiveFeed:
-    """This replica's broadcast queue on the bus, feeding the hub."""
+    """This replica's broadcast queue on the bus, feeding the hub: bound while consoles are
+    open (and ``idle_s`` after the last one closed), so that a replica nobody watches
+    costs the broker and itself nothing per event."""
 
     def __init__(self, amqp_url: str, exchange: str, hub: LiveHub,
                  line_of: Callable[[str], Awaitable[dict[str, Any] | None]],
-                 project: Callable[[EventEnvelope], Awaitable[None]]) -> None:
+                 project: Callable[[EventEnvelope], Awaitable[None]],
+                 idle_s: float = 30.0) -> None:
+        self._idle_s = idle_s
         self._url = amqp_url
         self._exchange = exchange
         self._hub = hub
@@ -83,29 +101,44 @@ class LiveFeed:
         self._connection: AbstractRobustConnection | None = None
 
     async def run(self) -> None:
-        """Connect (again and again until it works), bind, and feed the hub until cancelled."""
+        """Bind when the first console opens, unbind when the last has been gone a while;
+        until cancelled."""
         while True:
+            await self._hub.watched.wait()
             try:
-                self._connection = await aio_pika.connect_robust(self._url)
-                channel = await self._connection.channel()
-                await channel.set_qos(prefetch_count=100)
-                exchange = await channel.declare_exchange(
-                    self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-                queue = await channel.declare_queue(exclusive=True, auto_delete=True,
-                                                    arguments={"x-max-length": 10_000})
-                for key in LIVE_KEYS:
-                    await queue.bind(exchange, key)
-                await queue.consume(self._on_message, no_ack=True)
-                log.info("live feed bound to %s", self._exchange)
-                await asyncio.Future()  # runs until cancelled; the robust connection recovers
+                await self._open()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker is away: consoles wait, then resume
                 log.warning("live feed cannot reach the broker (%s); trying again", exc)
                 await self.close()
                 await asyncio.sleep(1.0)
+                continue
+            while True:
+                await self._hub.idle.wait()
+                try:
+                    await asyncio.wait_for(self._hub.watched.wait(), self._idle_s)
+                except TimeoutError:
+                    break
+            await self.close()
+            log.info("no console open for %.0f s: live feed unbound", self._idle_s)
+
+    async def _open(self) -> None:
+        self._connection = await aio_pika.connect_robust(self._url)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=100)
+        exchange = await channel.declare_exchange(
+            self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True,
+                                            arguments={"x-max-length": 10_000})
+        for key in LIVE_KEYS:
+            await queue.bind(exchange, key)
+        await queue.consume(self._on_message, no_ack=True)
+        self._hub.bound.set()
+        log.info("live feed bound to %s", self._exchange)
 
     async def close(self) -> None:
+        self._hub.bound.clear()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
