@@ -193,7 +193,14 @@ class GatewayStore:
         try:
             await self._desk.update_one(query, change, upsert=True)
         except DuplicateKeyError:
-            return False  # the line exists with a newer value: this event is stale
+            # Either the line holds a newer value (this event is stale), or another event
+            # of the same new ticket inserted the line a moment before: write again into
+            # the line that now exists, still fenced.
+            if not update.set:
+                return False
+            result = await self._desk.update_one(query, {"$set": update.set})
+            if result.matched_count == 0:
+                return False
         if update.set_if_missing:
             for name, value in update.set_if_missing.items():
                 await self._desk.update_one({"_id": update.ticket_id, name: None},
