@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sportello_runtime.metrics import ServiceMetrics
@@ -59,6 +60,16 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             content=_error_body(exc.error, str(exc.detail), field=exc.field, **exc.extra),
             headers=exc.headers,
+        )
+
+    @app.exception_handler(ConnectionFailure)
+    async def _database_away(_: Request, exc: ConnectionFailure) -> JSONResponse:
+        # The database did not answer in time (a failover, a paused pool): a 503 tells the
+        # caller to try again, where a 500 said the service itself was broken.
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content=_error_body("unavailable", "the database is not answering; try again"),
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(HTTPException)
