@@ -66,18 +66,27 @@ async def serious_violations(browser: Browser, url: str, cookies: list[Any],
             if v["impact"] in ("serious", "critical")]
 
 
-async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
+WORDS = {"en": {"queue": "Queues", "logout": "Sign out", "away": "Away"},
+         "it": {"queue": "Code", "logout": "Esci", "away": "Assente"}}
+
+
+@pytest.mark.parametrize("lang", ["it", "en"])
+async def test_operators_work_a_ticket_in_the_console(system: System, lang: str) -> None:
+    words = WORDS[lang]
+    other = "en" if lang == "it" else "it"
     with MailSink() as relay:
         sla = await system.start("sla")
         await system.start("routing")
         intake = await system.start("intake", SMTP_RELAY_URL=relay.url, SLA_URL=sla.url)
         gateway = await system.start("gateway")
         async with system.gateway(await admin_token(system)) as admin:
+            # Anna starts in the other language and switches in the console.
             await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",),
-                           capacity=0)
-            await add_user(admin, "bruno", "agent", level="L2", groups=("l2-network",))
-            await add_user(admin, "carla", "coordinator")
-            await add_user(admin, "vito", "vendor", groups=("l4-vendor",))
+                           capacity=0, language=other)
+            await add_user(admin, "bruno", "agent", level="L2", groups=("l2-network",),
+                           language=lang)
+            await add_user(admin, "carla", "coordinator", language=lang)
+            await add_user(admin, "vito", "vendor", groups=("l4-vendor",), language=lang)
         url = gateway.url
 
         async with headless_chromium() as browser:
@@ -93,18 +102,18 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
             assert await anna.evaluate("document.cookie.includes('sportello_session')") is False
             await anna.wait_for_selector("#top:not([hidden])", timeout=WAIT_MS)
 
-            # Anna works in Italian.
-            await anna.select_option("#language", "it")
-            await anna.wait_for_selector("html[lang=it] #logout:has-text('Esci')",
+            await anna.select_option("#language", lang)
+            await anna.wait_for_selector(f"html[lang={lang}] #logout:has-text('{words['logout']}')",
                                          timeout=WAIT_MS)
             await anna.goto(f"{url}/#/queue?view=unassigned")
-            await anna.wait_for_selector("#main h1:has-text('Code')", timeout=WAIT_MS)
+            await anna.wait_for_selector(f"#main h1:has-text('{words['queue']}')",
+                                         timeout=WAIT_MS)
 
             number = await send_mail(intake.smtp_port, support_mail(
                 "Mario Rossi <mario.rossi@example.it>", "La VPN non si connette",
                 "Da stamattina il client VPN dà errore 809."))
             await anna.wait_for_selector(f"#queue tr[data-number='{number}']", timeout=WAIT_MS)
-            await shot(anna, "1-l1-queue-it")
+            await shot(anna, f"1-l1-queue-{lang}")
             await anna.click(f"#queue a:has-text('{number}')")
             await anna.wait_for_selector("#conversation article", timeout=WAIT_MS)
             await anna.click("#take")
@@ -117,7 +126,7 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
             await anna.wait_for_selector(
                 "#conversation article[data-visibility=public]:has-text('riavviare')",
                 timeout=WAIT_MS)
-            await shot(anna, "2-l1-workspace-it")
+            await shot(anna, f"2-l1-workspace-{lang}")
             await anna.fill("#escalate-reason", "errore 809: serve la rete")
             await anna.click("#escalate-form button[type=submit]")
 
@@ -126,7 +135,7 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
             await bruno.goto(f"{url}/#/queue?view=mine")
             await bruno.wait_for_selector(f"#queue tr[data-number='{number}']",
                                           timeout=WAIT_MS)
-            await shot(bruno, "3-l2-queue-en")
+            await shot(bruno, f"3-l2-queue-{lang}")
 
             # Carla, coordinator, raises the priority with a reason.
             carla_context, carla = await signed_in(browser, url, "carla")
@@ -136,10 +145,14 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
             await carla.fill("#priority-reason", "the whole office is offline")
             await carla.click("#priority-form button[type=submit]")
             await carla.wait_for_selector("#ticket-priority:has-text('P1')", timeout=WAIT_MS)
-            await shot(carla, "4-coordinator-workspace-en")
+            await shot(carla, f"4-coordinator-workspace-{lang}")
             await carla.goto(f"{url}/#/board")
             await carla.wait_for_selector("#agents tr[data-agent=bruno]", timeout=WAIT_MS)
-            await shot(carla, "5-coordinator-board-en")
+            assert await carla.locator("#group-load tbody tr").count() >= 1
+            await carla.click("#agents tr[data-agent=bruno] button")
+            await carla.wait_for_selector(
+                f"#agents tr[data-agent=bruno] td:text-is('{words['away']}')", timeout=WAIT_MS)
+            await shot(carla, f"5-coordinator-board-{lang}")
 
             # A stale edit: two tabs on the same ticket; the second one's version is old.
             first_tab = await carla_context.new_page()
@@ -159,7 +172,7 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
                 "My note written on the old version"  # nothing typed is lost
             await second_tab.wait_for_selector(
                 "#conversation article:has-text('Called the ISP')", timeout=WAIT_MS)
-            await shot(second_tab, "6-stale-edit-en")
+            await shot(second_tab, f"6-stale-edit-{lang}")
 
             # The admin adds an agent in the console; he then gets the next ticket.
             admin_context, admin_page = await signed_in(browser, url, "admin", ADMIN_PASSWORD)
@@ -174,7 +187,7 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
             await admin_page.fill("#user-password", PASSWORD)
             await admin_page.click("#user-form button[type=submit]")
             await admin_page.wait_for_selector("#users td:text-is('dario')", timeout=WAIT_MS)
-            await shot(admin_page, "7-admin-en")
+            await shot(admin_page, f"7-admin-{lang}")
             second = await send_mail(intake.smtp_port, support_mail(
                 "Lia Verdi <lia@example.it>", "Stampante bloccata", "Non stampa."))
             _, dario = await signed_in(browser, url, "dario")
@@ -200,7 +213,7 @@ async def test_operators_work_a_ticket_in_the_console(system: System) -> None:
             await vito.goto(f"{url}/#/ticket/{number}")
             await vito.wait_for_selector("#notice:not(:empty)", timeout=WAIT_MS)
             assert await vito.locator("#conversation article").count() == 0
-            await shot(vito, "8-vendor-en")
+            await shot(vito, f"8-vendor-{lang}")
 
             # Accessibility: no serious violation on the queue, the workspace, the board.
             problems = []
@@ -252,8 +265,9 @@ async def test_a_cookie_session_needs_the_csrf_header_for_changes(system: System
 async def test_a_session_that_ends_mid_reply_keeps_the_text_and_sends_it_after_sign_in(
     system: System,
 ) -> None:
-    """Also: the admin page edits an agent's capacity and previews triage; the keyboard
-    shortcuts work; a tablet-sized screen needs no sideways scrolling."""
+    """Also: signing out ends the session; the admin page edits an agent's capacity and
+    previews triage; the keyboard shortcuts work; a tablet-sized screen needs no sideways
+    scrolling."""
     await system.start("sla")
     await system.start("routing")
     await system.start("intake")
@@ -289,6 +303,9 @@ async def test_a_session_that_ends_mid_reply_keeps_the_text_and_sends_it_after_s
             await anna.wait_for_selector(
                 "#conversation article:has-text('Ho riavviato il servizio')", timeout=WAIT_MS)
             await shot(anna, "9-tablet-after-sign-in-en")
+            await anna.click("#logout")
+            await anna.wait_for_selector("#signin[open]", timeout=WAIT_MS)
+            assert (await context.request.get(f"{url}/api/me")).status == 401
             await context.close()
 
             _, admin_page = await signed_in(browser, url, "admin", ADMIN_PASSWORD)
@@ -305,3 +322,34 @@ async def test_a_session_that_ends_mid_reply_keeps_the_text_and_sends_it_after_s
             assert not SCRIPT_ERRORS, SCRIPT_ERRORS
         agent = (await admin.get("/api/staff/agents")).json()
     assert next(a for a in agent if a["id"] == "anna")["capacity"] == 7
+
+
+async def test_queue_countdowns_turn_amber_then_red_as_sla_warns_and_breaches(
+    system: System,
+) -> None:
+    """A first-response target of a few seconds, round the clock: the real SLA service warns
+    and then declares the breach, and the agent's open queue shows it without a reload."""
+    await system.start("sla")
+    await system.start("routing")
+    await system.start("intake")
+    gateway = await system.start("gateway")
+    async with system.gateway(await admin_token(system)) as admin:
+        await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",),
+                       capacity=0)
+        policy = (await admin.get("/api/admin/sla/policy")).json()
+        body = {k: v for k, v in policy.items() if k not in ("version", "created_at", "author")}
+        body["based_on_version"] = policy["version"]
+        for targets in body["targets"].values():
+            targets.update({"calendar": "24x7", "first_response_s": 4})
+        saved = await admin.put("/api/admin/sla/policy", json=body)
+        assert saved.status_code == 201, saved.text
+    async with headless_chromium() as browser:
+        _, anna = await signed_in(browser, gateway.url, "anna")
+        await anna.goto(f"{gateway.url}/#/queue?view=open")
+        async with system.channel_client() as channel:
+            number = (await channel.post("/tickets", json=ticket_body(8))).json()["number"]
+        row = f"#queue tr[data-number='{number}']"
+        await anna.wait_for_selector(f"{row} td[data-due=warning]", timeout=WAIT_MS)
+        await shot(anna, "10-countdown-warning-en")
+        await anna.wait_for_selector(f"{row} td[data-due=breached]", timeout=WAIT_MS)
+        await shot(anna, "11-countdown-breached-en")

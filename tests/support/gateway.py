@@ -35,9 +35,11 @@ async def admin_token(system: System) -> str:
 
 async def add_user(admin: httpx.AsyncClient, username: str, role: str, *,
                    level: str | None = None, groups: tuple[str, ...] = (),
-                   capacity: int = 5, password: str | None = PASSWORD) -> dict[str, Any]:
+                   capacity: int = 5, password: str | None = PASSWORD,
+                   language: str = "en") -> dict[str, Any]:
     body: dict[str, Any] = {"username": username, "name": username.title(), "role": role,
-                            "password": password, "level": level, "groups": list(groups)}
+                            "password": password, "level": level, "groups": list(groups),
+                            "language": language}
     if role in ("agent", "vendor"):
         body["agent"] = {"capacity": capacity}
     response = await admin.post("/api/admin/users", json=body)

@@ -184,7 +184,10 @@ function dueCell(line) {
   const left = new Date(line.due_at) - Date.now();
   const state_ = line.sla_state === "breached" || left < 0 ? "breached"
     : line.sla_state === "warning" || left < 30 * 60 * 1000 ? "warning" : "ok";
-  return h("td", { class: `due-${state_}`, "data-due": state_ }, left < 0 ? `${t("overdue")} ${span(-left)}` : span(left));
+  // The time shown is the requester's time limit; a warning or a breach may come from
+  // another clock (the first response), so it is named too.
+  const label = line.sla_state === "breached" ? `${t("sla_breached")} · ` : line.sla_state === "warning" ? `${t("sla_warning")} · ` : "";
+  return h("td", { class: `due-${state_}`, "data-due": state_ }, label, left < 0 ? `${t("overdue")} ${span(-left)}` : span(left));
 }
 
 function span(ms) {
@@ -349,7 +352,12 @@ async function renderBoard() {
     api("GET", "/api/staff/agents"), api("GET", "/api/tickets?view=open&limit=200"),
     api("GET", "/api/tickets?view=unassigned&limit=200"), api("GET", "/api/tickets?view=breaching&limit=200")]);
   const byLevel = {};
-  for (const line of open.data.items) byLevel[line.level || "?"] = (byLevel[line.level || "?"] || 0) + 1;
+  const byGroup = {};
+  for (const line of open.data.items) {
+    byLevel[line.level || "?"] = (byLevel[line.level || "?"] || 0) + 1;
+    const group = line.group_name || line.group_id || "?";
+    byGroup[group] = (byGroup[group] || 0) + 1;
+  }
   const rows = agents.data.map((a) => h("tr", { "data-agent": a.id }, h("td", {}, a.name), h("td", {}, a.level),
     h("td", {}, a.groups.join(", ")), h("td", {}, `${a.open_tickets} / ${a.capacity}`),
     h("td", {}, a.available ? t("on_shift") : t("away")),
@@ -361,6 +369,9 @@ async function renderBoard() {
     h("p", {}, `${t("open_count")}: ${open.data.items.length} · `, h("span", { id: "unassigned-count" }, `${t("unassigned_count")}: ${unassigned.data.items.length}`),
       ` · ${t("breaching_count")}: ${breaching.data.items.length} · `,
       Object.entries(byLevel).map(([level, count]) => `${level} ${count} `)),
+    h("table", { id: "group-load" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("group")),
+      h("th", { scope: "col" }, t("open_count")))), h("tbody", {}, Object.entries(byGroup).map(([group, count]) =>
+      h("tr", {}, h("td", {}, group), h("td", {}, String(count)))))),
     h("table", { id: "agents" }, h("thead", {}, h("tr", {}, ["name", "level", "group", "load", "on_shift", ""].map((k) => h("th", { scope: "col" }, k ? t(k) : "")))),
       h("tbody", {}, rows)));
 }

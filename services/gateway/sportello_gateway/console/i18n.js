@@ -34,7 +34,7 @@ export const WORDS = {
     status_new: "New", status_assigned: "Assigned", status_in_progress: "In progress",
     status_waiting_customer: "Waiting for customer", status_resolved: "Resolved", status_closed: "Closed",
     status_reopened: "Reopened",
-    save_agent: "Save", rules_matched: "rules matched", description: "Description", sender: "Sender's address",
+    sla_breached: "SLA breached", sla_warning: "SLA at risk", save_agent: "Save", rules_matched: "rules matched", description: "Description", sender: "Sender's address",
   },
   it: {
     language: "Lingua", logout: "Esci", sign_in: "Accedi", username: "Nome utente",
@@ -70,6 +70,6 @@ export const WORDS = {
     status_new: "Nuovo", status_assigned: "Assegnato", status_in_progress: "In lavorazione",
     status_waiting_customer: "In attesa del cliente", status_resolved: "Risolto", status_closed: "Chiuso",
     status_reopened: "Riaperto",
-    save_agent: "Salva", rules_matched: "regole applicate", description: "Descrizione", sender: "Indirizzo del mittente",
+    sla_breached: "SLA violato", sla_warning: "SLA a rischio", save_agent: "Salva", rules_matched: "regole applicate", description: "Descrizione", sender: "Indirizzo del mittente",
   },
 };
