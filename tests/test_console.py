@@ -319,9 +319,20 @@ async def test_a_session_that_ends_mid_reply_keeps_the_text_and_sends_it_after_s
             await admin_page.click("#preview-form button[type=submit]")
             await admin_page.wait_for_selector("#preview-result:has-text('network')",
                                                timeout=WAIT_MS)
+            await admin_page.click("#users tr[data-user=anna] button:has-text('Disable')")
+            await admin_page.wait_for_selector(
+                "#users tr[data-user=anna] button:has-text('Enable')", timeout=WAIT_MS)
+            await admin_page.goto(f"{url}/#/queue?view=all")
+            await admin_page.select_option("#queue-sort", "-created")
+            await admin_page.click("form[role=search] button[type=submit]")
+            await admin_page.wait_for_url("**sort=-created**", timeout=WAIT_MS)
+            await admin_page.wait_for_selector(f"#queue tr[data-number='{number}']",
+                                               timeout=WAIT_MS)
             assert not SCRIPT_ERRORS, SCRIPT_ERRORS
         agent = (await admin.get("/api/staff/agents")).json()
+        anna_account = (await admin.get("/api/admin/users/anna")).json()
     assert next(a for a in agent if a["id"] == "anna")["capacity"] == 7
+    assert anna_account["disabled"] is True
 
 
 async def test_queue_countdowns_turn_amber_then_red_as_sla_warns_and_breaches(

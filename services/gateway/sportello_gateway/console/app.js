@@ -208,14 +208,17 @@ async function renderQueue(live) {
   const search = h("input", { type: "search", name: "q", value: params.get("q") || "" });
   const priority = h("select", { name: "priority" }, h("option", { value: "" }, t("any")),
     ["P1", "P2", "P3", "P4"].map((p) => h("option", { value: p, selected: params.get("priority") === p }, p)));
+  const sort = h("select", { name: "sort" }, ["priority", "created", "-created", "due", "-updated"].map((k) =>
+    h("option", { value: k, selected: (params.get("sort") || "priority") === k }, t(`sort_${k}`))));
   const filters = h("form", { class: "row", role: "search", onsubmit: (e) => {
     e.preventDefault();
     const next = new URLSearchParams({ view });
     if (search.value) next.set("q", search.value);
     if (priority.value) next.set("priority", priority.value);
+    if (sort.value !== "priority") next.set("sort", sort.value);
     location.hash = `#/queue?${next}`;
   } }, field("queue-q", t("search"), search), field("queue-priority", t("priority"), priority),
-  h("button", { type: "submit" }, t("filter")));
+  field("queue-sort", t("sort"), sort), h("button", { type: "submit" }, t("filter")));
   const rows = page.items.map((line) => h("tr", { "data-number": line.number },
     h("td", {}, h("a", { href: `#/ticket/${line.number}` }, line.number)),
     h("td", {}, line.subject || ""), h("td", {}, line.requester_name || ""),
@@ -225,8 +228,10 @@ async function renderQueue(live) {
     h("thead", {}, h("tr", {}, ["number", "subject", "requester", "priority", "status", "group", "agent", "due"]
       .map((k) => h("th", { scope: "col" }, t(k))))), h("tbody", {}, rows))
     : h("p", { id: "queue-empty" }, t("no_tickets"));
-  const paging = h("p", {}, params.get("next") ? h("a", { href: `#/queue?view=${view}` }, t("first_page")) : null, " ",
-    page.next ? h("a", { href: `#/queue?view=${view}&next=${encodeURIComponent(page.next)}`, id: "next-page" }, t("next_page")) : null);
+  const same = new URLSearchParams(params);
+  same.delete("next");
+  const paging = h("p", {}, params.get("next") ? h("a", { href: `#/queue?${same}` }, t("first_page")) : null, " ",
+    page.next ? h("a", { href: `#/queue?${same}&next=${encodeURIComponent(page.next)}`, id: "next-page" }, t("next_page")) : null);
   main.replaceChildren(h("h1", {}, t("queue")),
     h("nav", { class: "tabs", "aria-label": t("queue") }, VIEWS.map((v) => h("a", {
       href: `#/queue?view=${v}`, "aria-current": v === view ? "page" : null }, t(`view_${v}`)))),
@@ -442,9 +447,22 @@ async function renderAdmin() {
   h("button", { type: "submit" }, t("preview")), previewOut);
   document.getElementById("main").replaceChildren(h("h1", {}, t("admin")),
     h("h2", {}, t("users")),
-    h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["username", "name", "role", "level", "group"].map((k) => h("th", { scope: "col" }, t(k))))),
-      h("tbody", {}, users.data.map((u) => h("tr", {}, h("td", {}, u.username), h("td", {}, u.name), h("td", {}, u.role),
-        h("td", {}, u.level || ""), h("td", {}, u.groups.join(", ")))))),
+    h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["username", "name", "role", "level", "group", ""].map((k) => h("th", { scope: "col" }, k ? t(k) : "")))),
+      h("tbody", {}, users.data.map((u) => {
+        const role = h("select", { id: `role-${u.username}` }, ["agent", "vendor", "coordinator", "admin", "sre"]
+          .map((r) => h("option", { value: r, selected: r === u.role }, r)));
+        const save = async (change) => {
+          try { await api("PATCH", `/api/admin/users/${u.username}`, change); notice(t("done")); await renderAdmin(); }
+          catch (error) { notice(`${t("failed")}: ${error.message}`, "conflict"); }
+        };
+        return h("tr", { "data-user": u.username }, h("td", {}, u.username), h("td", {}, u.name),
+          h("td", {}, h("label", { for: `role-${u.username}`, class: "sr" }, `${t("role")} ${u.username}`), role,
+            h("button", { type: "button", class: "secondary", onclick: () => save(["agent", "vendor"].includes(role.value)
+              ? { role: role.value } : { role: role.value, level: null, groups: [] }) }, t("save_agent"))),
+          h("td", {}, u.level || ""), h("td", {}, u.groups.join(", ")),
+          h("td", {}, u.username === state.me.username ? "" : h("button", { type: "button", class: "secondary",
+            onclick: () => save({ disabled: !u.disabled }) }, u.disabled ? t("enable") : t("disable"))));
+      }))),
     addUser, h("h2", {}, t("groups")),
     h("ul", { id: "groups" }, groups.data.map((g) => h("li", {}, `${g.level} ${g.name} (${g.id})`,
       g.escalates_to ? ` → ${t("escalates_to")} ${g.escalates_to}` : ""))),

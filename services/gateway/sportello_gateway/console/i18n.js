@@ -34,6 +34,8 @@ export const WORDS = {
     status_new: "New", status_assigned: "Assigned", status_in_progress: "In progress",
     status_waiting_customer: "Waiting for customer", status_resolved: "Resolved", status_closed: "Closed",
     status_reopened: "Reopened",
+    sort: "Sort", sort_priority: "Most urgent", sort_created: "Oldest", "sort_-created": "Newest",
+    sort_due: "Nearest time limit", "sort_-updated": "Recently changed", enable: "Enable", disable: "Disable",
     sla_breached: "SLA breached", sla_warning: "SLA at risk", save_agent: "Save", rules_matched: "rules matched", description: "Description", sender: "Sender's address",
   },
   it: {
@@ -70,6 +72,8 @@ export const WORDS = {
     status_new: "Nuovo", status_assigned: "Assegnato", status_in_progress: "In lavorazione",
     status_waiting_customer: "In attesa del cliente", status_resolved: "Risolto", status_closed: "Chiuso",
     status_reopened: "Riaperto",
+    sort: "Ordina", sort_priority: "Più urgenti", sort_created: "Meno recenti", "sort_-created": "Più recenti",
+    sort_due: "Scadenza più vicina", "sort_-updated": "Modificati di recente", enable: "Riattiva", disable: "Disattiva",
     sla_breached: "SLA violato", sla_warning: "SLA a rischio", save_agent: "Salva", rules_matched: "regole applicate", description: "Descrizione", sender: "Indirizzo del mittente",
   },
 };
