@@ -7,6 +7,7 @@ Screenshots go to .run/test-artifacts/console; axe-core audits the pages."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,25 @@ async def test_a_session_that_ends_mid_reply_keeps_the_text_and_sends_it_after_s
             await admin_page.click("#preview-form button[type=submit]")
             await admin_page.wait_for_selector("#preview-result:has-text('network')",
                                                timeout=WAIT_MS)
+            assert "escalates to" in await admin_page.inner_text("#groups")
+            # The SLA policy, edited on its page: a new version is saved.
+            before = (await admin.get("/api/admin/sla/policy")).json()["version"]
+
+            async def policy_shown() -> str:
+                return await admin_page.input_value("#sla-form textarea")
+
+            edited = json.loads(await eventually(policy_shown, what="the SLA policy on its page"))
+            assert edited["based_on_version"] == before
+            edited["warning_thresholds"] = [60, 90]
+            await admin_page.fill("#sla-form textarea", json.dumps(edited))
+            await admin_page.click("#sla-form button[type=submit]")
+
+            async def saved() -> bool:
+                policy = (await admin.get("/api/admin/sla/policy")).json()
+                return bool(policy["version"] == before + 1
+                            and policy["warning_thresholds"] == [60, 90])
+
+            await eventually(saved, what="the SLA policy saved from its page")
             await admin_page.click("#users tr[data-user=anna] button:has-text('Disable')")
             await admin_page.wait_for_selector(
                 "#users tr[data-user=anna] button:has-text('Enable')", timeout=WAIT_MS)

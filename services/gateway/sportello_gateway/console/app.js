@@ -410,8 +410,9 @@ async function renderAdmin() {
   const jsonEditor = (id, title, path, method) => {
     const area = h("textarea", { name: id, rows: 12 });
     api("GET", path).then(({ data }) => {
-      const { version, created_at, author, ...rest } = data;
-      area.value = JSON.stringify(rest, null, 2);
+      // Saved as a new version of the one shown: if someone saved meanwhile, it is refused.
+      const { version, ...rest } = data;
+      area.value = JSON.stringify({ ...rest, based_on_version: version }, null, 2);
     }).catch(() => {});
     return h("form", { id, class: "panel", onsubmit: async (e) => {
       e.preventDefault();
