@@ -33,7 +33,8 @@ async def services(desk: DeskDep, request: Request) -> dict[str, Any]:
 @ops.get("/api/ops/dead-letters")
 async def dead_letters(settings: SettingsDep) -> dict[str, Any]:
     """Messages parked in each service's dead-letter queue (`<namespace>.<service>.dlq`).
-    Counts only: SREs see no ticket content."""
+    Counts only: SREs see no ticket content. To read, replay or purge them:
+    `python -m sportello_runtime.dlq`."""
     counts: dict[str, int | None] = {}
     connection = await aio_pika.connect(settings.amqp_url, timeout=5)
     try:
