@@ -21,6 +21,7 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 ## make test: every test, unit and end to end, against real RabbitMQ and MongoDB (or the emulator)
 test: install
 	bash deploy/local/ensure-chromium.sh
+	bash deploy/local/ensure-kubectl.sh
 	$(BIN)/python -m pytest
 
 ## make unit: the tests that need no broker or database
