@@ -22,6 +22,7 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 test: install
 	bash deploy/local/ensure-chromium.sh
 	bash deploy/local/ensure-kubectl.sh
+	bash deploy/local/ensure-promtool.sh
 	$(BIN)/python -m pytest
 
 ## make unit: the tests that need no broker or database
