@@ -55,6 +55,7 @@ else
   # way out), and the trap stops the emulator after them.
   rm -f .run/mongo.port  # a stale one would name an old port
   setsid python -m sportello_mongo_emulator --port "$port" --port-file .run/mongo.port \
+    --snapshot .run/mongo-emulator.json \
     > .run/mongo-emulator.log 2>&1 &
   EMULATOR_PID=$!
   for _ in $(seq 1 100); do [ -f .run/mongo.port ] && break; sleep 0.1; done
@@ -64,7 +65,8 @@ else
   ###########################################################################
   #  WARNING: no MongoDB server and no Docker here. Using the MongoDB        #
   #  wire-protocol EMULATOR (mongomock behind mockupdb) at $MONGO_URL  #
-  #  It keeps everything IN MEMORY: all data is lost when it stops.         #
+  #  It keeps its data in .run/mongo-emulator.json (every 30 s and on      #
+  #  stop): a crash loses the last seconds; delete the file to start over.  #
   #  Set MONGO_URL to a real MongoDB for anything but development.          #
   ###########################################################################
 

@@ -25,9 +25,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import mongomock
+from bson import json_util
 from bson.int64 import Int64
 from mockupdb import OP_MSG_FLAGS, OPCODES, OpMsg
 from mongomock import filtering, helpers
@@ -77,6 +79,48 @@ class Unsupported(CommandError):
 SETTLE_HEAP_EVERY_S = 5.0
 
 
+SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
+
+
+def save(mongo: Any, path: Path) -> None:
+    """Every database, collection, index and document to ``path`` (Extended JSON, so
+    dates, binaries and ids come back as they were), written to a new file and then
+    moved over the old one: a crash mid-write leaves the previous snapshot."""
+    databases: dict[str, Any] = {}
+    for db_name in mongo.list_database_names():
+        if db_name in SYSTEM_DATABASES:
+            continue
+        db = mongo[db_name]
+        collections = {}
+        for name in db.list_collection_names():
+            collection = db[name]
+            indexes = [{"keys": list(info["key"]),
+                        "options": {k: v for k, v in info.items()
+                                    if k in ("unique", "sparse", "expireAfterSeconds")}}
+                       | {"name": index_name}
+                       for index_name, info in collection.index_information().items()
+                       if index_name != "_id_"]
+            collections[name] = {"indexes": indexes, "documents": list(collection.find({}))}
+        databases[db_name] = collections
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json_util.dumps(databases, json_options=json_util.CANONICAL_JSON_OPTIONS))
+    tmp.replace(path)
+    log.info("snapshot written to %s (%d databases)", path, len(databases))
+
+
+def restore(mongo: Any, path: Path) -> None:
+    databases = json_util.loads(path.read_text())
+    for db_name, collections in databases.items():
+        for name, content in collections.items():
+            collection = mongo[db_name][name]
+            for index in content["indexes"]:
+                collection.create_index([tuple(k) for k in index["keys"]], name=index["name"],
+                                        **index["options"])
+            if content["documents"]:
+                collection.insert_many(content["documents"])
+    log.info("snapshot %s loaded (%d databases)", path, len(databases))
+
+
 def _settle_heap() -> None:
     """The stored documents live as long as the emulator, and Python's full garbage
     collection walked all of them again and again (200-360 ms pauses with a few thousand
@@ -88,9 +132,14 @@ def _settle_heap() -> None:
 
 
 class MongoEmulator:
-    def __init__(self, host: str = "127.0.0.1", port: int = 27017) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 27017, *,
+                 snapshot: Path | None = None, snapshot_every_s: float = 30.0) -> None:
         speedups.apply()
         self._mongo: Any = mongomock.MongoClient()
+        self._snapshot = snapshot
+        self._snapshot_every_s = snapshot_every_s
+        if snapshot is not None and snapshot.exists():
+            restore(self._mongo, snapshot)
         self._cursors: dict[int, tuple[str, list[Any]]] = {}
         self._cursor_ids = itertools.count(1_000_001)
         self._connections = itertools.count(1)
@@ -142,9 +191,12 @@ class MongoEmulator:
         return int(self._address[1])
 
     def stop(self) -> None:
+        """Stop serving; with a snapshot file, everything is written to it last."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self._snapshot is not None:
+            save(self._mongo, self._snapshot)
 
     @property
     def uri(self) -> str:
@@ -156,12 +208,17 @@ class MongoEmulator:
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ, None)
         buffers: dict[socket.socket, bytearray] = {}
-        settled_at = time.monotonic()
+        settled_at = saved_at = time.monotonic()
         try:
             while not self._stopping.is_set():
                 if time.monotonic() - settled_at > SETTLE_HEAP_EVERY_S:
                     _settle_heap()
                     settled_at = time.monotonic()
+                if (self._snapshot is not None
+                        and time.monotonic() - saved_at > self._snapshot_every_s):
+                    # Here, between two commands: mongomock is not safe across threads.
+                    save(self._mongo, self._snapshot)
+                    saved_at = time.monotonic()
                 for key, _ in selector.select(timeout=0.2):
                     if key.data is None:
                         client, _ = self._listener.accept()
