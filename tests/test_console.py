@@ -42,6 +42,7 @@ async def signed_in(browser: Browser, url: str, username: str,
     await page.fill("#password", password)
     await page.click("#signin-form button[type=submit]")
     await page.wait_for_selector("#top:not([hidden])", timeout=WAIT_MS)
+    await page.wait_for_selector("#main h1", timeout=WAIT_MS)  # the first page is drawn
     return context, page
 
 

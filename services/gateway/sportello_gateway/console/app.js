@@ -3,7 +3,9 @@
 // cookie's value in X-CSRF-Token. Everything shown is built with DOM nodes (text, never HTML).
 import { WORDS } from "/console/i18n.js";
 
-const state = { me: null, lang: "en", route: "", etag: null, stream: null, refresh: null };
+const state = { me: null, lang: "en", route: "", etag: null, stream: null, refresh: null, page: 0 };
+// state.page grows with every navigation: a page still loading when the user has moved on
+// must not draw over the new one.
 
 // --- words and small DOM helpers -------------------------------------------------------------
 
@@ -163,6 +165,7 @@ function currentRoute() {
 
 async function route() {
   if (!state.me) return;
+  state.page += 1;
   const [page, arg] = currentRoute();
   for (const link of document.querySelectorAll("#nav a")) {
     link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${page}`);
@@ -198,12 +201,14 @@ function span(ms) {
 }
 
 async function renderQueue(live) {
+  const page_ = state.page;
   const [, , params] = currentRoute();
   const view = params.get("view") || "open";
   const query = new URLSearchParams({ view, limit: "50" });
   for (const name of ["priority", "status", "q", "next", "sort"]) if (params.get(name)) query.set(name, params.get(name));
   let page;
   try { page = (await api("GET", `/api/tickets?${query}`)).data; } catch (error) { notice(error.message, "conflict"); return; }
+  if (page_ !== state.page) return;
   const main = document.getElementById("main");
   const search = h("input", { type: "search", name: "q", value: params.get("q") || "" });
   const priority = h("select", { name: "priority" }, h("option", { value: "" }, t("any")),
@@ -232,11 +237,15 @@ async function renderQueue(live) {
   same.delete("next");
   const paging = h("p", {}, params.get("next") ? h("a", { href: `#/queue?${same}` }, t("first_page")) : null, " ",
     page.next ? h("a", { href: `#/queue?${same}&next=${encodeURIComponent(page.next)}`, id: "next-page" }, t("next_page")) : null);
+  const area = document.getElementById("queue-area");
+  if (live && area) {  // only the lines: the filters keep what is being typed
+    area.replaceChildren(table, paging);
+    return;
+  }
   main.replaceChildren(h("h1", {}, t("queue")),
     h("nav", { class: "tabs", "aria-label": t("queue") }, VIEWS.map((v) => h("a", {
       href: `#/queue?view=${v}`, "aria-current": v === view ? "page" : null }, t(`view_${v}`)))),
-    filters, table, paging, h("p", { class: "muted" }, t("shortcuts")));
-  if (live) document.getElementById("queue")?.setAttribute("data-live", String(Date.now()));
+    filters, h("div", { id: "queue-area" }, table, paging), h("p", { class: "muted" }, t("shortcuts")));
 }
 
 // --- the ticket workspace -----------------------------------------------------------------
@@ -266,6 +275,7 @@ async function renderTicket(number) {
 }
 
 function fillTicket(ws) {
+  if (!document.getElementById("ticket-title")) return;  // the user has moved on
   const ticket = unavailable(ws.ticket) ? null : ws.ticket;
   const assignment = unavailable(ws.assignment) ? null : ws.assignment;
   document.getElementById("ticket-title").textContent = ticket ? `${ticket.number} · ${ticket.subject}` : ws.line?.number;
@@ -353,6 +363,7 @@ function actions(number) {
 // --- the coordinator's board ----------------------------------------------------------------
 
 async function renderBoard() {
+  const page_ = state.page;
   const [agents, open, unassigned, breaching] = await Promise.all([
     api("GET", "/api/staff/agents"), api("GET", "/api/tickets?view=open&limit=200"),
     api("GET", "/api/tickets?view=unassigned&limit=200"), api("GET", "/api/tickets?view=breaching&limit=200")]);
@@ -370,6 +381,7 @@ async function renderBoard() {
       await api("PUT", `/api/staff/agents/${a.id}/availability`, { available: !a.available });
       await renderBoard();
     } }, a.available ? t("set_away") : t("set_on_shift")) : "")));
+  if (page_ !== state.page) return;
   document.getElementById("main").replaceChildren(h("h1", {}, t("board")),
     h("p", {}, `${t("open_count")}: ${open.data.items.length} · `, h("span", { id: "unassigned-count" }, `${t("unassigned_count")}: ${unassigned.data.items.length}`),
       ` · ${t("breaching_count")}: ${breaching.data.items.length} · `,
@@ -384,6 +396,7 @@ async function renderBoard() {
 // --- admin pages ----------------------------------------------------------------------------
 
 async function renderAdmin() {
+  const page_ = state.page;
   const [users, groups, agents] = await Promise.all([api("GET", "/api/admin/users"), api("GET", "/api/staff/groups"),
     api("GET", "/api/staff/agents")]);
   const value = (f, name) => f[name].value.trim();
@@ -446,6 +459,7 @@ async function renderAdmin() {
   field("preview-description", t("description"), h("textarea", { name: "preview-description" })),
   field("preview-sender", t("sender"), h("input", { name: "preview-sender", type: "email" })),
   h("button", { type: "submit" }, t("preview")), previewOut);
+  if (page_ !== state.page) return;
   document.getElementById("main").replaceChildren(h("h1", {}, t("admin")),
     h("h2", {}, t("users")),
     h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["username", "name", "role", "level", "group", ""].map((k) => h("th", { scope: "col" }, k ? t(k) : "")))),
