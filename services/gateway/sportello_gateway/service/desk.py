@@ -215,8 +215,17 @@ class Desk:
         return answer
 
     async def current(self, principal: Principal, number: str) -> Current:
-        """The two records a command may change, both needed: a command waits for neither
-        a guess nor a stale copy."""
+        """The two records a command may change, both needed (a command waits for neither
+        a guess nor a stale copy), of a ticket this person may see."""
+        current = await self.read(number)
+        if not sees_ticket(principal, current.groups):
+            raise NotVisible(number)
+        return current
+
+    async def read(self, number: str) -> Current:
+        """The ticket's record and its assignment as they are now, whoever asks: after a
+        command the person may no longer see the ticket (escalated away), and still gets
+        its new state once."""
         try:
             ticket = await self.backends["intake"].call("GET", f"/tickets/{number}")
         except Unavailable as exc:
@@ -234,10 +243,7 @@ class Desk:
             if exc.status != 404:
                 raise
             assignment = None
-        current = Current(ticket, assignment)
-        if not sees_ticket(principal, current.groups):
-            raise NotVisible(number)
-        return current
+        return Current(ticket, assignment)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -253,47 +259,32 @@ class Desk:
         if seen is None:
             raise BadPrecondition('If-Match must be the ETag the workspace gave, e.g. "3.2"')
         before = await self.current(principal, number)
-        if rules.etag(*seen) != before.etag:
-            self.metrics.commands.labels(name, "stale").inc()
+
+        async def audit(outcome: str, note: object, after: Current | None = None) -> None:
+            self.metrics.commands.labels(name, outcome).inc()
             await self.audit.record(actor=principal, action=f"ticket.{name}", ip=ip,
                                     object_type="ticket", object_id=before.ticket_id,
-                                    ticket=number, before=before.summary(), outcome="stale",
-                                    detail=str(detail)[:500])
+                                    ticket=number, before=before.summary(),
+                                    after=after.summary() if after else None,
+                                    outcome=outcome, detail=str(note)[:500])
+
+        if rules.etag(*seen) != before.etag:
+            await audit("stale", detail)
             raise Stale(before.etag)
         try:
             await run(before)
         except Refused as exc:
-            outcome = "stale" if exc.status == 409 and exc.body.get("error") == "conflict" \
-                else "refused"
-            self.metrics.commands.labels(name, outcome).inc()
-            await self.audit.record(actor=principal, action=f"ticket.{name}", ip=ip,
-                                    object_type="ticket", object_id=before.ticket_id,
-                                    ticket=number, before=before.summary(), outcome=outcome,
-                                    detail=str(exc.body.get("message", ""))[:500])
-            if outcome == "stale":
+            stale = exc.status == 409 and exc.body.get("error") == "conflict"
+            await audit("stale" if stale else "refused", exc.body.get("message", ""))
+            if stale:
                 raise Stale((await self.current(principal, number)).etag) from exc
             raise
         except Unavailable as exc:
             self.metrics.commands.labels(name, "unavailable").inc()
             raise PartsUnavailable({exc.service: exc.reason}) from exc
-        after = await self.current_unchecked(number)
-        self.metrics.commands.labels(name, "ok").inc()
-        await self.audit.record(actor=principal, action=f"ticket.{name}", ip=ip,
-                                object_type="ticket", object_id=before.ticket_id, ticket=number,
-                                before=before.summary(), after=after.summary(),
-                                detail=str(detail)[:500])
+        after = await self.read(number)
+        await audit("ok", detail, after)
         return after
-
-    async def current_unchecked(self, number: str) -> Current:
-        """After a command: the person may no longer see the ticket (escalated away), and
-        still gets its new state once."""
-        ticket = await self.backends["intake"].call("GET", f"/tickets/{number}")
-        try:
-            assignment = await self.backends["routing"].call("GET",
-                                                             f"/assignments/{ticket['id']}")
-        except Refused:
-            assignment = None
-        return Current(ticket, assignment)
 
     # Each command below is what ``run`` does, with the version it was based on.
 
@@ -301,10 +292,14 @@ class Desk:
         return self.assign(principal, principal.subject, "taken")
 
     def assign(self, principal: Principal, agent_id: str, reason: str) -> Command:
+        return self._move(principal, "assign", agent_id=agent_id, reason=reason)
+
+    def _move(self, principal: Principal, move: str, **fields: str | None) -> Command:
+        """A routing move on the ticket's assignment, fenced by the version it was read at."""
         async def run(c: Current) -> None:
             await self.backends["routing"].call(
-                "POST", f"/assignments/{c.ticket_id}/assign",
-                json={"agent_id": agent_id, "reason": reason, "actor": principal.subject,
+                "POST", f"/assignments/{c.ticket_id}/{move}",
+                json={**fields, "actor": principal.subject,
                       "expected_version": _version_of(c.assignment)})
         return run
 
@@ -328,28 +323,13 @@ class Desk:
         return run
 
     def escalate(self, principal: Principal, reason: str, to_group: str | None) -> Command:
-        async def run(c: Current) -> None:
-            await self.backends["routing"].call(
-                "POST", f"/assignments/{c.ticket_id}/escalate",
-                json={"reason": reason, "actor": principal.subject, "to_group": to_group,
-                      "expected_version": _version_of(c.assignment)})
-        return run
+        return self._move(principal, "escalate", reason=reason, to_group=to_group)
 
     def hand_back(self, principal: Principal, reason: str, to_group: str) -> Command:
-        async def run(c: Current) -> None:
-            await self.backends["routing"].call(
-                "POST", f"/assignments/{c.ticket_id}/hand-back",
-                json={"reason": reason, "actor": principal.subject, "to_group": to_group,
-                      "expected_version": _version_of(c.assignment)})
-        return run
+        return self._move(principal, "hand-back", reason=reason, to_group=to_group)
 
     def priority(self, principal: Principal, priority: str, reason: str) -> Command:
-        async def run(c: Current) -> None:
-            await self.backends["routing"].call(
-                "POST", f"/assignments/{c.ticket_id}/priority",
-                json={"priority": priority, "reason": reason, "actor": principal.subject,
-                      "expected_version": _version_of(c.assignment)})
-        return run
+        return self._move(principal, "priority", priority=priority, reason=reason)
 
     def call(self, principal: Principal, call: dict[str, Any]) -> Command:
         async def run(c: Current) -> None:
