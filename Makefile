@@ -21,8 +21,8 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 ## make test: every test, unit and end to end, against real RabbitMQ and MongoDB (or the emulator)
 test: install
 	bash deploy/local/ensure-chromium.sh
-	bash deploy/local/ensure-kubectl.sh
-	bash deploy/local/ensure-promtool.sh
+	bash deploy/local/ensure-package.sh kubectl kubectl
+	bash deploy/local/ensure-package.sh promtool prometheus
 	$(BIN)/python -m pytest
 
 ## make unit: the tests that need no broker or database

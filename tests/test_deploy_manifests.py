@@ -27,7 +27,8 @@ def services_in_the_code() -> set[str]:
 @cache
 def built(overlay: str) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is needed to build the manifests: deploy/local/ensure-kubectl.sh"
+    assert kubectl, ("kubectl is needed to build the manifests: "
+                     "deploy/local/ensure-package.sh kubectl kubectl")
     done = subprocess.run([kubectl, "kustomize", str(K8S / overlay)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, f"{overlay} does not build:\n{done.stderr}"

@@ -16,7 +16,7 @@ MONITORING = ROOT / "deploy" / "monitoring"
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("promtool")
-    assert tool, "promtool is needed: deploy/local/ensure-promtool.sh (Debian's prometheus)"
+    assert tool, "promtool is needed: deploy/local/ensure-package.sh promtool prometheus"
     return subprocess.run([tool, *args], capture_output=True, text=True, timeout=120,
                           cwd=MONITORING)
 
