@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from sportello_gateway.api.admin import admin, staff
 from sportello_gateway.api.auth import auth
 from sportello_gateway.api.console import console
-from sportello_gateway.api.deps import RateLimiter
 from sportello_gateway.api.ops import ops
 from sportello_gateway.api.tickets import tickets
 from sportello_gateway.backends import Backends
@@ -27,6 +26,7 @@ from sportello_gateway.store import GatewayStore, indexes
 from sportello_gateway.tokens import AccessTokens, OidcVerifier
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
 from sportello_runtime.periodic import every
+from sportello_runtime.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ from fastapi import Depends, FastAPI
 from sportello_contracts import new_event
 from sportello_contracts.enums import Priority, SupportLevel, TicketStatus
 from sportello_contracts.events import TicketAssigned, TicketStatusChanged
-from sportello_gateway.api.deps import RateLimiter, guard
+from sportello_gateway.api.deps import guard
 from sportello_gateway.domain import access, accounts, desk, webhooks
 from sportello_gateway.domain.access import Permission, Principal, Role, Scope
 from sportello_gateway.domain.desk import QueueQuery, Sort, View
+from sportello_runtime.ratelimit import RateLimiter
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 

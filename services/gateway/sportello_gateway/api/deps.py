@@ -8,7 +8,6 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,6 +22,7 @@ from sportello_gateway.service.metrics import GatewayMetrics
 from sportello_gateway.service.webhooks import Webhooks
 from sportello_gateway.settings import GatewaySettings
 from sportello_runtime.http import ApiError
+from sportello_runtime.ratelimit import RateLimiter
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "sportello_session"
@@ -39,30 +39,6 @@ def check_csrf(request: Request) -> None:
     if not cookie or not hmac.compare_digest(cookie, header):
         raise ApiError(403, "csrf", "missing or wrong X-CSRF-Token for a cookie session",
                        field=CSRF_HEADER)
-
-
-@dataclass
-class RateLimiter:
-    """A token bucket per caller (user or API key), in this replica's memory: with N
-    replicas behind a balancer a caller gets up to N times the rate, which is the
-    price of not asking a shared store on every request."""
-
-    per_minute: int
-    burst: int
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def take(self, who: str, now: float) -> float | None:
-        """None when the request may go; else the seconds until it could."""
-        rate = self.per_minute / 60.0
-        tokens, last = self.buckets.get(who, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * rate)
-        if tokens < 1.0:
-            self.buckets[who] = (tokens, now)
-            return (1.0 - tokens) / rate
-        if len(self.buckets) > 100_000:
-            self.buckets.clear()
-        self.buckets[who] = (tokens - 1.0, now)
-        return None
 
 
 def accounts_of(request: Request) -> Accounts:
