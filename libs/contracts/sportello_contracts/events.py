@@ -109,6 +109,11 @@ class TicketClosed(EventPayload):
     description: str = Field(default="", max_length=LONG)
     resolution: str | None = Field(default=None, max_length=LONG)
     category: str | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$",
+                                 description="The requester's language")
+    level: SupportLevel | None = Field(default=None, description="The level that held it last")
+    created_at: AwareDatetime | None = None
+    resolved_at: AwareDatetime | None = None
 
 
 class TicketReopened(EventPayload):
@@ -232,6 +237,28 @@ class KbArticlePublished(BaseModel):
     title: str = Field(max_length=SHORT)
     version: int = Field(ge=1)
     language: str = "en"
+    audience: str = Field(default="public", description="public (requesters) or internal")
+    category: str | None = Field(default=None, max_length=SHORT)
+
+
+class KbArticleChanged(BaseModel):
+    """Any saved change to an article (an edit, a step of its workflow, a revert): what
+    every knowledge replica hears to bring its own search index up to date."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    event_type: ClassVar[str] = "kb.article_changed"
+
+    article_id: str
+    version: int = Field(ge=1)
+    status: str
+
+
+class KbCaseArchived(EventPayload):
+    """A closed ticket kept as a searchable case (internal): for the replicas' indexes."""
+
+    event_type: ClassVar[str] = "kb.case_archived"
+
+    number: str
 
 
 class KbCandidateCreated(EventPayload):
@@ -250,10 +277,52 @@ class ArticleSuggestion(BaseModel):
     score: float
 
 
+class CaseSuggestion(BaseModel):
+    """A similar solved ticket, for the agent only."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ticket_id: str
+    number: str
+    title: str = Field(max_length=SHORT)
+    score: float
+
+
 class KbSuggestionsReady(EventPayload):
     event_type: ClassVar[str] = "kb.suggestions_ready"
 
-    suggestions: list[ArticleSuggestion]
+    suggestions: list[ArticleSuggestion] = Field(
+        description="Public articles: what the requester is told")
+    internal: list[ArticleSuggestion] = Field(
+        default_factory=list, description="Internal articles, for the agent's workspace")
+    similar_cases: list[CaseSuggestion] = Field(
+        default_factory=list, description="Solved tickets like this one, for the agent")
+
+
+class KbFaqProposed(BaseModel):
+    """A recurring problem with no article: the tickets of one period that look alike."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    event_type: ClassVar[str] = "kb.faq_proposed"
+
+    proposal_id: str
+    period: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}$")
+    language: str
+    title: str = Field(max_length=SHORT)
+    terms: list[str]
+    ticket_ids: list[str]
+    size: int = Field(ge=1)
+
+
+class KbDeflected(BaseModel):
+    """A requester said an article solved the problem: a ticket not opened."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    event_type: ClassVar[str] = "kb.deflected"
+
+    article_id: str
+    language: str
+    query: str | None = Field(default=None, max_length=SHORT)
 
 
 AnyPayload = (
@@ -273,8 +342,12 @@ AnyPayload = (
     | SlaMet
     | SlaTimeLimitSet
     | KbArticlePublished
+    | KbArticleChanged
+    | KbCaseArchived
     | KbCandidateCreated
     | KbSuggestionsReady
+    | KbFaqProposed
+    | KbDeflected
 )
 
 EVENT_PAYLOADS: dict[str, type[BaseModel]] = {

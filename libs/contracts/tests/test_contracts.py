@@ -21,6 +21,9 @@ DESIGN_EVENTS = {
     "ticket.escalated", "ticket.priority_changed", "sla.warning", "sla.breached", "sla.met",
     "sla.time_limit_set",
     "kb.article_published", "kb.candidate_created", "kb.suggestions_ready",
+    "kb.faq_proposed", "kb.deflected",
+    # Knowledge's replicas hear these on their own queues to keep their indexes current.
+    "kb.article_changed", "kb.case_archived",
 }
 
 

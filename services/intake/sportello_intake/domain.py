@@ -108,6 +108,8 @@ def change_status(
             ticket_id=ticket.id, number=ticket.number, reason=reason or "closed",
             subject=ticket.subject, description=ticket.description,
             resolution=updated.resolution, category=ticket.category_hint,
+            language=ticket.requester.language, level=ticket.level,
+            created_at=ticket.created_at, resolved_at=ticket.resolved_at,
         )))
     elif wanted is S.REOPENED:
         events.append(event(TicketReopened(ticket_id=ticket.id, number=ticket.number,
