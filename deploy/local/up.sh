@@ -79,7 +79,8 @@ export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 # read these, so INTAKE_PORT=9001 make up says and does 9001 everywhere.
 export GATEWAY_PORT="${GATEWAY_PORT:-8000}"
 export INTAKE_PORT="${INTAKE_PORT:-8001}" ROUTING_PORT="${ROUTING_PORT:-8002}"
-export SLA_PORT="${SLA_PORT:-8003}" SMTP_LISTEN_PORT="${SMTP_LISTEN_PORT:-2525}"
+export SLA_PORT="${SLA_PORT:-8003}" KNOWLEDGE_PORT="${KNOWLEDGE_PORT:-8004}"
+export SMTP_LISTEN_PORT="${SMTP_LISTEN_PORT:-2525}"
 export MAILCATCHER_PORT="${MAILCATCHER_PORT:-1025}"
 export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
 # Outbound notices go to a local mail catcher (a line per message, kept in .run/mail) unless
@@ -88,6 +89,8 @@ export SMTP_RELAY_URL="${SMTP_RELAY_URL:-smtp://127.0.0.1:$MAILCATCHER_PORT}"
 export SLA_URL="${SLA_URL:-http://127.0.0.1:$SLA_PORT}"
 export INTAKE_URL="${INTAKE_URL:-http://127.0.0.1:$INTAKE_PORT}"
 export ROUTING_URL="${ROUTING_URL:-http://127.0.0.1:$ROUTING_PORT}"
+export KNOWLEDGE_URL="${KNOWLEDGE_URL:-http://127.0.0.1:$KNOWLEDGE_PORT}"
+export HELP_URL="${HELP_URL:-$KNOWLEDGE_URL}"
 # Readable log lines in a terminal, JSON when the output goes to a file or a pipe.
 if [ -z "${LOG_FORMAT:-}" ]; then
   if [ -t 1 ]; then export LOG_FORMAT=text; else export LOG_FORMAT=json; fi
@@ -101,6 +104,7 @@ Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
   mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints a line each, keeps them in .run/mail)
   routing  http://127.0.0.1:$ROUTING_PORT
   sla      http://127.0.0.1:$SLA_PORT
+  knowledge http://127.0.0.1:$KNOWLEDGE_PORT  (requesters' help pages: /help; index in .run/knowledge-index)
   internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
 INFO
 honcho start -f deploy/local/Procfile -e /dev/null

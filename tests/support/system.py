@@ -22,7 +22,7 @@ from support.proxy import free_port
 from support.wait import eventually
 
 MODULES = {"intake": "sportello_intake", "routing": "sportello_routing", "sla": "sportello_sla",
-           "gateway": "sportello_gateway"}
+           "gateway": "sportello_gateway", "knowledge": "sportello_knowledge"}
 RETRY_DELAYS_MS = [200, 400]
 SERVICE_TOKEN = secrets.token_urlsafe(24)
 CHANNEL_KEYS = {channel: secrets.token_urlsafe(18) for channel in ("web", "email", "chat",
@@ -134,7 +134,8 @@ class System:
                    "WEBHOOK_ALLOWED_NETWORKS": json.dumps(["127.0.0.0/8"]),
                    "WEBHOOK_POLL_INTERVAL_S": "0.1", "WEBHOOK_RETRY_BASE_S": "0.2",
                    **{f"{other.upper()}_URL": self.services[other].url
-                      for other in ("intake", "routing", "sla") if other in self.services}}
+                      for other in ("intake", "routing", "sla", "knowledge")
+                      if other in self.services}}
         return {
             "AMQP_URL": self.amqp_url,
             "MONGO_URL": self.mongo_url,
@@ -157,6 +158,9 @@ class System:
         key = replica or name
         if name == "intake":  # the links in its notices point at itself
             env = {"PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
+        if name == "knowledge":  # each replica its own index, and its help pages' address
+            env = {"INDEX_DIR": str(self.folder / f"{key}-index"),
+                   "HELP_URL": f"http://127.0.0.1:{port}", **env}
         service = ServiceProcess(
             name,
             self.env_for(name, SERVICE_PORT=str(port), **env),

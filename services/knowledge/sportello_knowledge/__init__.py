@@ -1,0 +1,1 @@
+"""Knowledge: the help desk's memory (articles, archived cases) and its search."""

@@ -1,0 +1,55 @@
+"""What the routes depend on: the use cases, and the requesters' rate limit."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from sportello_knowledge.service.archive import Archive
+from sportello_knowledge.service.finder import Finder
+from sportello_knowledge.service.indexing import IndexKeeper
+from sportello_knowledge.service.library import Library
+from sportello_runtime.http import ApiError
+from sportello_runtime.ratelimit import RateLimiter
+
+
+def library_of(request: Request) -> Library:
+    library: Library = request.app.state.library
+    return library
+
+
+def finder_of(request: Request) -> Finder:
+    finder: Finder = request.app.state.finder
+    return finder
+
+
+def archive_of(request: Request) -> Archive:
+    archive: Archive = request.app.state.archive
+    return archive
+
+
+def keeper_of(request: Request) -> IndexKeeper:
+    keeper: IndexKeeper = request.app.state.keeper
+    return keeper
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limited(request: Request) -> None:
+    """Requesters' doors: a token bucket per client address."""
+    limiter: RateLimiter = request.app.state.limiter
+    wait = limiter.take(client_of(request), time.monotonic())
+    if wait is not None:
+        raise ApiError(429, "rate_limited", "too many searches; try again shortly",
+                       headers={"Retry-After": str(max(1, round(wait)))})
+
+
+LibraryDep = Annotated[Library, Depends(library_of)]
+FinderDep = Annotated[Finder, Depends(finder_of)]
+ArchiveDep = Annotated[Archive, Depends(archive_of)]
+KeeperDep = Annotated[IndexKeeper, Depends(keeper_of)]
+RateLimited = Depends(rate_limited)
