@@ -49,7 +49,7 @@ def test_every_service_has_a_deployment_a_service_a_disruption_budget_and_scalin
     overlay: str,
 ) -> None:
     services = services_in_the_code()
-    assert services >= {"intake", "routing", "sla", "gateway"}
+    assert services >= {"intake", "routing", "sla", "gateway", "knowledge"}
     assert set(named(overlay, "Deployment")) == services
     assert set(named(overlay, "Service")) == services
     assert set(named(overlay, "PodDisruptionBudget")) == services
@@ -111,11 +111,12 @@ def test_production_runs_three_spread_replicas_on_the_operators_engines() -> Non
         assert deployment["spec"]["replicas"] == 1, name
 
 
-def test_the_ingress_publishes_the_gateway_and_intakes_doors_only() -> None:
+def test_the_ingress_publishes_the_gateway_intakes_doors_and_self_service_only() -> None:
     [rule] = named("base", "Ingress")["sportello"]["spec"]["rules"]
     backends = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
     assert backends == {"/": "gateway", "/channels": "intake", "/tickets": "intake",
-                        "/public": "intake"}
+                        "/public": "intake", "/help": "knowledge",
+                        "/public/search": "knowledge", "/public/articles": "knowledge"}
 
 
 def test_the_manifests_run_the_image_the_dockerfile_builds() -> None:
