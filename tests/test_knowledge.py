@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from sportello_contracts import EventEnvelope
+from support.dlq import dead_letters
 from support.gateway import send_mail, support_mail
 from support.mailsink import MailSink, mail_to, text_of
 from support.probe import BusProbe
@@ -221,7 +223,7 @@ async def test_a_requester_who_says_yes_is_a_deflected_ticket(system: System,
             assert said.status_code == 200, said.text
             again = await anyone.post(f"/public/articles/{article['id']}/solved",
                                       json={"query": "stampante bloccata", "token": "page-1234"})
-            assert again.status_code == 200  # the same page twice: counted once
+            assert again.json() == {"deflected": True, "counted": False}  # the same page
             no = await anyone.post(f"/public/articles/{article['id']}/not-solved",
                                    json={"query": "stampante bloccata"})
             assert "subject=stampante+bloccata" in no.json()["form_url"]
@@ -230,5 +232,48 @@ async def test_a_requester_who_says_yes_is_a_deflected_ticket(system: System,
         stats = (await kb.get("/stats")).json()
         assert stats["deflections"] == 1
         feedback = (await kb.get(f"/articles/{article['id']}/feedback")).json()
-        assert (feedback["helpful"], feedback["not_helpful"]) == (2, 1)
+        assert (feedback["helpful"], feedback["not_helpful"]) == (1, 1)
     assert len([e for e in probe.events if e.type == "kb.deflected"]) == 1
+
+
+async def test_bad_input_gets_a_clear_error_and_a_bad_event_is_parked_with_the_reason(
+        system: System, probe: BusProbe) -> None:
+    knowledge = await system.start("knowledge", PUBLIC_PER_MINUTE="60", PUBLIC_BURST="3")
+    async with httpx.AsyncClient(base_url=knowledge.url) as anyone:
+        assert (await anyone.post("/articles", json=PRINTER_IT)).status_code == 401
+        assert (await anyone.get("/search", params={"q": "x"})).status_code == 401
+    async with system.client("knowledge") as kb:
+        wrong = await kb.post("/articles", json={**PRINTER_IT, "language": "fr"})
+        assert wrong.status_code == 422
+        assert [d["field"] for d in wrong.json()["detail"]] == ["language"]
+        huge = await kb.post("/articles", json={**PRINTER_IT, "body": "x" * 100_001})
+        assert huge.status_code in (413, 422)
+        article = (await kb.post("/articles", json=PRINTER_IT)).json()
+        edit = {**PRINTER_IT, "body": "Nuovo testo.", "expected_version": 1, "author": "bea"}
+        edit.pop("owner")
+        assert (await kb.put(f"/articles/{article['id']}", json=edit)).status_code == 200
+        stale = await kb.put(f"/articles/{article['id']}", json={**edit, "body": "Altro."})
+        assert stale.status_code == 409
+        assert stale.json()["field"] == "expected_version"
+        assert stale.json()["current_version"] == 2
+        retired = await kb.post(f"/articles/{article['id']}/retire")
+        wrong_step = await kb.post(f"/articles/{article['id']}/publish")
+        assert retired.status_code == 200
+        assert wrong_step.status_code == 409
+        diff = (await kb.get(f"/articles/{article['id']}/diff",
+                             params={"from": 1, "to": 2})).json()
+        assert "+Nuovo testo." in diff["body"]
+        assert (await kb.get("/articles/nope")).status_code == 404
+        assert (await kb.get("/search", params={"q": "x", "kind": "tickets"})).status_code == 422
+    async with httpx.AsyncClient(base_url=knowledge.url) as anyone:
+        answers = [(await anyone.get("/public/search", params={"q": "stampante"})).status_code
+                   for _ in range(5)]
+        assert answers[:3] == [200, 200, 200]
+        assert answers[-1] == 429
+
+    await probe.publish(EventEnvelope(
+        type="ticket.closed", producer="test", correlation_id="c-1", ticket_id="t-1",
+        payload={"ticket_id": "t-1", "subject": "no number"}))
+    parked = await dead_letters(system.amqp_url, f"{system.namespace}.knowledge.dlq",
+                                expected=1)
+    assert "number" in str(parked[0].headers["x-sportello-reason"])

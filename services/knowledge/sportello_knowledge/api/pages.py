@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sportello_knowledge.api.deps import FinderDep, LibraryDep, RateLimited
 from sportello_knowledge.api.public import public_article
-from sportello_knowledge.service.finder import Reader
+from sportello_knowledge.service.finder import Deflection, Reader
 from sportello_runtime.http import ApiError
 
 pages = APIRouter(dependencies=[RateLimited], tags=["self-service pages"],
@@ -131,8 +131,8 @@ async def answer(article_id: ArticleId, request: Request, library: LibraryDep,
     if said == "no":
         await library.feedback(article.id, helpful=False, reason=None)
         return RedirectResponse(finder.form_link(query, article.language), status_code=303)
-    await finder.deflected(article.id, query=query, token=token)
-    await library.feedback(article.id, helpful=True, reason=None)
+    if await finder.deflected(article.id, query=query, token=token) is Deflection.COUNTED:
+        await library.feedback(article.id, helpful=True, reason=None)
     return _page(article.language, w["thanks"],
                  f'<h1 role="status">{w["thanks"]}</h1><p>{w["thanks_body"]}</p>'
                  f'<p><a href="/help?lang={article.language}">{w["back"]}</a></p>')

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from sportello_knowledge.api.deps import FinderDep, LibraryDep, RateLimited
 from sportello_knowledge.api.views import Feedback, PublicArticle, SearchView, Solved
 from sportello_knowledge.domain.articles import visible_to_requesters
-from sportello_knowledge.service.finder import Reader
+from sportello_knowledge.service.finder import Deflection, Reader
 from sportello_knowledge.service.library import Library
 from sportello_runtime.http import ApiError
 
@@ -56,10 +56,12 @@ async def give_feedback(article_id: ArticleId, body: Feedback, library: LibraryD
 async def solved(article_id: ArticleId, body: Solved, finder: FinderDep,
                  library: LibraryDep) -> dict[str, Any]:
     """"Yes, this solved my problem": a ticket not opened (``kb.deflected``)."""
-    if not await finder.deflected(article_id, query=body.query, token=body.token):
+    outcome = await finder.deflected(article_id, query=body.query, token=body.token)
+    if outcome is Deflection.NOT_PUBLIC:
         raise ApiError(404, "not_found", f"no public article {article_id}")
-    await library.feedback(article_id, helpful=True, reason=None)
-    return {"deflected": True}
+    if outcome is Deflection.COUNTED:
+        await library.feedback(article_id, helpful=True, reason=None)
+    return {"deflected": True, "counted": outcome is Deflection.COUNTED}
 
 
 @public.post("/public/articles/{article_id}/not-solved")

@@ -27,6 +27,13 @@ RELATIVE_SCORE = 0.4
 """A suggestion scoring below this share of the best one is noise, not help."""
 
 
+class Deflection(StrEnum):
+    COUNTED = "counted"
+    ALREADY_COUNTED = "already_counted"
+    """The same page answered twice (a double click, the back button)."""
+    NOT_PUBLIC = "not_public"
+
+
 class Reader(StrEnum):
     AGENT = "agent"
     """Every article in every state, and archived cases (filters narrow it)."""
@@ -117,12 +124,11 @@ class Finder:
     # -- self-service ---------------------------------------------------------------------
 
     async def deflected(self, article_id: str, *, query: str | None,
-                        token: str | None) -> bool:
-        """A requester's "yes, this solved it": counted once per page token. False when
-        the article is not one a requester may read."""
+                        token: str | None) -> Deflection:
+        """A requester's "yes, this solved it": counted once per page token."""
         article = await self.store.article(article_id)
         if article is None or not visible_to_requesters(article):
-            return False
+            return Deflection.NOT_PUBLIC
         payload = KbDeflected(article_id=article.id, language=article.content.language,
                               query=(query or None) and query[:200])
         event = new_event(payload, producer=PRODUCER, correlation_id=article.id)
@@ -130,9 +136,10 @@ class Finder:
             token or uuid.uuid4().hex,
             {"article_id": article.id, "language": article.content.language,
              "query": payload.query, "at": utc_now()}, [event])
-        if added:
-            self.metrics.deflections.inc()
-        return True
+        if not added:
+            return Deflection.ALREADY_COUNTED
+        self.metrics.deflections.inc()
+        return Deflection.COUNTED
 
 
 def _relevant(hits: list[Hit]) -> list[Hit]:
