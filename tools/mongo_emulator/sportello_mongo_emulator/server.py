@@ -23,7 +23,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ class MongoEmulator:
         self._snapshot_every_s = snapshot_every_s
         if snapshot is not None and snapshot.exists():
             restore(self._mongo, snapshot)
-        self._cursors: dict[int, tuple[str, list[Any]]] = {}
+        self._cursors: dict[int, tuple[str, Iterator[Any]]] = {}
         self._cursor_ids = itertools.count(1_000_001)
         self._connections = itertools.count(1)
         self._address = (host, port)
@@ -355,12 +355,13 @@ class MongoEmulator:
     # -- cursors ----------------------------------------------------------------
 
     def _cursor_reply(
-        self, namespace: str, docs: list[Any], batch_size: int | None, single_batch: bool = False
+        self, namespace: str, docs: Iterable[Any], batch_size: int | None,
+        single_batch: bool = False,
     ) -> dict[str, Any]:
         size = DEFAULT_BATCH if batch_size is None or batch_size <= 0 else batch_size
-        first, rest = docs[:size], docs[size:]
+        first, rest = _batch(docs, size)
         cursor_id = 0
-        if rest and not single_batch:
+        if rest is not None and not single_batch:
             cursor_id = next(self._cursor_ids)
             self._cursors[cursor_id] = (namespace, rest)
         return {"cursor": {"id": Int64(cursor_id), "ns": namespace, "firstBatch": first}, "ok": 1.0}
@@ -370,10 +371,9 @@ class MongoEmulator:
         if cursor_id not in self._cursors:
             raise CommandError(CURSOR_NOT_FOUND, f"cursor id {cursor_id} not found")
         namespace, docs = self._cursors.pop(cursor_id)
-        size = int(command.get("batchSize") or MAX_BATCH)
-        batch, rest = docs[:size], docs[size:]
+        batch, rest = _batch(docs, int(command.get("batchSize") or MAX_BATCH))
         next_id = 0
-        if rest:
+        if rest is not None:
             next_id = cursor_id
             self._cursors[cursor_id] = (namespace, rest)
         return {"cursor": {"id": Int64(next_id), "ns": namespace, "nextBatch": batch}, "ok": 1.0}
@@ -401,7 +401,7 @@ class MongoEmulator:
             limit=abs(limit),
             sort=_sort_spec(command.get("sort")),
         )
-        docs = _taken(cursor, skip, abs(limit)) if limit else list(cursor)
+        docs = _taken(cursor, skip, abs(limit)) if limit else _as_taken(cursor)
         return self._cursor_reply(
             f"{db.name}.{name}", docs, command.get("batchSize"),
             single_batch=bool(command.get("singleBatch")) or limit < 0,
@@ -623,6 +623,30 @@ class MongoEmulator:
             return {"databases": [{"name": n} for n in names], "ok": 1.0}
         return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": False} for n in names],
                 "totalSize": 0, "ok": 1.0}
+
+
+def _as_taken(cursor: Any) -> Iterator[Any]:
+    """Every match, copied batch by batch as the client asks for it: mongomock's cursor
+    copied all of them before the first batch went out (100,000 articles took longer than
+    the driver waits). The documents matched are the ones stored when the find came
+    (mongomock lists them first), as a real cursor would see them."""
+    taken = cursor._factory()
+    if cursor.collection.codec_options.tz_aware:
+        return (_timezone_aware(d) for d in taken)
+    return iter(taken)
+
+
+def _batch(docs: Iterable[Any], size: int) -> tuple[list[Any], Iterator[Any] | None]:
+    """The next ``size`` documents, and what is left (None when nothing is)."""
+    rest = iter(docs)
+    batch = list(itertools.islice(rest, size))
+    following = next(rest, _END)
+    if following is _END:
+        return batch, None
+    return batch, itertools.chain([following], rest)
+
+
+_END = object()
 
 
 def _taken(cursor: Any, skip: int, limit: int) -> list[Any]:
