@@ -14,7 +14,7 @@ import pytest
 
 from sportello_contracts import EventEnvelope
 from support.dlq import dead_letters
-from support.gateway import send_mail, support_mail
+from support.gateway import admin_token, send_mail, support_mail, workspace
 from support.mailsink import MailSink, mail_to, text_of
 from support.probe import BusProbe
 from support.system import SERVICE_TOKEN, System
@@ -277,3 +277,31 @@ async def test_bad_input_gets_a_clear_error_and_a_bad_event_is_parked_with_the_r
     parked = await dead_letters(system.amqp_url, f"{system.namespace}.knowledge.dlq",
                                 expected=1)
     assert "number" in str(parked[0].headers["x-sportello-reason"])
+
+
+async def test_the_agents_workspace_shows_the_suggestions_through_the_gateway(
+        system: System) -> None:
+    await system.start("knowledge")
+    await system.start("intake", SLA_WAIT_S="1")
+    await system.start("routing")
+    await system.start("gateway")
+    async with system.client("knowledge") as kb:
+        public = await publish(kb, PRINTER_IT)
+        internal = await publish(kb, SPOOLER_INTERNAL)
+    solved = await close_ticket(system, 1, "Stampanti del piano bloccate",
+                                "Nessuna stampante del piano stampa.", FIX)
+    async with system.client("knowledge") as kb:
+        await eventually(lambda: _archived(kb, solved), what="the solved case")
+    async with system.channel_client("web") as web:
+        created = await web.post("/tickets", json=ticket_body(
+            2, subject="Le stampanti non stampano", description="La carta è bloccata."))
+        number = created.json()["number"]
+    async with system.gateway(await admin_token(system)) as admin:
+        async def suggested() -> dict[str, Any] | None:
+            ws, _ = await workspace(admin, number)
+            kb_part: dict[str, Any] | None = ws["suggestions"]
+            return kb_part if kb_part and kb_part.get("similar_cases") else None
+        part = await eventually(suggested, what="suggestions in the workspace")
+    assert [s["article_id"] for s in part["suggestions"]] == [public["id"]]
+    assert [s["article_id"] for s in part["internal"]] == [internal["id"]]
+    assert [c["ticket_id"] for c in part["similar_cases"]] == [solved]

@@ -297,8 +297,13 @@ function fillTicket(ws) {
   document.getElementById("history").replaceChildren(...(assignment ? assignment.history.map((step) => h("p", {},
     `${new Date(step.at).toLocaleString(state.lang)}: ${step.kind} ${step.to_group || ""} ${step.agent_id || ""} ${step.reason ? "— " + step.reason : ""}`))
     : [h("p", { class: "muted" }, t("unavailable"))]));
-  document.getElementById("suggestions").replaceChildren(...((ws.suggestions && !unavailable(ws.suggestions)
-    ? (ws.suggestions.suggestions || []) : []).map((s) => h("p", {}, s.title))));
+  const kb = ws.suggestions && !unavailable(ws.suggestions) ? ws.suggestions : {};
+  document.getElementById("suggestions").replaceChildren(
+    ...(kb.suggestions || []).map((s) => h("p", { class: "suggestion" }, h("span", { class: "tag" }, t("kb_public")), " ",
+      s.url ? h("a", { href: s.url, target: "_blank", rel: "noopener" }, s.title) : s.title)),
+    ...(kb.internal || []).map((s) => h("p", { class: "suggestion" }, h("span", { class: "tag internal" }, t("kb_internal")), " ", s.title)),
+    ...(kb.similar_cases || []).map((c) => h("p", { class: "suggestion" }, h("span", { class: "tag" }, t("kb_case")), " ",
+      h("a", { href: `#/ticket/${c.number}` }, c.number), ` ${c.title}`)));
   if (ticket?.requester?.email) {
     api("GET", `/api/tickets?view=all&limit=10&requester=${encodeURIComponent(ticket.requester.email)}`).then(({ data }) => {
       document.getElementById("others")?.replaceChildren(...data.items.filter((l) => l.number !== ticket.number)
