@@ -20,7 +20,7 @@ from sportello_contracts.events import (
     TicketStatusChanged,
 )
 from sportello_intake.domain import Ticket
-from sportello_intake.requester.notices import NoticeKind, format_suggestions, language_of
+from sportello_intake.requester.notices import NoticeKind
 from sportello_intake.requester.notifier import Notifier
 from sportello_intake.service import Desk
 from sportello_runtime.bus import Handler, Outcome, Subscription
@@ -131,11 +131,8 @@ class IntakeConsumers:
         if not ready.suggestions:
             return
         ticket = await self._ticket(ready.ticket_id)
-        language = language_of(ticket.requester.language)
-        await self._notifier.notify(
-            ticket, NoticeKind.SUGGESTIONS, str(envelope.event_id),
-            suggestions=format_suggestions([(s.title, s.url) for s in ready.suggestions],
-                                           language))
+        await self._notifier.suggestions_ready(
+            ticket.id, str(envelope.event_id), [(s.title, s.url) for s in ready.suggestions])
 
     async def _ticket(self, ticket_id: str) -> Ticket:
         return await self._desk.known(ticket_id)

@@ -196,6 +196,9 @@ class Ticket:
     change: SLA moving the limit must not make an agent's edit stale (``TicketStore``)."""
     time_limit_as_of: datetime | None = None
     """When the announced change happened: an older announcement arriving late is ignored."""
+    suggestions: tuple[tuple[str, str | None], ...] = ()
+    """Public articles knowledge suggested (title, link), written beside the versioned
+    fields like the time limit: the acknowledgement carries them when they come first."""
 
 
 def description_message(request: TicketCreateRequest, *, message_id: str,

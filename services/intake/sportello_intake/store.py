@@ -227,6 +227,15 @@ class TicketStore:
             projection=LIGHT, return_document=ReturnDocument.AFTER)
         return from_document(doc) if doc else None
 
+    async def note_suggestions(self, ticket_id: str,
+                               suggestions: list[tuple[str, str | None]]) -> Ticket | None:
+        """Knowledge's articles for the requester; like the time limit, not a change of
+        the ticket (no version, no event). The ticket as it now stands."""
+        doc = await self._tickets.find_one_and_update(
+            {"_id": ticket_id}, {"$set": {"suggestions": [list(s) for s in suggestions]}},
+            projection=LIGHT, return_document=ReturnDocument.AFTER)
+        return from_document(doc) if doc else None
+
     async def by_id(self, ticket_id: str) -> Ticket | None:
         doc = await self._tickets.find_one({"_id": ticket_id}, LIGHT)
         return from_document(doc) if doc else None
@@ -357,6 +366,10 @@ class NoticeStore:
     async def is_done(self, notice_id: str) -> bool:
         return await self.status(notice_id) in DONE
 
+    async def carried_suggestions(self, notice_id: str) -> bool:
+        doc = await self._notices.find_one({"_id": notice_id}, {"with_suggestions": 1})
+        return bool(doc and doc.get("with_suggestions"))
+
     async def await_time_limit(self, notice_id: str, ticket_id: str, kind: str,
                                until: datetime) -> None:
         """Hold an acknowledgement for SLA's time limit; the sweep sends it with the default
@@ -404,10 +417,11 @@ class NoticeStore:
         await self._notices.update_one({"_id": notice_id}, {"$set": {
             **sent_as, "status": NoticeStatus.UNSENDABLE, "error": error[:500]}})
 
-    async def sent(self, notice_id: str, message_id: str | None, **sent_as: str) -> None:
+    async def sent(self, notice_id: str, message_id: str | None, *,
+                   with_suggestions: bool = False, **sent_as: str) -> None:
         await self._notices.update_one({"_id": notice_id}, {"$set": {
             **sent_as, "status": NoticeStatus.SENT, "sent_at": utc_now(),
-            "message_id": message_id}})
+            "message_id": message_id, "with_suggestions": with_suggestions}})
 
     async def acknowledgement_rank(self, address: str, notice_id: str, now: datetime) -> int:
         """How many acknowledgements to ``address`` this hour came before this one. Atomic
@@ -454,6 +468,7 @@ def to_document(ticket: Ticket) -> Document:
         "history": [{"at": h.at, "kind": h.kind, "detail": h.detail} for h in ticket.history],
         "time_limit": ticket.time_limit,
         "time_limit_as_of": ticket.time_limit_as_of,
+        "suggestions": [list(s) for s in ticket.suggestions],
     }
 
 
@@ -497,4 +512,5 @@ def from_document(doc: Document) -> Ticket:
         ),
         time_limit=doc.get("time_limit"),
         time_limit_as_of=doc.get("time_limit_as_of"),
+        suggestions=tuple((title, url) for title, url in doc.get("suggestions") or ()),
     )

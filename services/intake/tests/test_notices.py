@@ -8,7 +8,13 @@ import pytest
 
 from sportello_intake.doors import signatures
 from sportello_intake.requester import tokens
-from sportello_intake.requester.notices import LANGUAGES, NoticeKind, format_time_limit, render
+from sportello_intake.requester.notices import (
+    LANGUAGES,
+    NoticeKind,
+    format_suggestions,
+    format_time_limit,
+    render,
+)
 
 VALUES = {"name": "Lucia", "number": "HD-2026-000001", "subject": "VPN", "level": "L2",
           "group": "Network", "time_limit": "x", "status_url": "http://s", "rating_url": "http://r",
@@ -65,3 +71,17 @@ def test_channel_signatures_bind_body_secret_and_time() -> None:
         signatures.matches(SECRET, header, body, tolerance_s=300, now=1_800_000_301)
     with pytest.raises(signatures.BadSignature, match="must be"):
         signatures.matches(SECRET, "sha256=abc", body, tolerance_s=300)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_acknowledgement_carries_the_suggested_articles_when_there_are_some(
+    language: str,
+) -> None:
+    articles = format_suggestions([("Reset the VPN profile", "http://kb/1"), ("No link", None)],
+                                  language)
+    with_articles = render(NoticeKind.ACKNOWLEDGED, language, {**VALUES,
+                                                               "suggestions": articles})
+    assert "- Reset the VPN profile: http://kb/1\n- No link\n" in with_articles.body
+    without = render(NoticeKind.ACKNOWLEDGED, language, {**VALUES, "suggestions": ""})
+    assert "Reset" not in without.body
+    assert format_suggestions([], language) == ""

@@ -30,13 +30,14 @@ from sportello_intake.requester import tokens
 from sportello_intake.requester.notices import (
     Notice,
     NoticeKind,
+    format_suggestions,
     format_time_limit,
     language_of,
     render,
 )
 from sportello_intake.requester.outbound import DeliveryFailed, NoticeNotBuildable, Outbound
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import NoticeStore, TicketStore
+from sportello_intake.store import FINAL, NoticeStatus, NoticeStore, TicketStore
 from sportello_runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def notice_id(key: str, kind: NoticeKind) -> str:
     """One id per notice: per ticket for the acknowledgement and the first assignment
     (several events may trigger them), per event for the rest."""
     return str(uuid.uuid5(NOTICE_NAMESPACE, f"{key}:{kind.value}"))
+
+
+class AcknowledgementInFlight(Exception):
+    """The acknowledgement is being sent right now: whether it carried the articles is
+    known in a moment (the event is retried)."""
 
 
 class Notifier:
@@ -124,6 +130,27 @@ class Notifier:
             await self._notify(current, NoticeKind.ASSIGNED,
                                notice_id(ticket.id, NoticeKind.ASSIGNED))
 
+    async def suggestions_ready(self, ticket_id: str, cause_event_id: str,
+                                suggestions: list[tuple[str, str | None]]) -> None:
+        """Articles for the requester: in the acknowledgement when it has not gone yet
+        (the usual order: knowledge answers in tens of milliseconds, SLA's time limit
+        waits for triage), else in a mail of their own. The acknowledgement reads the
+        ticket again after claiming its send, so articles kept before the claim go with
+        it; while it is being sent, this waits (a retry) to learn whether they went."""
+        ticket = await self._tickets.note_suggestions(ticket_id, suggestions)
+        if ticket is None:
+            return  # the caller found it; it cannot have gone
+        ack = notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)
+        status = await self._notices.status(ack)
+        if status == NoticeStatus.SENDING:
+            raise AcknowledgementInFlight(ticket.number)
+        if status not in FINAL or await self._notices.carried_suggestions(ack):
+            return  # the acknowledgement is still to go (or to be retried): it carries them
+        await self._notify(ticket, NoticeKind.SUGGESTIONS,
+                           notice_id(cause_event_id, NoticeKind.SUGGESTIONS),
+                           suggestions=format_suggestions(list(suggestions),
+                                                          language_of(ticket.requester.language)))
+
     async def acknowledge_overdue(self) -> int:
         """Acknowledge, with the default time limit, what waited for SLA too long."""
         done = 0
@@ -162,6 +189,11 @@ class Notifier:
         if not await self._notices.claim(nid, ticket.id, kind.value, utc_now()):
             # Sent or skipped before, or being sent by another handler right now.
             return await self._notices.is_done(nid)
+        if kind is NoticeKind.ACKNOWLEDGED:  # articles kept before the claim go with it
+            ticket = await self._tickets.by_id(ticket.id) or ticket
+            if ticket.suggestions:
+                values = {**values, "suggestions": format_suggestions(
+                    list(ticket.suggestions), language_of(ticket.requester.language))}
         route, unreachable = self._route(ticket)
         if route is not None and kind is NoticeKind.ACKNOWLEDGED and await self._too_many_acks(
                 route[1], nid):
@@ -202,7 +234,8 @@ class Notifier:
             log.warning("notice %s for %s failed: %s", kind.value, ticket.number, exc,
                         extra={"ticket_id": ticket.id})
             raise
-        await self._notices.sent(nid, message_id, **sent_as)
+        await self._notices.sent(nid, message_id, with_suggestions=bool(values.get("suggestions")),
+                                 **sent_as)
         if message_id is not None:
             await self._tickets.remember_mail_ids([message_id], ticket.id)
         self._metrics.sent.labels(kind.value, route[0]).inc()
