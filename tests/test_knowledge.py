@@ -5,6 +5,7 @@ candidate article and part of a recurring problem; every replica keeps its own i
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from typing import Any
@@ -217,6 +218,29 @@ async def test_every_replica_keeps_its_own_index_current_and_rebuilds_it_without
         assert [h["id"] for h in after["hits"]] == [h["id"] for h in before["hits"]] == [
             article["id"]]
 
+    # In place, with no replica on the folder; refused while one writes it.
+    a = system.services["knowledge-a"]
+    refused = await reindex(a.env)
+    assert refused.returncode != 0
+    assert "one writer per index" in refused.stderr
+    b.stop()
+    offline = await reindex(b.env)
+    assert offline.returncode == 0, offline.stderr
+    assert "documents indexed" in offline.stderr and "docs/s" in offline.stderr
+    b.start()
+    await b.wait_ready()
+    async with system.client("knowledge-b") as kb_b:
+        state = (await kb_b.get("/index")).json()
+        assert state["documents"] == 1 and state["rebuilding"] is None
+        found = await kb_b.get("/search", params={"q": "toner", "status": "retired"})
+        assert [h["id"] for h in found.json()["hits"]] == [article["id"]]
+
+
+async def reindex(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "sportello_knowledge", "reindex"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
 
 async def test_a_requester_who_says_yes_is_a_deflected_ticket(system: System,
                                                               probe: BusProbe) -> None:
@@ -237,6 +261,10 @@ async def test_a_requester_who_says_yes_is_a_deflected_ticket(system: System,
                              what="kb.deflected")
         stats = (await kb.get("/stats")).json()
         assert stats["deflections"] == 1
+        metrics = (await kb.get("/metrics")).text
+        assert "kb_deflections_total 1.0" in metrics
+        assert 'kb_feedback_total{helpful="no"} 1.0' in metrics
+        assert "kb_index_documents 1.0" in metrics
         feedback = (await kb.get(f"/articles/{article['id']}/feedback")).json()
         assert (feedback["helpful"], feedback["not_helpful"]) == (1, 1)
     assert len([e for e in probe.events if e.type == "kb.deflected"]) == 1

@@ -16,7 +16,7 @@ import time
 import httpx
 
 from sportello_knowledge.app import create_app
-from sportello_knowledge.index import SearchIndex
+from sportello_knowledge.index import IndexBusy, SearchIndex
 from sportello_knowledge.service.indexing import IndexKeeper
 from sportello_knowledge.service.metrics import KnowledgeMetrics
 from sportello_knowledge.settings import KnowledgeSettings
@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.url:
             reindex_there(args.url, settings)
         else:
-            asyncio.run(reindex_here(settings))
+            try:
+                asyncio.run(reindex_here(settings))
+            except IndexBusy as exc:
+                sys.exit(f"reindex: {exc}; rebuild a running replica's index with --url")
         return
     serve(create_app, settings)
 
