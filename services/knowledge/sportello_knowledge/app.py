@@ -52,8 +52,9 @@ def wire(service: Service) -> ServiceWiring:
             log.info("no usable index in %s: rebuilding from MongoDB", settings.index_dir)
             keeper.begin_rebuild()
 
-    async def index_gauges() -> None:
+    async def gauges() -> None:
         keeper.refresh_gauges()
+        await finder.deflection_rate()
 
     return ServiceWiring(
         internal_routers=[api.internal],
@@ -63,7 +64,7 @@ def wire(service: Service) -> ServiceWiring:
         outbox_collections=OUTBOX_COLLECTIONS,
         on_startup=[open_index],
         background=[keeper.run, feed.run,
-                    every(5.0, index_gauges, what="index gauges", at_start=True)],
+                    every(15.0, gauges, what="index and deflection gauges", at_start=True)],
         on_shutdown=[feed.close, index.close],
         state={"library": library, "finder": finder, "archive": archive, "keeper": keeper,
                "limiter": RateLimiter(settings.public_per_minute, settings.public_burst)},

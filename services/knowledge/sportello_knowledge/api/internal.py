@@ -244,11 +244,7 @@ async def faq_proposals(archive: ArchiveDep,
 async def stats(finder: FinderDep) -> dict[str, Any]:
     """Deflections against the tickets that arrived: the share of problems solved by
     self-service."""
-    deflected = await finder.store.deflections()
-    tickets = await finder.store.tickets_suggested()
-    total = deflected + tickets
-    return {"deflections": deflected, "tickets": tickets,
-            "deflection_rate": round(deflected / total, 4) if total else None}
+    return await finder.deflection_rate()
 
 
 # -- the index ----------------------------------------------------------------------------

@@ -142,6 +142,17 @@ class Finder:
         return Deflection.COUNTED
 
 
+    async def deflection_rate(self) -> dict[str, Any]:
+        """Deflections against the tickets that arrived (each gets its suggestions once):
+        the share of problems solved by self-service, since the start."""
+        deflected = await self.store.deflections()
+        tickets = await self.store.tickets_suggested()
+        total = deflected + tickets
+        rate = round(deflected / total, 4) if total else None
+        self.metrics.deflection_rate.set(rate or 0.0)
+        return {"deflections": deflected, "tickets": tickets, "deflection_rate": rate}
+
+
 def _relevant(hits: list[Hit]) -> list[Hit]:
     if not hits:
         return []
