@@ -4,6 +4,7 @@ forgotten in deploy/ fails here, and so does an overlay that no longer builds.""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -11,8 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
+
+from sportello_runtime.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -131,3 +135,92 @@ def test_the_manifests_run_the_image_the_dockerfile_builds() -> None:
     assert {str(p["containerPort"]) for p in ports} <= exposed
     for service in services_in_the_code():
         assert f"./services/{service}" in dockerfile, service
+
+
+KUBERNETES_VERSION = "1.30.0"
+OPERATORS_KINDS = {"ScaledObject", "TriggerAuthentication", "RabbitmqCluster", "MongoDBCommunity"}
+"""Custom resources of KEDA and the two operators: their schemas come with the operators'
+CRDs, not with Kubernetes; what the tests above check of them is all that is checked here."""
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_the_kubernetes_schema(overlay: str) -> None:
+    checked = 0
+    for doc in built(overlay):
+        if doc["kind"] in OPERATORS_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{overlay}: {doc['kind']}/{doc['metadata']['name']}: "
+                                 f"{exc.message} at {list(exc.path)}") from exc
+        checked += 1
+    assert checked >= 3 * len(services_in_the_code())  # Deployment, Service, PDB at least
+
+
+def settings_of(service: str) -> type[ServiceSettings]:
+    module = importlib.import_module(f"sportello_{service}.settings")
+    [found] = [v for v in vars(module).values() if isinstance(v, type)
+               and issubclass(v, ServiceSettings) and v is not ServiceSettings]
+    return found
+
+
+def documented_secrets() -> set[str]:
+    """The keys the base's instructions put in the sportello-secrets Secret."""
+    text = (K8S / "base" / "kustomization.yaml").read_text()
+    return set(re.findall(r"--from-literal=([A-Z_]+)=", text))
+
+
+def test_every_secret_setting_of_the_code_is_given_in_the_manifests_and_compose() -> None:
+    """A SecretStr setting a service needs in production (its signing keys, the channels'
+    keys, the service token) is in the Secret the base documents, and in Compose's .env."""
+    compose = (ROOT / "deploy" / "compose" / "secrets.sh").read_text()
+    for service in services_in_the_code():
+        for name, field in settings_of(service).model_fields.items():
+            annotation = str(field.annotation)
+            if "SecretStr" not in annotation:
+                continue
+            assert name.upper() in documented_secrets(), (service, name)
+            assert f"{name.upper()}=" in compose, (service, name)
+
+
+
+def test_each_deployment_listens_where_its_service_sends_and_intake_exposes_smtp() -> None:
+    services = named("base", "Service")
+    for name, deployment in named("base", "Deployment").items():
+        ports = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}
+        assert ports["http"] == 8000, name  # the ConfigMap's SERVICE_PORT
+        for port in services[name]["spec"]["ports"]:
+            assert port["targetPort"] in ports, (name, port)
+    assert "smtp" in {p["name"] for p in services["intake"]["spec"]["ports"]}
+
+
+COMPOSE = ROOT / "deploy" / "compose"
+
+
+def test_the_compose_file_parses_and_runs_every_service_with_what_watches_them() -> None:
+    compose = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"rabbitmq", "mongo", "prometheus", "grafana", "otel-collector", "jaeger"} <= set(
+        services)
+    ports = {"gateway": 8000, "intake": 8001, "routing": 8002, "sla": 8003, "knowledge": 8004,
+             "analytics": 8005}
+    for name in services_in_the_code():
+        service = services[name]
+        assert service["command"] == ["python", "-m", f"sportello_{name}"], name
+        assert service["environment"]["MONGO_DATABASE"] == f"sportello_{name}", name
+        assert f"{ports[name]}:8000" in service["ports"], name
+        assert service["image"] == container(named("base", "Deployment")[name])["image"]
+    assert "--replSet" in services["mongo"]["command"]
+    plugins = (COMPOSE / "rabbitmq" / "enabled_plugins").read_text()
+    assert "rabbitmq_prometheus" in plugins
+    assert "rabbitmq_management" in plugins
+    scraped = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scraped["scrape_configs"]}
+    assert {f"sportello-{name}" for name in services_in_the_code()} <= jobs
+    volumes = " ".join(services["grafana"]["volumes"])
+    assert "../monitoring/dashboards" in volumes
+    assert "../monitoring/rules.yaml" in " ".join(services["prometheus"]["volumes"])
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", (COMPOSE / "compose.yaml").read_text()))
+    written = (COMPOSE / "secrets.sh").read_text()
+    assert all(f"{name}=" in written for name in required), required
