@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/.venv/bin:$PATH"
-mkdir -p .run
+# Where this run keeps its secrets, data, index and mail (tests point it elsewhere).
+export RUN_DIR="${RUN_DIR:-.run}"
+mkdir -p "$RUN_DIR"
 
 bash deploy/local/ensure-rabbitmq.sh
 
 # Secrets are generated on first run and kept out of git (.run/ is ignored).
-if [ ! -f .run/secrets.env ]; then
-  python - <<'PY' > .run/secrets.env
+if [ ! -f "$RUN_DIR/secrets.env" ]; then
+  python - <<'PY' > "$RUN_DIR/secrets.env"
 import json, secrets
 keys = {c: secrets.token_urlsafe(24) for c in ("web", "email", "chat", "phone", "api")}
 print(f"export SERVICE_TOKEN='{secrets.token_urlsafe(32)}'")
@@ -22,25 +24,32 @@ print(f"export STATUS_TOKEN_SECRET='{secrets.token_urlsafe(32)}'")
 print(f"export JWT_SECRET='{secrets.token_urlsafe(48)}'")
 print(f"export GATEWAY_ADMIN_PASSWORD='{secrets.token_urlsafe(18)}'")
 PY
-  chmod 600 .run/secrets.env
+  chmod 600 "$RUN_DIR/secrets.env"
 fi
 # shellcheck disable=SC1091
-source .run/secrets.env
+source "$RUN_DIR/secrets.env"
 # Files written by an older up.sh lack the newer secrets: add them.
-grep -q CHANNEL_SECRETS .run/secrets.env || python - >> .run/secrets.env <<'PY'
+grep -q CHANNEL_SECRETS "$RUN_DIR/secrets.env" || python - >> "$RUN_DIR/secrets.env" <<'PY'
 import json, secrets
 print(f"export CHANNEL_SECRETS='{json.dumps({c: secrets.token_urlsafe(32) for c in ('chat', 'email')})}'")
 print(f"export STATUS_TOKEN_SECRET='{secrets.token_urlsafe(32)}'")
 PY
-source .run/secrets.env
-grep -q GATEWAY_ADMIN_PASSWORD .run/secrets.env || python - >> .run/secrets.env <<'PY'
+source "$RUN_DIR/secrets.env"
+grep -q GATEWAY_ADMIN_PASSWORD "$RUN_DIR/secrets.env" || python - >> "$RUN_DIR/secrets.env" <<'PY'
 import secrets
 print(f"export JWT_SECRET='{secrets.token_urlsafe(48)}'")
 print(f"export GATEWAY_ADMIN_PASSWORD='{secrets.token_urlsafe(18)}'")
 PY
-source .run/secrets.env
+source "$RUN_DIR/secrets.env"
 
-cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null || true; }
+# The emulator writes its snapshot as it stops: wait for it, so that a `make up` started
+# right after this one ends finds every ticket.
+cleanup() {
+  if [ -n "${EMULATOR_PID:-}" ]; then
+    kill "$EMULATOR_PID" 2>/dev/null || true
+    wait "$EMULATOR_PID" 2>/dev/null || true
+  fi
+}
 trap cleanup EXIT
 
 if [ -n "${MONGO_URL:-}" ]; then
@@ -53,13 +62,13 @@ else
   port="${MONGO_EMULATOR_PORT:-27017}"
   # In a session of its own: Ctrl-C stops the services first (they may still write on the
   # way out), and the trap stops the emulator after them.
-  rm -f .run/mongo.port  # a stale one would name an old port
-  setsid python -m sportello_mongo_emulator --port "$port" --port-file .run/mongo.port \
-    --snapshot .run/mongo-emulator.json \
-    > .run/mongo-emulator.log 2>&1 &
+  rm -f "$RUN_DIR/mongo.port"  # a stale one would name an old port
+  setsid python -m sportello_mongo_emulator --port "$port" --port-file "$RUN_DIR/mongo.port" \
+    --snapshot "$RUN_DIR/mongo-emulator.json" \
+    > "$RUN_DIR/mongo-emulator.log" 2>&1 &
   EMULATOR_PID=$!
-  for _ in $(seq 1 100); do [ -f .run/mongo.port ] && break; sleep 0.1; done
-  export MONGO_URL="mongodb://127.0.0.1:$(cat .run/mongo.port)"
+  for _ in $(seq 1 100); do [ -f "$RUN_DIR/mongo.port" ] && break; sleep 0.1; done
+  export MONGO_URL="mongodb://127.0.0.1:$(cat "$RUN_DIR/mongo.port")"
   cat <<WARN
 
   ###########################################################################
@@ -72,7 +81,7 @@ else
 
 WARN
 fi
-rm -f .run/mongo.port
+rm -f "$RUN_DIR/mongo.port"
 
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 # One place for the ports: the Procfile, the links in notices and the lines below all
@@ -98,13 +107,13 @@ fi
 cat <<INFO
 Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
   gateway  http://127.0.0.1:$GATEWAY_PORT  (operators: docs at /docs; sign in as admin with
-           \$GATEWAY_ADMIN_PASSWORD from .run/secrets.env: POST /api/auth/login)
-  intake   http://127.0.0.1:$INTAKE_PORT  (docs: /docs; channels post with X-Api-Key from .run/secrets.env)
+           \$GATEWAY_ADMIN_PASSWORD from $RUN_DIR/secrets.env: POST /api/auth/login)
+  intake   http://127.0.0.1:$INTAKE_PORT  (docs: /docs; channels post with X-Api-Key from $RUN_DIR/secrets.env)
            smtp://127.0.0.1:$SMTP_LISTEN_PORT (mail to help@sportello.localhost opens tickets)
-  mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints a line each, keeps them in .run/mail)
+  mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints a line each, keeps them in $RUN_DIR/mail)
   routing  http://127.0.0.1:$ROUTING_PORT
   sla      http://127.0.0.1:$SLA_PORT
-  knowledge http://127.0.0.1:$KNOWLEDGE_PORT  (requesters' help pages: /help; index in .run/knowledge-index)
-  internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in .run/secrets.env)
+  knowledge http://127.0.0.1:$KNOWLEDGE_PORT  (requesters' help pages: /help; index in $RUN_DIR/knowledge-index)
+  internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in $RUN_DIR/secrets.env)
 INFO
 honcho start -f deploy/local/Procfile -e /dev/null
