@@ -1,6 +1,7 @@
-"""A real Prometheus (Debian's package) against the services as `make up` runs them: every
-target is up, every rule loads and evaluates, and every dashboard panel's query answers
-without error (Grafana sends them as they are, with ``$job`` set to a service)."""
+"""A real Prometheus (Debian's package) against `make up` (deploy/local/up.sh, on the test's
+own ports): every target is up, every rule loads and evaluates, and every dashboard
+panel's query answers without error (Grafana sends them as they are, with ``$job`` set to
+a service)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
+from support.makeup import SERVICES, MakeUp, secrets_of
 from support.proxy import free_port
-from support.system import System
 from support.tickets import ticket_body
 from support.wait import eventually
 
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "deploy" / "monitoring"
-SERVICES = ("intake", "routing", "sla", "knowledge", "gateway")
 
 
 def panel_queries() -> Iterator[tuple[str, str, str]]:
@@ -59,21 +59,31 @@ def start_prometheus(binary: str, config: dict[str, Any], folder: Path,
             stdout=log, stderr=subprocess.STDOUT)
 
 
-async def test_a_real_prometheus_scrapes_every_service_and_runs_every_rule_and_panel(
-        system: System, tmp_path: Path) -> None:
+async def test_a_real_prometheus_scrapes_make_up_and_runs_every_rule_and_panel(
+        tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     assert binary, "prometheus is needed: deploy/local/ensure-package.sh promtool prometheus"
-    for name in SERVICES:
-        await system.start(name)
-    async with system.channel_client("web") as web:  # some series to show
-        assert (await web.post("/tickets", json=ticket_body(1))).status_code == 201
+    up = MakeUp(tmp_path / "run")
+    try:
+        await up.start()
+        await watched(binary, up, tmp_path)
+    finally:
+        up.stop()
+
+
+async def watched(binary: str, up: MakeUp, tmp_path: Path) -> None:
+    web_key = json.loads(secrets_of(up.run_dir)["CHANNEL_KEYS"])["web"]
+    async with httpx.AsyncClient(timeout=10) as web:  # some series to show
+        created = await web.post(f"{up.url('INTAKE_PORT')}/tickets",
+                                 headers={"X-Api-Key": web_key}, json=ticket_body(1))
+        assert created.status_code == 201, created.text
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(MONITORING / "rules.yaml")],
         "scrape_configs": [
             {"job_name": f"sportello-{name}",
-             "static_configs": [{"targets": [f"127.0.0.1:{system.services[name].port}"]}]}
-            for name in SERVICES],
+             "static_configs": [{"targets": [f"127.0.0.1:{up.ports[port]}"]}]}
+            for name, port in SERVICES.items()],
     }
     port = free_port()
     process = start_prometheus(binary, config, tmp_path, port)
@@ -113,10 +123,10 @@ async def test_a_real_prometheus_scrapes_every_service_and_runs_every_rule_and_p
                 assert data is not None, (board, title)
                 answered += 1
             assert answered >= 25
-            up = await api("query", query='up{job=~"sportello-.*"} == 1')
-            assert len(up["result"]) == len(SERVICES)
-            created = await api("query", query="sum(tickets_created_total)")
-            assert float(created["result"][0]["value"][1]) >= 1
+            answering = await api("query", query='up{job=~"sportello-.*"} == 1')
+            assert len(answering["result"]) == len(SERVICES)
+            opened = await api("query", query="sum(tickets_created_total)")
+            assert float(opened["result"][0]["value"][1]) >= 1
     finally:
         process.terminate()
         process.wait(10)
