@@ -130,6 +130,10 @@ def test_the_manifests_run_the_image_the_dockerfile_builds() -> None:
     for overlay in OVERLAYS:
         for name, deployment in named(overlay, "Deployment").items():
             assert container(deployment)["image"] == image.group(1), (overlay, name)
+    for name in services_in_the_code():
+        assert f"./services/{name}" in dockerfile, f"the image does not install {name}"
+    assert re.search(r"^USER 10001$", dockerfile, re.M)
+    assert dockerfile.count("FROM ") == 2  # wheels built apart from the image that runs
     ports = container(named("base", "Deployment")["intake"])["ports"]
     exposed = set(re.findall(r"^EXPOSE (.+)$", dockerfile, re.M)[0].split())
     assert {str(p["containerPort"]) for p in ports} <= exposed
