@@ -22,7 +22,8 @@ from support.proxy import free_port
 from support.wait import eventually
 
 MODULES = {"intake": "sportello_intake", "routing": "sportello_routing", "sla": "sportello_sla",
-           "gateway": "sportello_gateway", "knowledge": "sportello_knowledge"}
+           "gateway": "sportello_gateway", "knowledge": "sportello_knowledge",
+           "analytics": "sportello_analytics"}
 RETRY_DELAYS_MS = [200, 400]
 SERVICE_TOKEN = secrets.token_urlsafe(24)
 CHANNEL_KEYS = {channel: secrets.token_urlsafe(18) for channel in ("web", "email", "chat",
@@ -129,6 +130,8 @@ class System:
             own = {"SMTP_LISTEN_PORT": str(free_port()),
                    "CHANNEL_SECRETS": json.dumps(CHANNEL_SECRETS),
                    "STATUS_TOKEN_SECRET": STATUS_TOKEN_SECRET}
+        if name == "analytics" and "knowledge" in self.services:
+            own = {"KNOWLEDGE_URL": self.services["knowledge"].url}
         if name == "gateway":  # the services it fronts, as this test started them
             own = {"JWT_SECRET": JWT_SECRET, "GATEWAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
                    "WEBHOOK_ALLOWED_NETWORKS": json.dumps(["127.0.0.0/8"]),

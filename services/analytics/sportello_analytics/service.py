@@ -1,0 +1,183 @@
+"""Analytics' use cases: take an event in (keep it, refresh its ticket's facts, move the
+buckets), rebuild everything from the kept events, and answer the coordinator's figures."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+from prometheus_client import Counter, Gauge, Histogram
+
+from sportello_analytics.domain import kpis as figures
+from sportello_analytics.domain.buckets import contribution, delta
+from sportello_analytics.domain.facts import LEVELS, Event, facts_of
+from sportello_analytics.store import AnalyticsStore
+from sportello_contracts import EventEnvelope, utc_now
+from sportello_runtime.concurrency import retry_on_conflict
+from sportello_runtime.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+@dataclass
+class AnalyticsMetrics:
+    events: Counter
+    duplicates: Counter
+    queries: Histogram
+    backlog: Gauge
+    sla_compliance: Gauge
+    satisfaction: Gauge
+
+    @classmethod
+    def registered_on(cls, m: ServiceMetrics) -> AnalyticsMetrics:
+        return cls(
+            events=m.counter("analytics_events_total", "Events kept, by type", ["type"]),
+            duplicates=m.counter("analytics_duplicate_events_total",
+                                 "Events received again and kept once"),
+            queries=m.histogram("analytics_query_seconds", "Time to answer a KPI query",
+                                buckets=QUERY_BUCKETS),
+            backlog=m.gauge("helpdesk_backlog_tickets", "Open tickets, by level", ["level"]),
+            sla_compliance=m.gauge("helpdesk_sla_compliance_ratio",
+                                   "Targets met over met and breached, last day", ["target"]),
+            satisfaction=m.gauge("helpdesk_satisfaction_average",
+                                 "Average rating (1-5), last week"),
+        )
+
+
+def event_of(envelope: EventEnvelope) -> Event:
+    return Event(id=str(envelope.event_id), type=envelope.type, ticket_id=envelope.ticket_id,
+                 occurred_at=envelope.occurred_at, payload=envelope.payload)
+
+
+class InvalidPeriod(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Ledger:
+    store: AnalyticsStore
+    metrics: AnalyticsMetrics
+
+    async def record(self, event: Event) -> None:
+        """Keep the event once and bring its ticket's facts and buckets up to date. A copy
+        refreshes the ticket again, which changes nothing."""
+        if await self.store.keep(event, utc_now()):
+            self.metrics.events.labels(event.type).inc()
+        else:
+            self.metrics.duplicates.inc()
+        if event.ticket_id:
+            await self.refresh(event.ticket_id)
+
+    async def refresh(self, ticket_id: str) -> None:
+        await retry_on_conflict(lambda: self._refresh(ticket_id), what=f"facts of {ticket_id}")
+
+    async def _refresh(self, ticket_id: str) -> None:
+        before, version, unsettled = await self.store.facts(ticket_id)
+        if unsettled:  # an earlier change not fully counted (a crash): finish it first
+            await self.store.settle(ticket_id, version, unsettled)
+        facts = facts_of(ticket_id, await self.store.events_of(ticket_id))
+        after = contribution(facts)
+        change = delta(before, after)
+        new_version = await self.store.save_facts(facts, after, change,
+                                                  expected_version=version)
+        if change:
+            await self.store.settle(ticket_id, new_version, change)
+
+    async def settle_leftovers(self) -> int:
+        """At start: deltas a crash left on their facts, given to the buckets."""
+        left = await self.store.unsettled()
+        for ticket_id, version, change in left:
+            await self.store.settle(ticket_id, version, change)
+        return len(left)
+
+    async def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Facts and buckets again from the kept events alone."""
+        await self.store.clear_derived()
+        done = 0
+        async for ticket_id in self.store.ticket_ids():
+            await self.refresh(ticket_id)
+            done += 1
+            if progress:
+                progress(done)
+        return done
+
+    # -- the figures ------------------------------------------------------------------------
+
+    async def kpis(self, since: date, until: date, filters: dict[str, str | None]
+                   ) -> dict[str, Any]:
+        """The figures of [since, until) and of the period of the same length before it."""
+        if until <= since:
+            raise InvalidPeriod("to", "to must be after from")
+        if (until - since).days > 3 * 366:
+            raise InvalidPeriod("to", "a period is at most three years")
+        started = time.perf_counter()
+        length = until - since
+        now = await self.store.buckets(since=since.isoformat(), until=until.isoformat(),
+                                       filters=filters)
+        before = await self.store.buckets(since=(since - length).isoformat(),
+                                          until=since.isoformat(), filters=filters)
+        earlier = await self.store.buckets(since=None, until=since.isoformat(),
+                                           filters=filters)
+        counted = figures.summed(earlier)
+        answer = figures.report(now, before, counted.get("created", 0)
+                                - counted.get("resolved", 0))
+        self.metrics.queries.observe(time.perf_counter() - started)
+        return {"from": since.isoformat(), "to": until.isoformat(),
+                "filters": {k: v for k, v in filters.items() if v is not None}, **answer}
+
+    async def refresh_gauges(self, today: date | None = None) -> None:
+        """The business gauges: backlog per level, SLA compliance over the last day,
+        satisfaction over the last week."""
+        today = today or utc_now().date()
+        tomorrow = (today + timedelta(days=1)).isoformat()
+        everything = await self.store.buckets(since=None, until=tomorrow, filters={})
+        by_level = figures.grouped(everything, "level")
+        for level in LEVELS:
+            counts: Mapping[str, float] = by_level.get((level,), {})
+            self.metrics.backlog.labels(level).set(
+                counts.get("created", 0) - counts.get("resolved", 0))
+        day = figures.figures(figures.summed(
+            b for b in everything if b["day"] >= (today - timedelta(days=1)).isoformat()))
+        for target, numbers in day["sla"].items():
+            self.metrics.sla_compliance.labels(target).set(numbers["compliance"] or 0.0)
+        week = figures.figures(figures.summed(
+            b for b in everything if b["day"] >= (today - timedelta(days=7)).isoformat()))
+        self.metrics.satisfaction.set(week["satisfaction"]["average"] or 0.0)
+
+
+@dataclass
+class Knowledge:
+    """The knowledge service's recurring problems, when it runs (its FAQ proposals)."""
+
+    url: str | None
+    token: str | None
+    timeout_s: float = 2.0
+
+    async def recurring(self, period: str | None = None) -> dict[str, Any]:
+        if not self.url:
+            return {"available": False, "reason": "KNOWLEDGE_URL is not set", "proposals": []}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            async with httpx.AsyncClient(base_url=self.url, headers=headers,
+                                         timeout=self.timeout_s) as client:
+                answer = await client.get("/faq-proposals",
+                                          params={"period": period} if period else None)
+                answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            return {"available": False, "reason": f"knowledge: {exc}", "proposals": []}
+        return {"available": True, "proposals": answer.json()}
+
+
+def parse_day(value: str, field: str) -> date:
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError as exc:
+        raise InvalidPeriod(field, f"{field} is a date, YYYY-MM-DD") from exc
