@@ -89,6 +89,7 @@ export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 export GATEWAY_PORT="${GATEWAY_PORT:-8000}"
 export INTAKE_PORT="${INTAKE_PORT:-8001}" ROUTING_PORT="${ROUTING_PORT:-8002}"
 export SLA_PORT="${SLA_PORT:-8003}" KNOWLEDGE_PORT="${KNOWLEDGE_PORT:-8004}"
+export ANALYTICS_PORT="${ANALYTICS_PORT:-8005}"
 export SMTP_LISTEN_PORT="${SMTP_LISTEN_PORT:-2525}"
 export MAILCATCHER_PORT="${MAILCATCHER_PORT:-1025}"
 export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$INTAKE_PORT}"
@@ -114,6 +115,7 @@ Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
   routing  http://127.0.0.1:$ROUTING_PORT
   sla      http://127.0.0.1:$SLA_PORT
   knowledge http://127.0.0.1:$KNOWLEDGE_PORT  (requesters' help pages: /help; index in $RUN_DIR/knowledge-index)
+  analytics http://127.0.0.1:$ANALYTICS_PORT  (KPIs: /kpis?from=&to=)
   internal APIs need: Authorization: Bearer \$SERVICE_TOKEN (in $RUN_DIR/secrets.env)
 INFO
 honcho start -f deploy/local/Procfile -e /dev/null

@@ -16,8 +16,10 @@ from support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"intake": "INTAKE_PORT", "routing": "ROUTING_PORT", "sla": "SLA_PORT",
-            "knowledge": "KNOWLEDGE_PORT", "gateway": "GATEWAY_PORT"}
+            "knowledge": "KNOWLEDGE_PORT", "gateway": "GATEWAY_PORT",
+            "analytics": "ANALYTICS_PORT"}
 PORTS = ("GATEWAY_PORT", "INTAKE_PORT", "ROUTING_PORT", "SLA_PORT", "KNOWLEDGE_PORT",
+         "ANALYTICS_PORT",
          "SMTP_LISTEN_PORT", "MAILCATCHER_PORT", "MONGO_EMULATOR_PORT")
 
 
