@@ -2,6 +2,10 @@
 
 ``python -m sportello_analytics rebuild``: facts and buckets again from the kept events,
 with a progress bar (stop the service first: the rebuild starts from empty aggregates).
+
+``python -m sportello_analytics import-servicenow FILE``: a ServiceNow incident event log
+(CSV, or a zip of it) as Sportello's events, through the same path (see
+``domain/servicenow.py`` for what maps and what has no counterpart).
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 from sportello_analytics.app import create_app
-from sportello_analytics.service import AnalyticsMetrics, Ledger
+from sportello_analytics.service import AnalyticsMetrics, Ledger, import_servicenow
 from sportello_analytics.settings import AnalyticsSettings
 from sportello_analytics.store import AnalyticsStore
 from sportello_runtime.metrics import ServiceMetrics
@@ -49,14 +54,36 @@ async def rebuild(settings: AnalyticsSettings) -> None:
         await mongo.close()
 
 
+async def import_log(settings: AnalyticsSettings, path: Path) -> None:
+    mongo, ledger = open_ledger(settings)
+    try:
+        started = time.monotonic()
+        counts = await import_servicenow(
+            ledger, path, progress=lambda n, total: progress_bar(n, total, started,
+                                                                 "incidents"))
+        sys.stderr.write(f"\nimported {counts['incidents']:,} incidents as "
+                         f"{counts['events']:,} events ({counts['new_events']:,} new) in "
+                         f"{time.monotonic() - started:.1f} s\n")
+    finally:
+        await mongo.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sportello_analytics")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("rebuild", help="facts and buckets again from the kept events")
+    importer = commands.add_parser(
+        "import-servicenow", help="a ServiceNow incident event log (CSV, or a zip of it)")
+    importer.add_argument("file", type=Path)
     args = parser.parse_args(argv)
     settings = AnalyticsSettings()
     if args.command == "rebuild":
         asyncio.run(rebuild(settings))
+        return
+    if args.command == "import-servicenow":
+        if not args.file.is_file():
+            sys.exit(f"import-servicenow: no file {args.file}")
+        asyncio.run(import_log(settings, args.file))
         return
     serve(create_app, settings)
 

@@ -3,17 +3,23 @@ buckets), rebuild everything from the kept events, and answer the coordinator's 
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import logging
 import time
-from collections.abc import Callable, Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
 from sportello_analytics.domain import kpis as figures
+from sportello_analytics.domain import servicenow
 from sportello_analytics.domain.buckets import contribution, delta
 from sportello_analytics.domain.facts import LEVELS, Event, facts_of
 from sportello_analytics.store import AnalyticsStore
@@ -76,14 +82,27 @@ class Ledger:
         if event.ticket_id:
             await self.refresh(event.ticket_id)
 
-    async def refresh(self, ticket_id: str) -> None:
-        await retry_on_conflict(lambda: self._refresh(ticket_id), what=f"facts of {ticket_id}")
+    async def refresh(self, ticket_id: str, stream: list[Event] | None = None) -> None:
+        await retry_on_conflict(lambda: self._refresh(ticket_id, stream),
+                                what=f"facts of {ticket_id}")
 
-    async def _refresh(self, ticket_id: str) -> None:
+    async def absorb(self, ticket_id: str, stream: list[Event]) -> int:
+        """An imported ticket's whole stream: kept (once per event id), then folded as the
+        bus's events are. Answers how many events were new."""
+        new = await self.store.keep_many(stream, utc_now())
+        for event in stream:
+            self.metrics.events.labels(event.type).inc()
+        await self.refresh(ticket_id, stream)
+        return new
+
+    async def _refresh(self, ticket_id: str, stream: list[Event] | None) -> None:
+        """``stream``: the ticket's whole stream when the caller holds it (an import, whose
+        tickets have no other events); else it is read from what is kept."""
         before, version, unsettled = await self.store.facts(ticket_id)
         if unsettled:  # an earlier change not fully counted (a crash): finish it first
             await self.store.settle(ticket_id, version, unsettled)
-        facts = facts_of(ticket_id, await self.store.events_of(ticket_id))
+        events = stream if stream is not None else await self.store.events_of(ticket_id)
+        facts = facts_of(ticket_id, events)
         after = contribution(facts)
         change = delta(before, after)
         new_version = await self.store.save_facts(facts, after, change,
@@ -151,6 +170,47 @@ class Ledger:
         week = figures.figures(figures.summed(
             b for b in everything if b["day"] >= (today - timedelta(days=7)).isoformat()))
         self.metrics.satisfaction.set(week["satisfaction"]["average"] or 0.0)
+
+
+def servicenow_rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
+    """The log's header and rows, from the CSV or from a zip holding it."""
+    if path.suffix == ".zip":
+        archive = zipfile.ZipFile(path)
+        [name] = [n for n in archive.namelist() if n.endswith(".csv")]
+        text: IO[str] = io.TextIOWrapper(archive.open(name), encoding="utf-8", newline="")
+    else:
+        text = path.open(encoding="utf-8", newline="")
+    reader = csv.reader(text)
+    return next(reader), reader
+
+
+async def import_servicenow(ledger: Ledger, path: Path, *, concurrency: int = 8,
+                            progress: Callable[[int, int], None] | None = None
+                            ) -> dict[str, int]:
+    """A ServiceNow incident event log through the same path as the bus's events."""
+    header, records = servicenow_rows(path)
+    by_number = servicenow.incidents(servicenow.rows_of(header, records))
+    streams = [(f"servicenow-{number}", servicenow.incident_events(number, rows))
+               for number, rows in by_number.items()]
+    streams = [(ticket_id, stream) for ticket_id, stream in streams if stream]
+    queue: asyncio.Queue[tuple[str, list[Event]]] = asyncio.Queue()
+    for item in streams:
+        queue.put_nowait(item)
+    done = new = 0
+
+    async def worker() -> None:
+        nonlocal done, new
+        while not queue.empty():
+            ticket_id, stream = queue.get_nowait()
+            added = await ledger.absorb(ticket_id, stream)  # read after the await: no lost sum
+            new += added
+            done += 1
+            if progress:
+                progress(done, len(streams))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"incidents": len(streams), "events": sum(len(s) for _, s in streams),
+            "new_events": new}
 
 
 @dataclass

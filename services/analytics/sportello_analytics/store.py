@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from sportello_analytics.domain.buckets import DIMENSIONS, Contribution, bucket_fields
 from sportello_analytics.domain.facts import Event, TicketFacts
@@ -61,14 +61,11 @@ class AnalyticsStore:
         docs = [{"_id": e.id, "type": e.type, "ticket_id": e.ticket_id,
                  "occurred_at": e.occurred_at, "payload": dict(e.payload),
                  "received_at": received_at} for e in events]
-        new = 0
-        for doc in docs:
-            try:
-                await self._events.insert_one(doc)
-                new += 1
-            except DuplicateKeyError:
-                continue
-        return new
+        try:
+            result = await self._events.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # some were kept before: the rest are in
+            return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
 
     async def events_of(self, ticket_id: str) -> list[Event]:
         cursor = self._events.find({"ticket_id": str(ticket_id)}).sort("occurred_at", ASCENDING)
