@@ -7,8 +7,18 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
-from sportello_analytics.service import InvalidPeriod, Knowledge, Ledger, parse_day
+from sportello_analytics.report import SECURITY_HEADERS, to_csv, to_html
+from sportello_analytics.service import (
+    InvalidPeriod,
+    Knowledge,
+    Ledger,
+    ReportMailer,
+    ReportNotSendable,
+    monthly_report,
+    parse_day,
+)
 from sportello_runtime.http import ApiError
 
 internal = APIRouter()
@@ -24,7 +34,14 @@ def knowledge_of(request: Request) -> Knowledge:
     return knowledge
 
 
+def mailer_of(request: Request) -> ReportMailer:
+    mailer: ReportMailer = request.app.state.mailer
+    return mailer
+
+
 LedgerDep = Annotated[Ledger, Depends(ledger_of)]
+MailerDep = Annotated[ReportMailer, Depends(mailer_of)]
+Month = Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}$", description="YYYY-MM")]
 KnowledgeDep = Annotated[Knowledge, Depends(knowledge_of)]
 Day = Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
                            description="YYYY-MM-DD")]
@@ -74,3 +91,35 @@ async def ticket_facts(ticket_id: Annotated[str, Path(min_length=1, max_length=2
         raise ApiError(404, "not_found", f"no facts for ticket {ticket_id}")
     found["ticket_id"] = found.pop("_id")
     return found
+
+
+@internal.get("/reports/monthly", tags=["reports"], response_model=None)
+async def monthly(ledger: LedgerDep, knowledge: KnowledgeDep, month: Month,
+                  format: Annotated[str, Query(pattern=r"^(html|csv|json)$")] = "html",
+                  lang: Annotated[str, Query(pattern=r"^(it|en)$")] = "en",
+                  ) -> dict[str, Any] | Response:
+    """The monthly improvement report: one self-contained, printable page (``html``), or the
+    same numbers as ``csv`` or ``json``; in Italian or English."""
+    try:
+        report = await monthly_report(ledger, knowledge, month, lang)
+    except InvalidPeriod as exc:
+        raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
+    if format == "json":
+        return report
+    if format == "csv":
+        return Response(to_csv(report), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="sportello-{month}.csv"'})
+    return HTMLResponse(to_html(report), headers=SECURITY_HEADERS)
+
+
+@internal.post("/reports/monthly/{month}/send", tags=["reports"])
+async def send_monthly(month: Annotated[str, Path(pattern=r"^[0-9]{4}-[0-9]{2}$")],
+                       mailer: MailerDep) -> dict[str, Any]:
+    """Mail the month's report to the coordinators now (it also goes by itself once the
+    month is over)."""
+    try:
+        return await mailer.send(month)
+    except ReportNotSendable as exc:
+        raise ApiError(409, "not_configured", str(exc)) from exc
+    except InvalidPeriod as exc:
+        raise ApiError(422, "invalid", str(exc), field="month") from exc

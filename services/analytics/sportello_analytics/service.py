@@ -12,17 +12,21 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
+import aiosmtplib
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
+from sportello_analytics.domain import findings, servicenow
 from sportello_analytics.domain import kpis as figures
-from sportello_analytics.domain import servicenow
 from sportello_analytics.domain.buckets import contribution, delta
 from sportello_analytics.domain.facts import LEVELS, Event, facts_of
-from sportello_analytics.store import AnalyticsStore
+from sportello_analytics.report import WORDS, to_csv, to_html
+from sportello_analytics.store import AnalyticsStore, ReportStore
 from sportello_contracts import EventEnvelope, utc_now
 from sportello_runtime.concurrency import retry_on_conflict
 from sportello_runtime.metrics import ServiceMetrics
@@ -130,18 +134,19 @@ class Ledger:
 
     # -- the figures ------------------------------------------------------------------------
 
-    async def kpis(self, since: date, until: date, filters: dict[str, str | None]
-                   ) -> dict[str, Any]:
-        """The figures of [since, until) and of the period of the same length before it."""
+    async def kpis(self, since: date, until: date, filters: dict[str, str | None], *,
+                   previous_since: date | None = None) -> dict[str, Any]:
+        """The figures of [since, until) and of the period before it: of the same length,
+        or from ``previous_since`` (the previous calendar month, for a month)."""
         if until <= since:
             raise InvalidPeriod("to", "to must be after from")
         if (until - since).days > 3 * 366:
             raise InvalidPeriod("to", "a period is at most three years")
         started = time.perf_counter()
-        length = until - since
+        previous_since = previous_since or since - (until - since)
         now = await self.store.buckets(since=since.isoformat(), until=until.isoformat(),
                                        filters=filters)
-        before = await self.store.buckets(since=(since - length).isoformat(),
+        before = await self.store.buckets(since=previous_since.isoformat(),
                                           until=since.isoformat(), filters=filters)
         earlier = await self.store.buckets(since=None, until=since.isoformat(),
                                            filters=filters)
@@ -234,6 +239,69 @@ class Knowledge:
         except httpx.HTTPError as exc:
             return {"available": False, "reason": f"knowledge: {exc}", "proposals": []}
         return {"available": True, "proposals": answer.json()}
+
+
+async def monthly_report(ledger: Ledger, knowledge: Knowledge, month: str,
+                         language: str) -> dict[str, Any]:
+    """The month's figures against the previous month's, knowledge's recurring problems of
+    the month, and what they say (``domain.findings``)."""
+    try:
+        since, until = findings.month_bounds(month)
+    except ValueError as exc:
+        raise InvalidPeriod("month", "month is YYYY-MM") from exc
+    previous, _ = findings.month_bounds(f"{since.year - (since.month == 1):04d}-"
+                                        f"{(since.month - 2) % 12 + 1:02d}")
+    kpis = await ledger.kpis(since, until, {}, previous_since=previous)
+    recurring = await knowledge.recurring(month)
+    return {"month": month, "language": language, "generated_at": utc_now().isoformat(),
+            "kpis": kpis, "recurring_problems": recurring,
+            "findings": findings.findings(kpis, recurring["proposals"])}
+
+
+@dataclass
+class ReportMailer:
+    """The monthly report to the coordinators through the SMTP relay: at month end (a
+    background check), or on demand."""
+
+    ledger: Ledger
+    knowledge: Knowledge
+    store: ReportStore
+    relay_url: str | None
+    sender: str
+    recipients: list[str]
+    language: str = "en"
+
+    async def send(self, month: str) -> dict[str, Any]:
+        if not self.relay_url or not self.recipients:
+            raise ReportNotSendable("set SMTP_RELAY_URL and REPORT_RECIPIENTS to mail reports")
+        report = await monthly_report(self.ledger, self.knowledge, month, self.language)
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.recipients)
+        message["Subject"] = f"{WORDS[self.language]['title']} {month}"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(f"{WORDS[self.language]['title']} {month}: see the attached page.")
+        message.add_alternative(to_html(report), subtype="html")
+        message.add_attachment(to_csv(report).encode(), maintype="text", subtype="csv",
+                               filename=f"sportello-{month}.csv")
+        relay = urlsplit(self.relay_url)
+        await aiosmtplib.send(message, hostname=relay.hostname or "127.0.0.1",
+                              port=relay.port or 25, timeout=30)
+        await self.store.sent(month, self.recipients, utc_now())
+        log.info("monthly report %s mailed to %d coordinators", month, len(self.recipients))
+        return {"month": month, "sent_to": self.recipients}
+
+    async def at_month_end(self) -> None:
+        """Once a month is over, its report goes out (once: the sent months are kept)."""
+        if not self.relay_url or not self.recipients:
+            return
+        month = findings.report_due(utc_now().date(), await self.store.sent_months())
+        if month is not None:
+            await self.send(month)
+
+
+class ReportNotSendable(RuntimeError):
+    pass
 
 
 def parse_day(value: str, field: str) -> date:

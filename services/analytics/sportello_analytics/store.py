@@ -24,6 +24,7 @@ from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.store import Document, MongoStore
 
 EVENTS = "events"
+REPORTS = "reports"
 FACTS = "facts"
 BUCKETS = "buckets"
 
@@ -155,6 +156,20 @@ class AnalyticsStore:
         """A rebuild starts from the events alone."""
         await self._facts.delete_many({})
         await self._buckets.delete_many({})
+
+
+class ReportStore:
+    """The months whose report went out, to whom and when."""
+
+    def __init__(self, store: MongoStore) -> None:
+        self._reports = store.collection(REPORTS)
+
+    async def sent(self, month: str, recipients: list[str], at: datetime) -> None:
+        await self._reports.update_one({"_id": month}, {"$set": {
+            "sent_at": at, "recipients": recipients}}, upsert=True)
+
+    async def sent_months(self) -> set[str]:
+        return {str(d["_id"]) async for d in self._reports.find({}, {"_id": 1})}
 
 
 def encode(contribution: Contribution) -> list[dict[str, Any]]:

@@ -133,7 +133,8 @@ def report(buckets: Sequence[Bucket], previous: Sequence[Bucket],
         return sorted(rows, key=lambda r: (-r["solved"], r[name]))
 
     departments: list[dict[str, Any]] = [
-        {"department": d or "(none)", "tickets": c.get("created", 0), "sla_breaches": breached(c)}
+        {"department": d or "(none)", "tickets": c.get("created", 0), "sla_breaches": breached(c),
+         "first_contact_resolutions": c.get("fcr", 0)}
         for (d,), c in grouped(buckets, "department").items()]
     return {
         **now,
@@ -142,6 +143,10 @@ def report(buckets: Sequence[Bucket], previous: Sequence[Bucket],
         "sla_by_priority_and_level": [
             {"priority": p or None, "level": lv or None, **figures(c)["sla"]}
             for (p, lv), c in sorted(grouped(buckets, "priority", "level").items())],
+        "levels_by_sla_breaches": sorted(
+            ({"level": lv or "(none)", "sla_breaches": breached(c)}
+             for (lv,), c in grouped(buckets, "level").items()),
+            key=lambda r: (-r["sla_breaches"], r["level"])),
         "agents": people("agent"),
         "groups": people("group"),
         "departments_by_tickets": sorted(departments, key=lambda r: (-r["tickets"],
