@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from sportello_analytics.domain import findings
 
 
 def test_what_got_worse_knows_which_way_is_worse_and_ignores_noise() -> None:
-    change = {
+    change: dict[str, dict[str, Any]] = {
         "resolution_median_s": {"now": 7200, "before": 3600},        # slower: worse
         "satisfaction": {"now": 3.0, "before": 4.0},                 # lower: worse
         "first_contact_resolution": {"now": 0.8, "before": 0.6},     # higher: better
