@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/console_bench.py
 	$(BIN)/python bench/knowledge_bench.py
+	$(BIN)/python bench/analytics_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .run
