@@ -210,6 +210,22 @@ class SlaMet(_SlaClockEvent):
     stopped_at: AwareDatetime
 
 
+class SlaClockStopped(EventPayload):
+    """A clock stopped for good (the answer came, the ticket was resolved or closed), with
+    the business time it counted, met or not: what analytics reports business times by."""
+
+    event_type: ClassVar[str] = "sla.clock_stopped"
+
+    clock_id: str
+    metric: SlaMetric
+    priority: Priority | None = None
+    level: SupportLevel | None = None
+    business_s: float = Field(ge=0, description="Business time counted, pauses left out")
+    target_s: int = Field(ge=0)
+    met: bool
+    stopped_at: AwareDatetime
+
+
 class SlaTimeLimitSet(EventPayload):
     """The requester's time limit: the running resolution clock's due instant, announced
     whenever it starts or moves (priority change, pause, resume, reopening). ``due_at`` is
@@ -341,6 +357,7 @@ AnyPayload = (
     | SlaBreached
     | SlaMet
     | SlaTimeLimitSet
+    | SlaClockStopped
     | KbArticlePublished
     | KbArticleChanged
     | KbCaseArchived

@@ -19,7 +19,7 @@ DESIGN_EVENTS = {
     "ticket.created", "ticket.message_added", "ticket.status_changed", "ticket.resolved",
     "ticket.closed", "ticket.reopened", "ticket.rated", "ticket.triaged", "ticket.assigned",
     "ticket.escalated", "ticket.priority_changed", "sla.warning", "sla.breached", "sla.met",
-    "sla.time_limit_set",
+    "sla.time_limit_set", "sla.clock_stopped",
     "kb.article_published", "kb.candidate_created", "kb.suggestions_ready",
     "kb.faq_proposed", "kb.deflected",
     # Knowledge's replicas hear these on their own queues to keep their indexes current.

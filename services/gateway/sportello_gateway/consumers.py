@@ -5,11 +5,14 @@ replica: see service/live.py.)"""
 from __future__ import annotations
 
 from sportello_contracts import EventEnvelope
-from sportello_contracts.events import EVENT_PAYLOADS
+from sportello_contracts.events import EVENT_PAYLOADS, SlaClockStopped
 from sportello_gateway.service.desk import Desk
 from sportello_gateway.service.webhooks import Webhooks
 from sportello_runtime.bus import Handler, Outcome, Subscription
 
+NOT_FOR_THE_DESK = frozenset({SlaClockStopped.event_type})
+"""Three a ticket, for analytics' business times: no queue line changes with them, and the
+gateway's work queue would take them all (webhooks do not carry them)."""
 
 class GatewayConsumers:
     def __init__(self, desk: Desk, webhooks: Webhooks) -> None:
@@ -20,7 +23,7 @@ class GatewayConsumers:
         # Idempotent: a line update is fenced by the version or sequence it carries, the
         # kept event and its deliveries are keyed by the event id.
         return {event_type: Subscription(self.on_event, idempotent=True)
-                for event_type in EVENT_PAYLOADS}
+                for event_type in EVENT_PAYLOADS if event_type not in NOT_FOR_THE_DESK}
 
     def unsubscribed(self) -> list[str]:
         return []

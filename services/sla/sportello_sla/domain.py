@@ -21,7 +21,13 @@ import holidays as holiday_data
 
 from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
-from sportello_contracts.events import SlaBreached, SlaMet, SlaTimeLimitSet, SlaWarning
+from sportello_contracts.events import (
+    SlaBreached,
+    SlaClockStopped,
+    SlaMet,
+    SlaTimeLimitSet,
+    SlaWarning,
+)
 from sportello_runtime.change import Change
 
 MAX_SPAN_DAYS = 3 * 366
@@ -477,6 +483,19 @@ def announce(clock: Clock, firings: Iterable[Firing]) -> Change[Clock]:
         events.append(new_event(payload, producer=PRODUCER, correlation_id=clock.ticket_id,
                                 event_id=firing.event_id(clock.id), occurred_at=firing.fire_at))
     return Change(clock, tuple(events))
+
+
+def stopped_told(clock: Clock) -> EventEnvelope:
+    """The business time a stopped clock counted, met or not (analytics' business times).
+    Its id derives from the clock and the stop: told twice, it is one event downstream."""
+    stopped_at = clock.stopped_at or clock.started_at
+    return new_event(
+        SlaClockStopped(ticket_id=clock.ticket_id, clock_id=clock.id, metric=clock.metric,
+                        priority=clock.priority, level=clock.level,
+                        business_s=clock.spent.total_seconds(), target_s=clock.target_s,
+                        met=bool(clock.met), stopped_at=stopped_at),
+        producer=PRODUCER, correlation_id=clock.ticket_id, occurred_at=stopped_at,
+        event_id=uuid.uuid5(_FIRING_NAMESPACE, f"{clock.id}:stopped:{stopped_at.isoformat()}"))
 
 
 def time_limit_told(clock: Clock, calendar: Calendar, at: datetime) -> EventEnvelope:

@@ -288,7 +288,10 @@ class ClockKeeper:
     async def _stop(self, clock_id: str, at: datetime) -> None:
         def stopped(c: Clock, cal: domain.Calendar) -> Change[Clock] | None:
             new, met = domain.stop(c, cal, at)
-            return None if new is c else domain.announce(new, [met] if met else [])
+            if new is c:
+                return None
+            told = domain.announce(new, [met] if met else [])
+            return Change(told.record, (*told.events, domain.stopped_told(new)))
 
         await self._change_with_events(clock_id, at, stopped)
 

@@ -162,6 +162,16 @@ def test_stopping_in_time_is_met_late_is_not() -> None:
     assert late.met is False
 
 
+def test_a_stopped_clock_tells_the_business_time_it_counted_met_or_not() -> None:
+    start = rome(2026, 11, 24, 17, 55)  # five minutes before closing, then overnight
+    late, _ = domain.stop(l1_clock(start), OFFICE_HOURS, rome(2026, 11, 25, 9, 20))
+    told = domain.stopped_told(late)
+    assert told.type == "sla.clock_stopped"
+    assert told.payload["business_s"] == 25 * 60  # 17:55-18:00 and 09:00-09:20
+    assert told.payload["met"] is False
+    assert domain.stopped_told(late).event_id == told.event_id  # told twice: one event
+
+
 def test_priority_change_moves_the_due_time_and_keeps_time_spent() -> None:
     start = rome(2026, 11, 27, 17)  # Friday 17:00
     clock = domain.start_clock("t-1:resolution", ticket_id="t-1", metric=SlaMetric.RESOLUTION,
