@@ -34,6 +34,8 @@ WORDS: dict[str, dict[str, str]] = {
         "created_h": "Tickets opened", "resolved_h": "Tickets resolved",
         "first_response_median_s": "Time to first response (median)",
         "resolution_median_s": "Time to resolution (median)",
+        "first_response_business_median_s": "Time to first response, business hours (median)",
+        "resolution_business_median_s": "Time to resolution, business hours (median)",
         "first_contact_resolution": "First-contact resolution",
         "escalation_rate": "Escalation rate", "reopen_rate": "Reopen rate",
         "sla_first_response_compliance": "SLA compliance, first response",
@@ -58,6 +60,9 @@ WORDS: dict[str, dict[str, str]] = {
         "created_h": "Richieste aperte", "resolved_h": "Richieste risolte",
         "first_response_median_s": "Tempo alla prima risposta (mediana)",
         "resolution_median_s": "Tempo di risoluzione (mediana)",
+        "first_response_business_median_s": "Tempo alla prima risposta, orario lavorativo "
+                                            "(mediana)",
+        "resolution_business_median_s": "Tempo di risoluzione, orario lavorativo (mediana)",
         "first_contact_resolution": "Risoluzione al primo contatto",
         "escalation_rate": "Tasso di escalation", "reopen_rate": "Tasso di riapertura",
         "sla_first_response_compliance": "Rispetto SLA, prima risposta",

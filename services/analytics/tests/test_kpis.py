@@ -197,3 +197,21 @@ def test_each_figure_against_the_previous_period() -> None:
     change = kpis.report(now, before, 0)["change"]
     assert change["created"] == {"now": 2, "before": 1, "change": 1}
     assert change["satisfaction"]["change"] == -1.5
+
+
+def test_business_times_come_from_slas_stopped_clocks_and_a_reopening_forgets_one() -> None:
+    stream = l1_fix()
+    stream.add("sla.clock_stopped", T0 + H, metric="first_response", clock_id="r",
+               business_s=1800.0, target_s=3600, met=True, stopped_at=(T0 + H).isoformat())
+    stream.add("sla.clock_stopped", T0 + 2 * H, metric="resolution", clock_id="s",
+               business_s=5400.0, target_s=7200, met=True,
+               stopped_at=(T0 + 2 * H).isoformat())
+    facts = facts_of("a", stream.events)
+    assert facts.business_s == {"first_response": 1800.0, "resolution": 5400.0}
+    report = kpis.report(buckets_of(stream), [], 0)
+    assert report["first_response"]["business"]["mean_s"] == 1800
+    assert report["resolution"]["business"]["count"] == 1
+    assert report["resolution"]["mean_s"] == 7200  # wall-clock beside it
+    reopened = stream.add("ticket.reopened", T0 + 4 * H)
+    assert "resolution" not in facts_of("a", reopened.events).business_s
+    assert kpis.report(buckets_of(Stream("z")), [], 0)["resolution"]["business"]["count"] == 0

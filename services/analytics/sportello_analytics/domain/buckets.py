@@ -74,17 +74,29 @@ def contribution(facts: TicketFacts) -> Contribution:
     if (response := facts.time_to_first_response_s) is not None:
         assert facts.first_response_at is not None
         add(facts.first_response_at, responded=1, response_s=response,
-            **{f"response_bin_{bin_of(response)}": 1})
+            **{f"response_bin_{bin_of(response)}": 1},
+            **business(facts, "first_response", "response"))
     if (resolution := facts.time_to_resolution_s) is not None:
         assert facts.resolved_at is not None
         add(facts.resolved_at, resolved=1, resolution_s=resolution,
             fcr=1 if facts.first_contact_resolution else 0,
-            **{f"resolution_bin_{bin_of(resolution)}": 1})
+            **{f"resolution_bin_{bin_of(resolution)}": 1},
+            **business(facts, "resolution", "resolution"))
     if facts.closed_at is not None:
         add(facts.closed_at, closed=1)
     if facts.rating is not None and facts.rated_at is not None:
         add(facts.rated_at, rated=1, rating_sum=facts.rating, **{f"rating_{facts.rating}": 1})
     return {key: {k: float(v) for k, v in counts.items() if v} for key, counts in out.items()}
+
+
+def business(facts: TicketFacts, target: str, name: str) -> dict[str, float]:
+    """The business time SLA's clock counted for ``target``, when it told (a ticket with no
+    SLA, or imported from a log that has none, has wall-clock times only)."""
+    seconds = facts.business_s.get(target)
+    if seconds is None:
+        return {}
+    return {f"{name}_business": 1, f"{name}_business_s": seconds,
+            f"{name}_business_bin_{bin_of(seconds)}": 1}
 
 
 def delta(before: Contribution, after: Contribution) -> Contribution:

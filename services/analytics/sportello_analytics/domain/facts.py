@@ -55,6 +55,9 @@ class TicketFacts:
     reopens: int = 0
     sla: Mapping[str, str] = field(default_factory=dict)
     """Target -> "met" or "breached" (a breach is final even if the clock later stops)."""
+    business_s: Mapping[str, float] = field(default_factory=dict)
+    """Target -> the business time its clock counted when it last stopped (SLA's
+    calendar: working hours, holidays, pauses while waiting for the requester)."""
 
     @property
     def escalations(self) -> int:
@@ -141,12 +144,17 @@ def apply(f: TicketFacts, e: Event) -> TicketFacts:
                            first_response_at=f.first_response_at or at)
         case "ticket.closed":
             return replace(f, closed_at=at, resolved_at=f.resolved_at or at)
-        case "ticket.reopened":
-            return replace(f, reopens=f.reopens + 1, resolved_at=None, closed_at=None)
+        case "ticket.reopened":  # the resolution clock runs again: its next stop counts
+            business = {k: v for k, v in f.business_s.items() if k != "resolution"}
+            return replace(f, reopens=f.reopens + 1, resolved_at=None, closed_at=None,
+                           business_s=business)
         case "ticket.rated":
             return replace(f, rating=int(p["score"]), rated_at=at)
         case "sla.breached":
             return replace(f, sla={**f.sla, str(p.get("metric")): "breached"})
+        case "sla.clock_stopped":
+            return replace(f, business_s={**f.business_s,
+                                          str(p.get("metric")): float(p["business_s"])})
         case "sla.met":
             metric = str(p.get("metric"))
             if f.sla.get(metric) == "breached":

@@ -10,7 +10,8 @@ from datetime import date
 from typing import Any
 
 HIGHER_IS_WORSE = {"first_response_median_s", "resolution_median_s", "escalation_rate",
-                   "reopen_rate"}
+                   "reopen_rate", "first_response_business_median_s",
+                   "resolution_business_median_s"}
 LOWER_IS_WORSE = {"first_contact_resolution", "sla_first_response_compliance",
                   "sla_resolution_compliance", "satisfaction"}
 NOTICEABLE = 0.05
@@ -84,6 +85,7 @@ def report_due(today: date, sent: set[str]) -> str | None:
 
 
 HEADLINES = ("created", "resolved", "first_response_median_s", "resolution_median_s",
+             "first_response_business_median_s", "resolution_business_median_s",
              "first_contact_resolution", "escalation_rate", "reopen_rate",
              "sla_first_response_compliance", "sla_resolution_compliance", "satisfaction")
 
