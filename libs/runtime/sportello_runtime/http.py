@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -206,3 +206,21 @@ def service_token_guard(expected: str | None) -> Any:
             )
 
     return guard
+
+
+T = TypeVar("T")
+
+
+def from_state(kind: type[T], name: str) -> Callable[[Request], T]:
+    """A route dependency answering what ``wire`` put in ``ServiceWiring.state`` under
+    ``name`` (the service's use cases), typed: ``Annotated[Library, Depends(from_state(
+    Library, "library"))]``."""
+
+    def dependency(request: Request) -> T:
+        found = getattr(request.app.state, name)
+        if not isinstance(found, kind):
+            raise TypeError(f"app.state.{name} is a {type(found).__name__}, not {kind.__name__}")
+        return found
+
+    dependency.__name__ = f"{name}_of"
+    return dependency

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from sportello_analytics.report import SECURITY_HEADERS, to_csv, to_html
@@ -19,30 +19,15 @@ from sportello_analytics.service import (
     monthly_report,
     parse_day,
 )
-from sportello_runtime.http import ApiError
+from sportello_runtime.http import ApiError, from_state
 
 internal = APIRouter()
 
 
-def ledger_of(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
-
-
-def knowledge_of(request: Request) -> Knowledge:
-    knowledge: Knowledge = request.app.state.knowledge
-    return knowledge
-
-
-def mailer_of(request: Request) -> ReportMailer:
-    mailer: ReportMailer = request.app.state.mailer
-    return mailer
-
-
-LedgerDep = Annotated[Ledger, Depends(ledger_of)]
-MailerDep = Annotated[ReportMailer, Depends(mailer_of)]
+LedgerDep = Annotated[Ledger, Depends(from_state(Ledger, "ledger"))]
+MailerDep = Annotated[ReportMailer, Depends(from_state(ReportMailer, "mailer"))]
 Month = Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}$", description="YYYY-MM")]
-KnowledgeDep = Annotated[Knowledge, Depends(knowledge_of)]
+KnowledgeDep = Annotated[Knowledge, Depends(from_state(Knowledge, "knowledge"))]
 Day = Annotated[str, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
                            description="YYYY-MM-DD")]
 Dimension = Annotated[str | None, Query(max_length=200)]

@@ -11,28 +11,8 @@ from sportello_knowledge.service.archive import Archive
 from sportello_knowledge.service.finder import Finder
 from sportello_knowledge.service.indexing import IndexKeeper
 from sportello_knowledge.service.library import Library
-from sportello_runtime.http import ApiError
+from sportello_runtime.http import ApiError, from_state
 from sportello_runtime.ratelimit import RateLimiter
-
-
-def library_of(request: Request) -> Library:
-    library: Library = request.app.state.library
-    return library
-
-
-def finder_of(request: Request) -> Finder:
-    finder: Finder = request.app.state.finder
-    return finder
-
-
-def archive_of(request: Request) -> Archive:
-    archive: Archive = request.app.state.archive
-    return archive
-
-
-def keeper_of(request: Request) -> IndexKeeper:
-    keeper: IndexKeeper = request.app.state.keeper
-    return keeper
 
 
 def client_of(request: Request) -> str:
@@ -48,8 +28,8 @@ def rate_limited(request: Request) -> None:
                        headers={"Retry-After": str(max(1, round(wait)))})
 
 
-LibraryDep = Annotated[Library, Depends(library_of)]
-FinderDep = Annotated[Finder, Depends(finder_of)]
-ArchiveDep = Annotated[Archive, Depends(archive_of)]
-KeeperDep = Annotated[IndexKeeper, Depends(keeper_of)]
+LibraryDep = Annotated[Library, Depends(from_state(Library, "library"))]
+FinderDep = Annotated[Finder, Depends(from_state(Finder, "finder"))]
+ArchiveDep = Annotated[Archive, Depends(from_state(Archive, "archive"))]
+KeeperDep = Annotated[IndexKeeper, Depends(from_state(IndexKeeper, "keeper"))]
 RateLimited = Depends(rate_limited)
