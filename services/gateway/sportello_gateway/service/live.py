@@ -16,13 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-
 from sportello_contracts import EventEnvelope
 from sportello_gateway.domain import desk as rules
 from sportello_gateway.domain.access import Principal, sees_ticket
 from sportello_gateway.service.metrics import GatewayMetrics
+from sportello_runtime.broadcast import ReplicaQueue
 
 log = logging.getLogger(__name__)
 
@@ -84,73 +82,47 @@ class LiveHub:
 
 
 class LiveFeed:
-    """This replica's broadcast queue on the bus, feeding the hub: bound while consoles are
-    open (and ``idle_s`` after the last one closed), so that a replica nobody watches
-    costs the broker and itself nothing per event."""
+    """This replica's broadcast queue on the bus (``sportello_runtime.broadcast``), feeding
+    the hub: bound while consoles are open (and ``idle_s`` after the last one closed), so
+    that a replica nobody watches costs the broker and itself nothing per event."""
 
     def __init__(self, amqp_url: str, exchange: str, hub: LiveHub,
                  line_of: Callable[[str], Awaitable[dict[str, Any] | None]],
                  project: Callable[[EventEnvelope], Awaitable[None]],
                  idle_s: float = 30.0) -> None:
         self._idle_s = idle_s
-        self._url = amqp_url
-        self._exchange = exchange
         self._hub = hub
         self._line_of = line_of
         self._project = project
-        self._connection: AbstractRobustConnection | None = None
+        self._queue = ReplicaQueue(amqp_url, exchange, LIVE_KEYS, self._on_event)
+        hub.bound = self._queue.bound  # the streams say "connected" once it is set
 
     async def run(self) -> None:
         """Bind when the first console opens, unbind when the last has been gone a while;
         until cancelled."""
         while True:
             await self._hub.watched.wait()
+            bound = asyncio.create_task(self._queue.run())
             try:
-                await self._open()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the broker is away: consoles wait, then resume
-                log.warning("live feed cannot reach the broker (%s); trying again", exc)
-                await self.close()
-                await asyncio.sleep(1.0)
-                continue
-            while True:
-                await self._hub.idle.wait()
-                try:
-                    await asyncio.wait_for(self._hub.watched.wait(), self._idle_s)
-                except TimeoutError:
-                    break
-            await self.close()
+                while True:
+                    await self._hub.idle.wait()
+                    try:
+                        await asyncio.wait_for(self._hub.watched.wait(), self._idle_s)
+                    except TimeoutError:
+                        break
+            finally:
+                bound.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bound
+                await self._queue.close()
             log.info("no console open for %.0f s: live feed unbound", self._idle_s)
 
-    async def _open(self) -> None:
-        self._connection = await aio_pika.connect_robust(self._url)
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=100)
-        exchange = await channel.declare_exchange(
-            self._exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True,
-                                            arguments={"x-max-length": 10_000})
-        for key in LIVE_KEYS:
-            await queue.bind(exchange, key)
-        await queue.consume(self._on_message, no_ack=True)
-        self._hub.bound.set()
-        log.info("live feed bound to %s", self._exchange)
-
     async def close(self) -> None:
-        self._hub.bound.clear()
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = None
+        await self._queue.close()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_event(self, envelope: EventEnvelope) -> None:
         if not self._hub.listeners:
             return
-        try:
-            envelope = EventEnvelope.from_json(message.body)
-        except ValueError:
-            return  # the work queue parks bad events with the reason; here they are dropped
         # A console told of a change reads its queue at once: the change must be in the
         # queue lines by then. The work queue writes it too (maybe on another replica,
         # maybe later); the write is fenced by the event's version, so twice is harmless.
