@@ -20,25 +20,17 @@ from sportello_analytics.app import create_app
 from sportello_analytics.service import AnalyticsMetrics, Ledger, import_servicenow
 from sportello_analytics.settings import AnalyticsSettings
 from sportello_analytics.store import AnalyticsStore
-from sportello_runtime.metrics import ServiceMetrics
+from sportello_runtime.app import build_service
+from sportello_runtime.progress import progress_bar
 from sportello_runtime.serve import serve
 from sportello_runtime.store import MongoStore
 
 
-def progress_bar(done: int, total: int, started: float, what: str) -> None:
-    width = 30
-    share = done / total if total else 1.0
-    rate = done / max(time.monotonic() - started, 1e-6)
-    sys.stderr.write(f"\r[{'#' * int(share * width):<{width}}] {done:,}/{total:,} {what} "
-                     f"({share:.0%}) {rate:,.0f}/s")
-    sys.stderr.flush()
-
-
 def open_ledger(settings: AnalyticsSettings) -> tuple[MongoStore, Ledger]:
-    mongo = MongoStore(settings.mongo_url, settings.mongo_database, app_name="analytics-cli",
-                       timeout_ms=settings.mongo_timeout_ms)
-    metrics = AnalyticsMetrics.registered_on(ServiceMetrics("analytics-cli"))
-    return mongo, Ledger(AnalyticsStore(mongo), metrics)
+    """The service's own parts, none started: the database is all a command needs."""
+    service = build_service(settings)
+    metrics = AnalyticsMetrics.registered_on(service.metrics)
+    return service.store, Ledger(AnalyticsStore(service.store), metrics)
 
 
 async def rebuild(settings: AnalyticsSettings) -> None:
@@ -46,7 +38,8 @@ async def rebuild(settings: AnalyticsSettings) -> None:
     try:
         tickets = len([t async for t in ledger.store.ticket_ids()])
         started = time.monotonic()
-        done = await ledger.rebuild(lambda n: progress_bar(n, tickets, started, "tickets"))
+        bar = progress_bar("tickets")
+        done = await ledger.rebuild(lambda n: bar(n, tickets))
         sys.stderr.write(f"\nrebuilt {done:,} tickets' facts and buckets from "
                          f"{await ledger.store.count_events():,} events in "
                          f"{time.monotonic() - started:.1f} s\n")
@@ -58,9 +51,7 @@ async def import_log(settings: AnalyticsSettings, path: Path) -> None:
     mongo, ledger = open_ledger(settings)
     try:
         started = time.monotonic()
-        counts = await import_servicenow(
-            ledger, path, progress=lambda n, total: progress_bar(n, total, started,
-                                                                 "incidents"))
+        counts = await import_servicenow(ledger, path, progress=progress_bar("incidents"))
         sys.stderr.write(f"\nimported {counts['incidents']:,} incidents as "
                          f"{counts['events']:,} events ({counts['new_events']:,} new) in "
                          f"{time.monotonic() - started:.1f} s\n")

@@ -22,16 +22,8 @@ from sportello_knowledge.service.metrics import KnowledgeMetrics
 from sportello_knowledge.settings import KnowledgeSettings
 from sportello_knowledge.store import KnowledgeStore
 from sportello_runtime.app import build_service
+from sportello_runtime.progress import progress_bar
 from sportello_runtime.serve import serve
-
-
-def progress_bar(done: int, total: int, started: float) -> None:
-    width = 30
-    share = done / total if total else 1.0
-    rate = done / max(time.monotonic() - started, 1e-6)
-    bar = "#" * int(share * width)
-    sys.stderr.write(f"\r[{bar:<{width}}] {done:,}/{total:,} ({share:.0%}) {rate:,.0f} docs/s")
-    sys.stderr.flush()
 
 
 async def reindex_here(settings: KnowledgeSettings) -> int:
@@ -42,7 +34,7 @@ async def reindex_here(settings: KnowledgeSettings) -> int:
     started = time.monotonic()
     try:
         await index.open()
-        count = await keeper.rebuild(lambda done, total: progress_bar(done, total, started))
+        count = await keeper.rebuild(progress_bar("docs"))
     finally:
         await index.close()
         await service.store.close()
@@ -59,13 +51,13 @@ def reindex_there(url: str, settings: KnowledgeSettings) -> None:
         answer = client.post("/index/rebuild")
         if answer.status_code not in (202, 409):
             answer.raise_for_status()
-        started = time.monotonic()
+        bar = progress_bar("docs")
         while True:  # a person watching a bar: asking every half second is what it takes
             state = client.get("/index").raise_for_status().json()
             progress = state.get("rebuilding")
             if not progress:
                 break
-            progress_bar(int(progress["done"]), int(progress["total"]), started)
+            bar(int(progress["done"]), int(progress["total"]))
             time.sleep(0.5)
         sys.stderr.write(f"\nrebuilt: {state['documents']:,} documents, built at "
                          f"{state['built_at']}\n")
