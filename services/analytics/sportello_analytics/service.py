@@ -146,10 +146,11 @@ class Ledger:
         previous_since = previous_since or since - (until - since)
         now = await self.store.buckets(since=since.isoformat(), until=until.isoformat(),
                                        filters=filters)
-        before = await self.store.buckets(since=previous_since.isoformat(),
-                                          until=since.isoformat(), filters=filters)
+        # Everything before the period, read once: the backlog it starts with, and the
+        # previous period's buckets among them.
         earlier = await self.store.buckets(since=None, until=since.isoformat(),
                                            filters=filters)
+        before = [b for b in earlier if b["day"] >= previous_since.isoformat()]
         counted = figures.summed(earlier)
         answer = figures.report(now, before, counted.get("created", 0)
                                 - counted.get("resolved", 0))
@@ -249,8 +250,7 @@ async def monthly_report(ledger: Ledger, knowledge: Knowledge, month: str,
         since, until = findings.month_bounds(month)
     except ValueError as exc:
         raise InvalidPeriod("month", "month is YYYY-MM") from exc
-    previous, _ = findings.month_bounds(f"{since.year - (since.month == 1):04d}-"
-                                        f"{(since.month - 2) % 12 + 1:02d}")
+    previous, _ = findings.month_bounds(findings.month_before(since))
     kpis = await ledger.kpis(since, until, {}, previous_since=previous)
     recurring = await knowledge.recurring(month)
     return {"month": month, "language": language, "generated_at": utc_now().isoformat(),

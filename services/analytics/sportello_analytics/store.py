@@ -47,10 +47,7 @@ class AnalyticsStore:
     async def keep(self, event: Event, received_at: datetime) -> bool:
         """Append the event; False when its id is kept already (a copy)."""
         try:
-            await self._events.insert_one({
-                "_id": event.id, "type": event.type, "ticket_id": event.ticket_id,
-                "occurred_at": event.occurred_at, "payload": dict(event.payload),
-                "received_at": received_at})
+            await self._events.insert_one(event_document(event, received_at))
         except DuplicateKeyError:
             return False
         return True
@@ -59,11 +56,9 @@ class AnalyticsStore:
         """An import's batch: each kept once; answers how many were new."""
         if not events:
             return 0
-        docs = [{"_id": e.id, "type": e.type, "ticket_id": e.ticket_id,
-                 "occurred_at": e.occurred_at, "payload": dict(e.payload),
-                 "received_at": received_at} for e in events]
         try:
-            result = await self._events.insert_many(docs, ordered=False)
+            result = await self._events.insert_many(
+                [event_document(e, received_at) for e in events], ordered=False)
         except BulkWriteError as exc:  # some were kept before: the rest are in
             return int(exc.details.get("nInserted", 0))
         return len(result.inserted_ids)
@@ -179,6 +174,12 @@ def encode(contribution: Contribution) -> list[dict[str, Any]]:
 
 def decode(stored: Iterable[Mapping[str, Any]]) -> Contribution:
     return {item["key"]: dict(item["counts"]) for item in stored}
+
+
+def event_document(event: Event, received_at: datetime) -> Document:
+    return {"_id": event.id, "type": event.type, "ticket_id": event.ticket_id,
+            "occurred_at": event.occurred_at, "payload": dict(event.payload),
+            "received_at": received_at}
 
 
 def event_from(doc: Document) -> Event:

@@ -56,3 +56,8 @@ def test_month_bounds() -> None:
     assert findings.month_bounds("2026-12") == (date(2026, 12, 1), date(2027, 1, 1))
     with pytest.raises(ValueError, match="no month"):
         findings.month_bounds("2026-13")
+
+
+def test_the_month_before() -> None:
+    assert findings.month_before(date(2027, 1, 15)) == "2026-12"
+    assert findings.month_before(date(2026, 12, 1)) == "2026-11"

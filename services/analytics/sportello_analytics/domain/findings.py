@@ -79,9 +79,13 @@ def month_bounds(month: str) -> tuple[date, date]:
 
 def report_due(today: date, sent: set[str]) -> str | None:
     """The month whose report is due (the one just ended), unless it went out already."""
-    last_month = date(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 1)
-    month = f"{last_month.year:04d}-{last_month.month:02d}"
+    month = month_before(today)
     return None if month in sent else month
+
+
+def month_before(day: date) -> str:
+    """``2027-01-15`` -> ``2026-12``."""
+    return f"{day.year - (day.month == 1):04d}-{(day.month - 2) % 12 + 1:02d}"
 
 
 HEADLINES = ("created", "resolved", "first_response_median_s", "resolution_median_s",
