@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import os
 import shutil
@@ -366,7 +367,7 @@ class SearchIndex:
                 snippet = snippets[lang].snippet_from_doc(doc).to_html()
             if not snippet:
                 body = (doc.get_first(f"body_{lang}") or "")[:SNIPPET_CHARS]
-                snippet = _escape(body)
+                snippet = html.escape(body)
             hits.append(Hit(
                 key=doc["key"][0], kind=doc["kind"][0], ref=doc["ref"][0],
                 number=doc["number"][0], title=doc.get_first(f"title_{lang}") or "",
@@ -385,8 +386,3 @@ class SearchIndex:
             doc = searcher.doc(address)
             answer[doc["key"][0]] = doc["updated_at"][0]
         return answer
-
-
-def _escape(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))

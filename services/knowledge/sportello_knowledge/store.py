@@ -7,12 +7,13 @@ collections and rebuilt from them (``entries``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
@@ -253,19 +254,21 @@ class KnowledgeStore:
 
     # -- what the search index is made of ----------------------------------------------------
 
+    def _searchable(self) -> tuple[tuple[str, AsyncCollection[Document],
+                                         Callable[[Document], Entry]], ...]:
+        """Each kind of searchable document: its key prefix, collection, and entry."""
+        return (("article", self._articles, lambda d: article_entry(article_from(d))),
+                ("case", self._cases, lambda d: case_entry(case_from(d), d["updated_at"])))
+
     async def entries(self, keys: Sequence[str]) -> tuple[list[Entry], list[str]]:
         """The index entries for ``keys`` ("article:<id>", "case:<ticket id>") as MongoDB
         has them now, and the keys that no longer exist."""
-        article_ids = [k.split(":", 1)[1] for k in keys if k.startswith("article:")]
-        case_ids = [k.split(":", 1)[1] for k in keys if k.startswith("case:")]
         found: list[Entry] = []
-        if article_ids:
-            async for doc in self._articles.find({"_id": {"$in": article_ids}},
-                                                 {OUTBOX_FIELD: 0}):
-                found.append(article_entry(article_from(doc)))
-        if case_ids:
-            async for doc in self._cases.find({"_id": {"$in": case_ids}}, {OUTBOX_FIELD: 0}):
-                found.append(case_entry(case_from(doc), doc["updated_at"]))
+        for kind, collection, entry_of in self._searchable():
+            ids = [k.split(":", 1)[1] for k in keys if k.startswith(f"{kind}:")]
+            if ids:
+                async for doc in collection.find({"_id": {"$in": ids}}, {OUTBOX_FIELD: 0}):
+                    found.append(entry_of(doc))
         present = {e.key for e in found}
         return found, [k for k in keys if k not in present]
 
@@ -274,16 +277,12 @@ class KnowledgeStore:
         """Everything searchable (changed since ``since``), in batches: a rebuild's source."""
         query: dict[str, Any] = {"updated_at": {"$gte": since}} if since else {}
         chunk: list[Entry] = []
-        async for doc in self._articles.find(query, {OUTBOX_FIELD: 0}).batch_size(batch):
-            chunk.append(article_entry(article_from(doc)))
-            if len(chunk) >= batch:
-                yield chunk
-                chunk = []
-        async for doc in self._cases.find(query, {OUTBOX_FIELD: 0}).batch_size(batch):
-            chunk.append(case_entry(case_from(doc), doc["updated_at"]))
-            if len(chunk) >= batch:
-                yield chunk
-                chunk = []
+        for _, collection, entry_of in self._searchable():
+            async for doc in collection.find(query, {OUTBOX_FIELD: 0}).batch_size(batch):
+                chunk.append(entry_of(doc))
+                if len(chunk) >= batch:
+                    yield chunk
+                    chunk = []
         if chunk:
             yield chunk
 
