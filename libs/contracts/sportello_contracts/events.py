@@ -145,6 +145,17 @@ class TicketTriaged(EventPayload):
     contract_tier: ContractTier | None = None
     department: str | None = None
     rules_version: int | None = None
+    decided_by: str | None = Field(
+        default=None, pattern=r"^(hint|rule|model|default)$",
+        description="What chose the category: the channel's hint, a rule, the learned model, "
+                    "or nothing (the general category)")
+    rule: int | None = Field(default=None, ge=0,
+                             description="The policy rule that chose it (decided_by rule)")
+    model_version: int | None = Field(
+        default=None, ge=1, description="The learned model consulted when no rule decided "
+                                        "(also when its guess fell below the threshold)")
+    confidence: float | None = Field(default=None, ge=0, le=1,
+                                     description="The model's confidence in its guess")
 
 
 class TicketAssigned(EventPayload):
@@ -172,6 +183,32 @@ class TicketEscalated(EventPayload):
     reason: str = Field(max_length=SHORT)
     actor: str | None = None
     sequence: int = Field(ge=1)
+
+
+class TicketRecategorised(EventPayload):
+    """A coordinator corrected the category: the ticket stays where it is, and the closed
+    ticket teaches the learned triage the corrected one."""
+
+    event_type: ClassVar[str] = "ticket.recategorised"
+
+    from_category: str
+    to_category: str
+    reason: str = Field(max_length=SHORT)
+    actor: str | None = None
+
+
+class TriageModelActivated(BaseModel):
+    """Routing's learned triage switched model (a better one trained, or a rollback): every
+    routing replica loads it. Not about one ticket, so not an ``EventPayload``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    event_type: ClassVar[str] = "triage.model_activated"
+
+    version: int | None = Field(ge=1, description="None: no model any more (rolled back "
+                                                  "past the first)")
+    previous_version: int | None = None
+    reason: str = Field(max_length=SHORT)
+    at: AwareDatetime
 
 
 class TicketPriorityChanged(EventPayload):
@@ -353,6 +390,8 @@ AnyPayload = (
     | TicketAssigned
     | TicketEscalated
     | TicketPriorityChanged
+    | TicketRecategorised
+    | TriageModelActivated
     | SlaWarning
     | SlaBreached
     | SlaMet

@@ -24,6 +24,9 @@ DESIGN_EVENTS = {
     "kb.faq_proposed", "kb.deflected",
     # Knowledge's replicas hear these on their own queues to keep their indexes current.
     "kb.article_changed", "kb.case_archived",
+    # Routing: a coordinator's correction of the category (the learned triage learns it),
+    # and a model switch that every routing replica hears on its own queue.
+    "ticket.recategorised", "triage.model_activated",
 }
 
 

@@ -13,15 +13,16 @@ from sportello_contracts.events import (
     TicketResolved,
     TicketStatusChanged,
 )
-from sportello_routing.service import Router
+from sportello_routing.service import Learner, Router
 from sportello_runtime.bus import Outcome, Subscription
 
 log = logging.getLogger(__name__)
 
 
 class RoutingConsumers:
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, learner: Learner) -> None:
         self._router = router
+        self._learner = learner
 
     def subscriptions(self) -> dict[str, Subscription]:
         return {
@@ -53,6 +54,7 @@ class RoutingConsumers:
     async def on_ticket_closed(self, envelope: EventEnvelope) -> None:
         closed = parse_payload(envelope, TicketClosed)
         await self._router.release(closed.ticket_id, reason="closed")
+        await self._learner.learn(closed)  # a copy writes the same lesson again
 
     async def on_ticket_reopened(self, envelope: EventEnvelope) -> None:
         reopened = parse_payload(envelope, TicketReopened)

@@ -1,4 +1,5 @@
-"""Routing's MongoDB: assignments (with outbox and history), groups, agents, triage policies."""
+"""Routing's MongoDB: assignments (with outbox and history), groups, agents, triage policies;
+and, for the learned triage, the lessons of closed tickets and the models trained on them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
@@ -21,7 +22,14 @@ from sportello_contracts.enums import (
     SupportLevel,
     Urgency,
 )
-from sportello_routing.domain import Agent, Assignment, Group, TriagePolicy, TriageRule
+from sportello_routing.domain import (
+    Agent,
+    Assignment,
+    Group,
+    Lesson,
+    TriagePolicy,
+    TriageRule,
+)
 from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
@@ -36,6 +44,10 @@ ASSIGNMENTS = "assignments"
 GROUPS = "groups"
 AGENTS = "agents"
 POLICIES = "triage_policies"
+LESSONS = "lessons"
+MODELS = "triage_models"
+MODEL_PARTS = "triage_model_parts"
+LEARNING = "learning"
 
 INDEXES = {
     ASSIGNMENTS: [
@@ -46,7 +58,11 @@ INDEXES = {
         IndexModel([("level", ASCENDING), ("state", ASCENDING)]),
     ],
     AGENTS: [IndexModel([("groups", ASCENDING)])],
+    LESSONS: [IndexModel([("learned_at", ASCENDING)])],
+    MODEL_PARTS: [IndexModel([("version", ASCENDING), ("n", ASCENDING)])],
 }
+OUTBOX_COLLECTIONS = [ASSIGNMENTS, LEARNING]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 
@@ -282,7 +298,125 @@ class RoutingStore:
         return True
 
 
+class LearningStore:
+    """The learned triage's records: a lesson per closed ticket, the models (metadata, and
+    the saved model in parts: a document holds at most 16 MB) and one ``learning`` document
+    with the models activated in turn, the next version number and the training lease."""
+
+    PART_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, store: MongoStore, relay: OutboxRelay) -> None:
+        self._lessons = store.collection(LESSONS)
+        self._models = store.collection(MODELS)
+        self._parts = store.collection(MODEL_PARTS)
+        self._learning = store.collection(LEARNING)
+        self._relay = relay
+
+    # -- lessons --------------------------------------------------------------------
+
+    async def add_lesson(self, lesson: Lesson) -> None:
+        """A redelivered close writes the same lesson again: nothing doubles."""
+        await self._lessons.replace_one({"_id": lesson.ticket_id}, lesson_document(lesson),
+                                        upsert=True)
+
+    async def add_lessons(self, lessons: Sequence[Lesson], batch: int = 1000) -> None:
+        """Many at once (an import): in batches, each lesson replacing its earlier copy."""
+        for start in range(0, len(lessons), batch):
+            await self._lessons.bulk_write(
+                [ReplaceOne({"_id": lesson.ticket_id}, lesson_document(lesson), upsert=True)
+                 for lesson in lessons[start:start + batch]], ordered=False)
+
+    async def correct_lesson(self, ticket_id: str, category: str) -> None:
+        await self._lessons.update_one({"_id": ticket_id}, {"$set": {"category": category}})
+
+    async def lessons(self) -> list[Lesson]:
+        return [lesson_from_document(doc) async for doc in self._lessons.find({})]
+
+    async def count_lessons(self, since: datetime | None = None) -> int:
+        query: Document = {} if since is None else {"learned_at": {"$gt": since}}
+        return await self._lessons.count_documents(query)
+
+    # -- models ---------------------------------------------------------------------
+
+    async def state(self) -> Document:
+        doc = await self._learning.find_one({"_id": LEARNING}, {OUTBOX_FIELD: 0})
+        return doc or {"_id": LEARNING, "history": [], "next_version": 1}
+
+    async def active_version(self) -> int | None:
+        history = (await self.state()).get("history") or []
+        return int(history[-1]) if history else None
+
+    async def claim_training(self, holder: str, now: datetime, lease: timedelta) -> int | None:
+        """The next model's version, or ``None`` while another training holds the lease:
+        replicas train one at a time."""
+        await self._learning.update_one(
+            {"_id": LEARNING},
+            {"$setOnInsert": {"history": [], "next_version": 1, "training_until": EPOCH}},
+            upsert=True)
+        doc = await self._learning.find_one_and_update(
+            {"_id": LEARNING, "training_until": {"$lt": now}},
+            {"$set": {"training_until": now + lease, "training_by": holder},
+             "$inc": {"next_version": 1}},
+            projection={OUTBOX_FIELD: 0}, return_document=ReturnDocument.BEFORE)
+        return int(doc["next_version"]) if doc else None
+
+    async def end_training(self, holder: str, now: datetime) -> None:
+        await self._learning.update_one(
+            {"_id": LEARNING, "training_by": holder},
+            {"$set": {"training_until": EPOCH, "last_trained_at": now}})
+
+    async def add_model(self, record: Document, model: bytes) -> None:
+        """Parts first, then the record that names them: a record found is whole."""
+        parts = [model[i:i + self.PART_BYTES] for i in range(0, len(model), self.PART_BYTES)]
+        version = record["_id"]
+        for n, part in enumerate(parts):
+            await self._parts.replace_one(
+                {"_id": f"{version}:{n}"},
+                {"_id": f"{version}:{n}", "version": version, "n": n, "data": part},
+                upsert=True)
+        await self._models.insert_one({**record, "parts": len(parts), "size": len(model)})
+
+    async def model_record(self, version: int) -> Document | None:
+        return await self._models.find_one({"_id": version})
+
+    async def model_records(self, limit: int = 50) -> list[Document]:
+        cursor = self._models.find({}).sort("_id", DESCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def model_bytes(self, version: int) -> bytes | None:
+        record = await self.model_record(version)
+        if record is None:
+            return None
+        parts = [doc async for doc in self._parts.find({"version": version}).sort("n", ASCENDING)]
+        if len(parts) != record["parts"]:
+            return None
+        return b"".join(bytes(doc["data"]) for doc in parts)
+
+    async def set_history(self, expected: Sequence[int], history: Sequence[int],
+                          event: EventEnvelope) -> None:
+        """Switch the model in use and announce it, in one update; fenced by the history
+        the caller decided on, so that two switches at once cannot interleave."""
+        entries = [outbox_entry(event)]
+        result = await self._learning.update_one(
+            {"_id": LEARNING, "history": list(expected)},
+            with_outbox({"$set": {"history": list(history)}}, entries))
+        if result.matched_count == 0:
+            raise ConcurrencyConflict("the model in use changed meanwhile")
+        self._relay.publish_soon(self._learning, LEARNING, entries)
+
+
 # --- mapping -------------------------------------------------------------------------
+
+
+def lesson_document(lesson: Lesson) -> Document:
+    return {"_id": lesson.ticket_id, "text": lesson.text, "category": lesson.category,
+            "group": lesson.group, "language": lesson.language,
+            "learned_at": lesson.closed_at}
+
+
+def lesson_from_document(doc: Document) -> Lesson:
+    return Lesson(doc["_id"], doc["text"], doc["category"], doc.get("group"),
+                  doc.get("language"), doc["learned_at"])
 
 
 def assignment_document(a: Assignment) -> Document:
@@ -351,6 +485,7 @@ def policy_document(p: TriagePolicy) -> Document:
         "tier_raise": {t.value: n for t, n in p.tier_raise.items()},
         "default_impact": p.default_impact.value,
         "default_urgency": p.default_urgency.value,
+        "model_threshold": p.model_threshold,
     }
 
 
@@ -370,4 +505,5 @@ def policy_from(doc: Document) -> TriagePolicy:
         tier_raise={ContractTier(t): n for t, n in doc.get("tier_raise", {}).items()},
         default_impact=Impact(doc.get("default_impact", "medium")),
         default_urgency=Urgency(doc.get("default_urgency", "medium")),
+        model_threshold=float(doc.get("model_threshold", TriagePolicy.model_threshold)),
     )

@@ -1,5 +1,6 @@
-"""Routing's rules, no I/O: the desk's structure (``staff``), triage (``classification``)
-and a ticket's assignment and its moves (``assignment``).
+"""Routing's rules, no I/O: the desk's structure (``staff``), triage (``classification``),
+a ticket's assignment and its moves (``assignment``) and what the learned triage learns
+from and when its models change (``learning``).
 
 The store loads groups, agents, the triage policy and a ticket's assignment; these
 functions decide; the store writes the change and its events in one document update.
@@ -13,6 +14,7 @@ from sportello_routing.domain.assignment import (
     escalate,
     give_to_agent,
     hand_back,
+    recategorise,
     release,
     released_agent,
     reopen,
@@ -20,14 +22,36 @@ from sportello_routing.domain.assignment import (
 )
 from sportello_routing.domain.classification import (
     RULE_FIELDS,
+    DecidedBy,
+    Prediction,
     Triage,
     TriageInput,
     TriagePolicy,
     TriageRule,
     check_policy,
     compile_rule,
+    needs_model,
     raise_priority,
     triage,
+    use_prediction,
+)
+from sportello_routing.domain.learning import (
+    HEADS,
+    Lesson,
+    Quality,
+    TrainingSet,
+    Verdict,
+    activated,
+    first_level_group,
+    group_by_model,
+    held_back,
+    judge,
+    lesson_from,
+    model_input,
+    rolled_back,
+    ticket_text,
+    training_due,
+    training_sets,
 )
 from sportello_routing.domain.staff import (
     GENERAL,
@@ -48,6 +72,7 @@ from sportello_routing.domain.staff import (
 
 __all__ = [
     "GENERAL",
+    "HEADS",
     "LEVEL_ORDER",
     "PRIORITY_ORDER",
     "PRODUCER",
@@ -55,14 +80,21 @@ __all__ = [
     "Agent",
     "Assignment",
     "AssignmentState",
+    "DecidedBy",
     "Group",
     "IllegalMove",
     "InvalidPolicy",
+    "Lesson",
+    "Prediction",
+    "Quality",
     "RoutingError",
+    "TrainingSet",
     "Triage",
     "TriageInput",
     "TriagePolicy",
     "TriageRule",
+    "Verdict",
+    "activated",
     "assign_to",
     "change_priority",
     "check_groups",
@@ -70,15 +102,28 @@ __all__ = [
     "compile_rule",
     "escalate",
     "escalation_target",
+    "first_level_group",
     "give_to_agent",
+    "group_by_model",
     "group_for",
     "hand_back",
+    "held_back",
+    "judge",
+    "lesson_from",
     "level_rank",
+    "model_input",
+    "needs_model",
     "pick_agent",
     "raise_priority",
+    "recategorise",
     "release",
     "released_agent",
     "reopen",
+    "rolled_back",
     "route_new_ticket",
+    "ticket_text",
+    "training_due",
+    "training_sets",
     "triage",
+    "use_prediction",
 ]

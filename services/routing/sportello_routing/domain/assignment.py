@@ -3,6 +3,7 @@ hand-back, priority change, release and reopening; each a ``Change[Assignment]``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from sportello_contracts.events import (
     TicketCreated,
     TicketEscalated,
     TicketPriorityChanged,
+    TicketRecategorised,
     TicketTriaged,
 )
 from sportello_routing.domain.classification import Triage
@@ -118,7 +120,7 @@ def route_new_ticket(
         history=(
             {"at": now, "kind": "triaged", "category": result.category,
              "priority": result.priority.value, "rules": list(result.matched_rules),
-             "policy_version": result.policy_version},
+             "policy_version": result.policy_version, **result.decided_by.fields()},
             {"at": now, "kind": "assigned", "to_level": group.level.value, "to_group": group.id,
              "agent_id": agent.id if agent else None, "reason": "new ticket", "actor": PRODUCER},
         ),
@@ -130,6 +132,7 @@ def route_new_ticket(
             customer_type=created.requester.customer_type,
             contract_tier=created.requester.contract_tier,
             department=created.requester.department, rules_version=result.policy_version,
+            **result.decided_by.fields(),
         ),
         cause, created.ticket_id, now,
     )
@@ -296,3 +299,23 @@ def reopen(a: Assignment, group: Group, agent: Agent | None, *, reason: str,
                           "agent_id": agent.id if agent else None, "reason": reason,
                           "actor": PRODUCER})
     return Change(moved, (_assigned_event(moved, f"reopened: {reason}", cause, now),))
+
+
+def recategorise(a: Assignment, category: str, *, categories: Sequence[str], reason: str,
+                 actor: str | None, now: datetime) -> Change[Assignment] | None:
+    """A coordinator corrects the category. The ticket stays with whoever holds it (moving
+    it is a separate decision); the correction is what the learned triage learns from.
+    Allowed on a closed ticket too: a late correction still teaches."""
+    if category not in categories:
+        raise IllegalMove(f"{category!r} is not a category of the triage policy",
+                          field="category")
+    if category == a.category:
+        return None
+    record = replace(a, category=category, updated_at=now, version=a.version + 1,
+                     history=(*a.history, {"at": now, "kind": "recategorised",
+                                           "from": a.category, "to": category,
+                                           "reason": reason, "actor": actor}))
+    event = _event(TicketRecategorised(ticket_id=a.ticket_id, from_category=a.category,
+                                       to_category=category, reason=reason, actor=actor),
+                   None, a.ticket_id, now)
+    return Change(record, (event,))

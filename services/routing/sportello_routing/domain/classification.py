@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import rule_engine
 
@@ -60,6 +61,9 @@ class TriagePolicy:
     categories: tuple[str, ...]
     default_impact: Impact = Impact.MEDIUM
     default_urgency: Urgency = Urgency.MEDIUM
+    model_threshold: float = 0.6
+    """When no rule decides the category, the learned model's guess is taken at this
+    confidence or above (its confidences are calibrated: 0.6 is right about 6 times in 10)."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -99,6 +103,9 @@ def check_policy(policy: TriagePolicy) -> None:
                     f"{urgency.value}",
                     field=f"matrix.{impact.value}.{urgency.value}",
                 )
+    if not 0 < policy.model_threshold <= 1:
+        raise InvalidPolicy("the model's threshold is a confidence above 0 and at most 1",
+                            field="model_threshold")
     for tier, steps in policy.tier_raise.items():
         if not 0 <= steps <= 3:
             raise InvalidPolicy(f"tier {tier.value} may raise priority 0 to 3 steps",
@@ -148,6 +155,31 @@ class TriageInput:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """The learned model's guess for one ticket."""
+
+    label: str
+    confidence: float
+    model_version: int
+
+
+@dataclass(frozen=True)
+class DecidedBy:
+    """What chose a ticket's category, kept so that coordinators see it and can correct it:
+    ``hint`` (the channel said), ``rule`` (``rule``: its index), ``model`` (its version and
+    confidence) or ``default`` (nothing did; a model consulted is still named)."""
+
+    kind: Literal["hint", "rule", "model", "default"]
+    rule: int | None = None
+    model_version: int | None = None
+    confidence: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"decided_by": self.kind, "rule": self.rule, "model_version": self.model_version,
+                "confidence": self.confidence}
+
+
+@dataclass(frozen=True)
 class Triage:
     category: str
     impact: Impact
@@ -156,6 +188,7 @@ class Triage:
     critical: bool
     matched_rules: tuple[int, ...]
     policy_version: int
+    decided_by: DecidedBy = DecidedBy("default")
 
 
 def raise_priority(priority: Priority, steps: int) -> Priority:
@@ -170,11 +203,13 @@ def triage(ticket: TriageInput, policy: TriagePolicy) -> Triage:
         (index, rule) for index, rule in enumerate(policy.rules)
         if compile_rule(rule, index).matches(facts)
     ]
-    category = GENERAL
+    category, decided_by = GENERAL, DecidedBy("default")
     if ticket.category_hint and ticket.category_hint in policy.categories:
-        category = ticket.category_hint
+        category, decided_by = ticket.category_hint, DecidedBy("hint")
     else:
-        category = next((r.category for _, r in matched if r.category), GENERAL)
+        deciding = next(((i, r.category) for i, r in matched if r.category), None)
+        if deciding is not None:
+            category, decided_by = deciding[1], DecidedBy("rule", rule=deciding[0])
     impact = ticket.impact or next(
         (r.impact for _, r in matched if r.impact), policy.default_impact
     )
@@ -188,6 +223,27 @@ def triage(ticket: TriageInput, policy: TriagePolicy) -> Triage:
     if critical:
         priority = raise_priority(priority, 1)
     return Triage(category, impact, urgency, priority, critical,
-                  tuple(i for i, _ in matched), policy.version)
+                  tuple(i for i, _ in matched), policy.version, decided_by)
+
+
+def needs_model(result: Triage) -> bool:
+    """Rules first: the model is asked only when neither the channel nor a rule chose."""
+    return result.decided_by.kind == "default"
+
+
+def use_prediction(result: Triage, prediction: Prediction | None,
+                   policy: TriagePolicy) -> Triage:
+    """The model's guess decides the category when nothing else did and it is confident
+    enough (and names a category the policy still has); otherwise the general category
+    stays, with the declined guess recorded beside it."""
+    if prediction is None or not needs_model(result):
+        return result
+    confident = prediction.confidence >= policy.model_threshold
+    if confident and prediction.label in policy.categories:
+        return replace(result, category=prediction.label, decided_by=DecidedBy(
+            "model", model_version=prediction.model_version,
+            confidence=prediction.confidence))
+    return replace(result, decided_by=DecidedBy(
+        "default", model_version=prediction.model_version, confidence=prediction.confidence))
 
 

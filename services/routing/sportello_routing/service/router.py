@@ -1,4 +1,4 @@
-"""Routing's use cases, shared by the event handlers and the HTTP API.
+"""Routing's desk use cases, shared by the event handlers and the HTTP API.
 
 Each one loads what the rules need, asks ``domain`` for a change, claims
 agent capacity atomically, and writes the change with its events in one
@@ -26,6 +26,7 @@ from sportello_routing.domain import (
     RoutingError,
     TriageInput,
 )
+from sportello_routing.service.learning import Learner
 from sportello_routing.store import RoutingStore
 from sportello_runtime.change import Change
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
@@ -76,9 +77,11 @@ class RoutingMetrics:
 
 
 class Router:
-    def __init__(self, store: RoutingStore, metrics: RoutingMetrics) -> None:
+    def __init__(self, store: RoutingStore, metrics: RoutingMetrics,
+                 learner: Learner | None = None) -> None:
         self.store = store
         self.metrics = metrics
+        self.learner = learner
 
     # -- new tickets ------------------------------------------------------------
 
@@ -89,7 +92,16 @@ class Router:
         if setup.policy is None:
             raise RoutingError("no triage policy configured")
         result = domain.triage(TriageInput.of(created), setup.policy)
-        group = domain.group_for(setup.groups, SupportLevel.L1, result.category)
+        group = None
+        if domain.needs_model(result) and self.learner is not None:
+            category_guess, group_guess = self.learner.guess(domain.model_input(
+                domain.ticket_text(created.subject, created.description),
+                created.requester.language))
+            result = domain.use_prediction(result, category_guess, setup.policy)
+            group = domain.group_by_model(setup.groups, result, group_guess, setup.policy)
+        if self.learner is not None:
+            self.learner.metrics.decisions.labels(result.decided_by.kind).inc()
+        group = group or domain.group_for(setup.groups, SupportLevel.L1, result.category)
         if group is None:
             raise RoutingError("no L1 group configured")
         now = utc_now()
@@ -217,6 +229,24 @@ class Router:
             return change
 
         change = await self._apply(ticket_id, decide, expected_version)
+        return change.record if change else await self._get(ticket_id)
+
+    async def recategorise(self, ticket_id: str, category: str, *, reason: str,
+                           actor: str | None, expected_version: int | None = None
+                           ) -> Assignment:
+        """A coordinator corrects the category; the learned triage learns the correction
+        (at the close, or now when the ticket closed already)."""
+        policy = await self.store.policy()
+        if policy is None:
+            raise RoutingError("no triage policy configured")
+
+        async def decide(a: Assignment) -> Change[Assignment] | None:
+            return domain.recategorise(a, category, categories=policy.categories,
+                                       reason=reason, actor=actor, now=utc_now())
+
+        change = await self._apply(ticket_id, decide, expected_version)
+        if change is not None and self.learner is not None:
+            await self.learner.corrected(ticket_id, category)
         return change.record if change else await self._get(ticket_id)
 
     async def release(self, ticket_id: str, reason: str) -> None:

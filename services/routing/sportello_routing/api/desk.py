@@ -1,18 +1,13 @@
-"""Routing's internal HTTP API: groups, agents, triage policy, queues, and moving tickets.
-
-Operators reach it through the gateway, which authenticates them and checks
-their role; here every route is behind the service token.
-"""
+"""Routing's desk routes: groups, agents, triage policy, queues, and moving tickets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import BaseModel, Field
 
 from sportello_contracts import utc_now
 from sportello_contracts.enums import (
@@ -24,56 +19,19 @@ from sportello_contracts.enums import (
     Urgency,
 )
 from sportello_routing import domain
+from sportello_routing.api.deps import SLUG, Model, RouterDep, Slug, refusing
 from sportello_routing.domain import (
     Agent,
     Assignment,
     Group,
-    IllegalMove,
-    InvalidPolicy,
-    RoutingError,
     TriagePolicy,
     TriageRule,
 )
-from sportello_routing.service import NotFound, Router, Stale
+from sportello_routing.service import Router
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.http import ApiError
 
-internal = APIRouter()
-
-SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
-Slug = Annotated[str, Path(pattern=SLUG)]
-
-
-async def router_of(request: Request) -> Router:
-    router: Router = request.app.state.router
-    return router
-
-
-RouterDep = Annotated[Router, Depends(router_of)]
-
-
-@contextmanager
-def refusing() -> Iterator[None]:
-    """Turn the rules' refusals into clear HTTP errors."""
-    try:
-        yield
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc), field=exc.field) from exc
-    except Stale as exc:
-        raise ApiError(409, "conflict", str(exc), field=exc.field,
-                       extra={"version": exc.current.version}) from exc
-    except InvalidPolicy as exc:
-        raise ApiError(422, "invalid", str(exc), field=exc.field) from exc
-    except IllegalMove as exc:
-        raise ApiError(409, "illegal_move", str(exc), field=exc.field) from exc
-    except ConcurrencyConflict as exc:
-        raise ApiError(409, "conflict", f"changed meanwhile: {exc}") from exc
-    except RoutingError as exc:
-        raise ApiError(409, "refused", str(exc), field=exc.field) from exc
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+desk = APIRouter()
 
 
 # --- groups -------------------------------------------------------------------------
@@ -98,12 +56,12 @@ def group_out(g: Group) -> GroupOut:
                     vendor_contact=g.vendor_contact)
 
 
-@internal.get("/groups", response_model=list[GroupOut], tags=["admin"])
+@desk.get("/groups", response_model=list[GroupOut], tags=["admin"])
 async def list_groups(router: RouterDep) -> list[GroupOut]:
     return [group_out(g) for g in await router.store.groups()]
 
 
-@internal.put("/groups/{group_id}", response_model=GroupOut, tags=["admin"])
+@desk.put("/groups/{group_id}", response_model=GroupOut, tags=["admin"])
 async def put_group(group_id: Slug, body: GroupIn, router: RouterDep,
                     response: Response) -> GroupOut:
     """Create or replace a group; refused when its escalation chain is unknown, loops, or
@@ -121,7 +79,7 @@ async def put_group(group_id: Slug, body: GroupIn, router: RouterDep,
     return group_out(group)
 
 
-@internal.delete("/groups/{group_id}", status_code=204, tags=["admin"])
+@desk.delete("/groups/{group_id}", status_code=204, tags=["admin"])
 async def delete_group(group_id: Slug, router: RouterDep) -> None:
     groups = await router.store.groups()
     if not any(g.id == group_id for g in groups):
@@ -164,14 +122,14 @@ def agent_out(a: Agent) -> AgentOut:
                     open_tickets=a.open_tickets, last_assigned_at=a.last_assigned_at)
 
 
-@internal.get("/agents", response_model=list[AgentOut], tags=["admin"])
+@desk.get("/agents", response_model=list[AgentOut], tags=["admin"])
 async def list_agents(router: RouterDep,
                       group_id: Annotated[str | None, Query(pattern=SLUG)] = None
                       ) -> list[AgentOut]:
     return [agent_out(a) for a in await router.store.agents(group_id)]
 
 
-@internal.get("/agents/{agent_id}", response_model=AgentOut, tags=["admin"])
+@desk.get("/agents/{agent_id}", response_model=AgentOut, tags=["admin"])
 async def get_agent(agent_id: Slug, router: RouterDep) -> AgentOut:
     agent = await router.store.agent(agent_id)
     if agent is None:
@@ -179,7 +137,7 @@ async def get_agent(agent_id: Slug, router: RouterDep) -> AgentOut:
     return agent_out(agent)
 
 
-@internal.put("/agents/{agent_id}", response_model=AgentOut, tags=["admin"])
+@desk.put("/agents/{agent_id}", response_model=AgentOut, tags=["admin"])
 async def put_agent(agent_id: Slug, body: AgentIn, router: RouterDep,
                     response: Response) -> AgentOut:
     known = {g.id for g in await router.store.groups()}
@@ -198,7 +156,7 @@ async def put_agent(agent_id: Slug, body: AgentIn, router: RouterDep,
     return agent_out(stored)
 
 
-@internal.put("/agents/{agent_id}/availability", response_model=AgentOut, tags=["admin"])
+@desk.put("/agents/{agent_id}/availability", response_model=AgentOut, tags=["admin"])
 async def set_availability(agent_id: Slug, body: Availability, router: RouterDep) -> AgentOut:
     """On shift or away; coming on shift takes waiting tickets at once."""
     agent = await _update_agent(
@@ -230,7 +188,7 @@ async def _update_agent(router: Router, agent_id: str,
         raise ApiError(409, "conflict", f"agent {agent_id} keeps changing; try again") from exc
 
 
-@internal.delete("/agents/{agent_id}", status_code=204, tags=["admin"])
+@desk.delete("/agents/{agent_id}", status_code=204, tags=["admin"])
 async def delete_agent(agent_id: Slug, router: RouterDep) -> None:
     agent = await router.store.agent(agent_id)
     if agent is None:
@@ -262,6 +220,10 @@ class PolicyIn(Model):
     tier_raise: dict[ContractTier, int] = {}
     default_impact: Impact = Impact.MEDIUM
     default_urgency: Urgency = Urgency.MEDIUM
+    model_threshold: float = Field(
+        default=TriagePolicy.model_threshold, gt=0, le=1,
+        description="When no rule decides the category, the learned model's guess is taken "
+                    "at this confidence or above")
 
 
 class PolicyOut(PolicyIn):
@@ -275,10 +237,11 @@ def policy_out(p: TriagePolicy) -> PolicyOut:
                       critical=r.critical) for r in p.rules],
         matrix={i: dict(row) for i, row in p.matrix.items()}, tier_raise=dict(p.tier_raise),
         default_impact=p.default_impact, default_urgency=p.default_urgency,
+        model_threshold=p.model_threshold,
     )
 
 
-@internal.get("/triage/policy", response_model=PolicyOut, tags=["admin"])
+@desk.get("/triage/policy", response_model=PolicyOut, tags=["admin"])
 async def get_policy(router: RouterDep) -> PolicyOut:
     policy = await router.store.policy()
     if policy is None:
@@ -286,7 +249,7 @@ async def get_policy(router: RouterDep) -> PolicyOut:
     return policy_out(policy)
 
 
-@internal.put("/triage/policy", response_model=PolicyOut, status_code=201, tags=["admin"])
+@desk.put("/triage/policy", response_model=PolicyOut, status_code=201, tags=["admin"])
 async def put_policy(body: PolicyIn, router: RouterDep, request: Request) -> PolicyOut:
     """Save a new version of the rules and the priority matrix; tickets keep the version
     they were triaged with. A rule that does not compile is refused with the reason."""
@@ -301,6 +264,7 @@ async def put_policy(body: PolicyIn, router: RouterDep, request: Request) -> Pol
                     for r in body.rules),
         matrix=body.matrix, tier_raise=body.tier_raise,
         default_impact=body.default_impact, default_urgency=body.default_urgency,
+        model_threshold=body.model_threshold,
     )
 
     with refusing():
@@ -324,7 +288,7 @@ class PreviewIn(Model):
     urgency: Urgency | None = None
 
 
-@internal.post("/triage/preview", tags=["admin"])
+@desk.post("/triage/preview", tags=["admin"])
 async def preview(body: PreviewIn, router: RouterDep) -> dict[str, Any]:
     """What the current policy would decide for this ticket (nothing is stored)."""
     policy = await router.store.policy()
@@ -373,7 +337,7 @@ class AssignmentDetail(AssignmentView):
     pending_events: int
 
 
-@internal.get("/queues", response_model=list[AssignmentView], tags=["queues"])
+@desk.get("/queues", response_model=list[AssignmentView], tags=["queues"])
 async def queues(
     router: RouterDep,
     level: SupportLevel | None = None,
@@ -391,7 +355,7 @@ async def queues(
 TicketId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-@internal.get("/assignments/{ticket_id}", response_model=AssignmentDetail, tags=["queues"])
+@desk.get("/assignments/{ticket_id}", response_model=AssignmentDetail, tags=["queues"])
 async def get_assignment(ticket_id: TicketId, router: RouterDep) -> AssignmentDetail:
     """Who holds the ticket, its assignment and escalation history, unsent events."""
     assignment = await router.store.get(ticket_id)
@@ -425,7 +389,11 @@ class AssignIn(Move):
     agent_id: str = Field(pattern=SLUG)
 
 
-@internal.post("/assignments/{ticket_id}/escalate", response_model=AssignmentView,
+class CategoryIn(Move):
+    category: str = Field(pattern=SLUG)
+
+
+@desk.post("/assignments/{ticket_id}/escalate", response_model=AssignmentView,
                tags=["moves"])
 async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> AssignmentView:
     """The current level cannot solve it: up to the next level or the chosen group
@@ -438,7 +406,7 @@ async def escalate(ticket_id: TicketId, body: EscalateIn, router: RouterDep) -> 
     return view(moved)
 
 
-@internal.post("/assignments/{ticket_id}/hand-back", response_model=AssignmentView,
+@desk.post("/assignments/{ticket_id}/hand-back", response_model=AssignmentView,
                tags=["moves"])
 async def hand_back(ticket_id: TicketId, body: HandBackIn, router: RouterDep) -> AssignmentView:
     """A higher level gives requester contact back to L1/L2 and keeps owning the fix."""
@@ -448,7 +416,7 @@ async def hand_back(ticket_id: TicketId, body: HandBackIn, router: RouterDep) ->
                                            expected_version=body.expected_version))
 
 
-@internal.post("/assignments/{ticket_id}/priority", response_model=AssignmentView,
+@desk.post("/assignments/{ticket_id}/priority", response_model=AssignmentView,
                tags=["moves"])
 async def set_priority(ticket_id: TicketId, body: PriorityIn, router: RouterDep
                        ) -> AssignmentView:
@@ -459,7 +427,7 @@ async def set_priority(ticket_id: TicketId, body: PriorityIn, router: RouterDep
                                               expected_version=body.expected_version))
 
 
-@internal.post("/assignments/{ticket_id}/assign", response_model=AssignmentView, tags=["moves"])
+@desk.post("/assignments/{ticket_id}/assign", response_model=AssignmentView, tags=["moves"])
 async def assign(ticket_id: TicketId, body: AssignIn, router: RouterDep) -> AssignmentView:
     """Give the ticket to a chosen agent of the group that holds it (an agent taking it, or
     a coordinator reassigning it); whoever held it is freed."""
@@ -467,3 +435,14 @@ async def assign(ticket_id: TicketId, body: AssignIn, router: RouterDep) -> Assi
         return view(await router.assign(ticket_id, body.agent_id, reason=body.reason,
                                         actor=body.actor,
                                         expected_version=body.expected_version))
+
+
+@desk.post("/assignments/{ticket_id}/category", response_model=AssignmentView, tags=["moves"])
+async def recategorise(ticket_id: TicketId, body: CategoryIn, router: RouterDep
+                       ) -> AssignmentView:
+    """Correct the category (the ticket stays where it is): the learned triage learns the
+    corrected one. A category the policy lacks is refused, naming the field."""
+    with refusing():
+        return view(await router.recategorise(ticket_id, body.category, reason=body.reason,
+                                              actor=body.actor,
+                                              expected_version=body.expected_version))
