@@ -346,24 +346,37 @@ class LearningStore:
         history = (await self.state()).get("history") or []
         return int(history[-1]) if history else None
 
-    async def claim_training(self, holder: str, now: datetime, lease: timedelta) -> int | None:
-        """The next model's version, or ``None`` while another training holds the lease:
-        replicas train one at a time."""
+    async def claim_training(self, holder: str, now: datetime, lease: timedelta) -> bool:
+        """``False`` while another training holds the lease: replicas train one at a time."""
         await self._learning.update_one(
             {"_id": LEARNING},
             {"$setOnInsert": {"history": [], "next_version": 1, "training_until": EPOCH}},
             upsert=True)
         doc = await self._learning.find_one_and_update(
             {"_id": LEARNING, "training_until": {"$lt": now}},
-            {"$set": {"training_until": now + lease, "training_by": holder},
-             "$inc": {"next_version": 1}},
-            projection={OUTBOX_FIELD: 0}, return_document=ReturnDocument.BEFORE)
-        return int(doc["next_version"]) if doc else None
+            {"$set": {"training_until": now + lease, "training_by": holder}},
+            projection={"_id": 1})
+        return doc is not None
 
-    async def end_training(self, holder: str, now: datetime) -> None:
+    async def next_version(self) -> int:
+        """Numbers only models that are stored: a training refused for too few lessons
+        takes none."""
+        doc = await self._learning.find_one_and_update(
+            {"_id": LEARNING}, {"$inc": {"next_version": 1}}, projection={"next_version": 1},
+            return_document=ReturnDocument.BEFORE)
+        assert doc is not None  # claim_training created it
+        return int(doc["next_version"])
+
+    async def end_training(self, holder: str, now: datetime, *,
+                           refused_with: int | None = None) -> None:
+        """Free the lease. A model stored moves ``last_trained_at``; a training refused for
+        too few lessons records how many there were instead, so that the schedule tries
+        again only once more have come."""
+        done: Document = ({"refused_with": refused_with} if refused_with is not None
+                          else {"last_trained_at": now, "refused_with": None})
         await self._learning.update_one(
             {"_id": LEARNING, "training_by": holder},
-            {"$set": {"training_until": EPOCH, "last_trained_at": now}})
+            {"$set": {"training_until": EPOCH, **done}})
 
     async def add_model(self, record: Document, model: bytes) -> None:
         """Parts first, then the record that names them: a record found is whole."""

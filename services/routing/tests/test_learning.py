@@ -223,6 +223,9 @@ def test_training_sets_leave_out_classes_too_rare_to_learn() -> None:
 def test_training_is_due_after_enough_new_lessons() -> None:
     assert domain.training_due(200, retrain_after=200)
     assert not domain.training_due(199, retrain_after=200)
+    # Refused for too few lessons at 230: tried again only once another has come.
+    assert not domain.training_due(230, retrain_after=200, total=230, refused_with=230)
+    assert domain.training_due(231, retrain_after=200, total=231, refused_with=230)
 
 
 # --- versions ------------------------------------------------------------------------

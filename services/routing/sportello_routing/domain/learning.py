@@ -121,8 +121,13 @@ def training_sets(lessons: Iterable[Lesson], *, min_per_class: int
     return sets
 
 
-def training_due(new_lessons: int, *, retrain_after: int) -> bool:
-    return new_lessons >= retrain_after
+def training_due(new_lessons: int, *, retrain_after: int, total: int = 0,
+                 refused_with: int | None = None) -> bool:
+    """Enough tickets closed since the last model; and, when the last try was refused for
+    too few lessons (``refused_with`` of them), at least one more since."""
+    if new_lessons < retrain_after:
+        return False
+    return refused_with is None or total > refused_with
 
 
 @dataclass(frozen=True)

@@ -140,15 +140,16 @@ class Learner:
         use on those, and activate the new one when it is not worse. The record says which
         and why."""
         started = utc_now()
-        version = await self.store.claim_training(self._holder, started, self.rules.lease)
-        if version is None:
+        if not await self.store.claim_training(self._holder, started, self.rules.lease):
             raise TrainingBusy("a model is being trained now; try again when it is done")
+        refused_with = None
         try:
             lessons = await self.store.lessons()
             learning = [lesson for lesson in lessons if not domain.held_back(lesson.ticket_id)]
             held = [lesson for lesson in lessons if domain.held_back(lesson.ticket_id)]
             training = domain.training_sets(learning, min_per_class=self.rules.min_per_class)
             if len(learning) < self.rules.min_lessons or not training:
+                refused_with = len(lessons)
                 raise NotEnoughLessons(
                     f"{len(learning)} lessons to learn from ({len(held)} more held back to "
                     f"measure); a model needs {self.rules.min_lessons}, with two categories "
@@ -158,6 +159,7 @@ class Learner:
             trained = await _in_worker(training, _held_back_sets(held), current_model,
                                        self.rules.model)
             verdict = domain.judge(trained.quality, trained.current_quality)
+            version = await self.store.next_version()
             record = _record(version, trained, verdict, trigger=trigger, actor=actor,
                              current=current if current_model else None, at=started,
                              held={h: len(s.texts) for h, s in _held_back_sets(held).items()})
@@ -171,7 +173,7 @@ class Learner:
                      trained.lessons, trained.seconds, verdict.reason)
             return await self.store.model_record(version) or record
         finally:
-            await self.store.end_training(self._holder, utc_now())
+            await self.store.end_training(self._holder, utc_now(), refused_with=refused_with)
 
     async def train_if_due(self) -> None:
         """The schedule: train again once enough tickets closed since the last training."""
@@ -179,7 +181,9 @@ class Learner:
             return
         state = await self.store.state()
         new = await self.store.count_lessons(since=state.get("last_trained_at"))
-        if not domain.training_due(new, retrain_after=self.rules.retrain_after):
+        total = await self.store.count_lessons() if state.get("refused_with") else new
+        if not domain.training_due(new, retrain_after=self.rules.retrain_after, total=total,
+                                   refused_with=state.get("refused_with")):
             return
         try:
             await self.train(trigger="schedule")
