@@ -1,5 +1,5 @@
 """The desk through the gateway on real processes: queues filtered and paged with cursors,
-the coordinator's and the agent's other commands (assign, priority, waiting for the
+the coordinator's and the agent's other commands (assign, priority, category, waiting for the
 customer, a logged call, a linked article, hand-back, resolve), and the rate limit."""
 
 from __future__ import annotations
@@ -123,6 +123,21 @@ async def test_coordinators_and_agents_run_the_other_commands_and_each_is_audite
         denied = await agent.post(f"/api/tickets/{number}/priority", json={
             "priority": "P4", "reason": "r"}, headers={"If-Match": '"1.1"'})
         assert denied.status_code == 403
+        # The workspace says what chose the category; the coordinator corrects it.
+        ws, _ = await workspace(coordinator, number)
+        assert ws["assignment"]["history"][0]["decided_by"] == "rule"
+        corrected = await act(coordinator, number, "category", {
+            "category": "software", "reason": "the VPN client, not the network"})
+        assert corrected["assignment"]["category"] == "software"
+        assert corrected["assignment"]["history"][-1]["kind"] == "recategorised"
+        unknown = await coordinator.post(f"/api/tickets/{number}/category", json={
+            "category": "badges", "reason": "r"}, headers={"If-Match": (await workspace(
+                coordinator, number))[1]})
+        assert unknown.status_code == 409
+        assert unknown.json()["field"] == "category"
+        not_theirs = await agent.post(f"/api/tickets/{number}/category", json={
+            "category": "network", "reason": "r"}, headers={"If-Match": '"1.1"'})
+        assert not_theirs.status_code == 403
 
         waiting = await act(agent, number, "status", {"status": "waiting_customer",
                                                       "reason": "asked for the error"})

@@ -5,14 +5,15 @@ replica: see service/live.py.)"""
 from __future__ import annotations
 
 from sportello_contracts import EventEnvelope
-from sportello_contracts.events import EVENT_PAYLOADS, SlaClockStopped
+from sportello_contracts.events import EVENT_PAYLOADS, SlaClockStopped, TriageModelActivated
 from sportello_gateway.service.desk import Desk
 from sportello_gateway.service.webhooks import Webhooks
 from sportello_runtime.bus import Handler, Outcome, Subscription
 
-NOT_FOR_THE_DESK = frozenset({SlaClockStopped.event_type})
-"""Three a ticket, for analytics' business times: no queue line changes with them, and the
-gateway's work queue would take them all (webhooks do not carry them)."""
+NOT_FOR_THE_DESK = frozenset({SlaClockStopped.event_type, TriageModelActivated.event_type})
+"""Clock stops (three a ticket, for analytics' business times) and routing's model switches
+(for its replicas): no queue line changes with them, and the gateway's work queue would
+take them all (webhooks do not carry them)."""
 
 class GatewayConsumers:
     def __init__(self, desk: Desk, webhooks: Webhooks) -> None:

@@ -302,6 +302,24 @@ async def preview_triage(body: PassThrough, desk: DeskDep) -> Any:
         return await desk.backends["routing"].call("POST", "/triage/preview", json=body)
 
 
+@admin.get("/api/admin/triage/models")
+async def triage_models(desk: DeskDep) -> Any:
+    """The learned triage's models: quality on the held-back tickets, which is in use."""
+    with from_services():
+        return await desk.backends["routing"].call("GET", "/triage/models")
+
+
+@admin.post("/api/admin/triage/model/rollback")
+async def roll_back_triage_model(body: PassThrough, request: Request,
+                                 principal: PrincipalDep, desk: DeskDep) -> Any:
+    """Back to the model used before the current one; every routing replica switches."""
+    return await _forward(request, principal, desk, service="routing", method="POST",
+                          path="/triage/model/rollback",
+                          body={**(body or {}), "actor": principal.subject},
+                          action="triage.model.rollback", object_type="triage_model",
+                          object_id="current", read_before="/triage/models")
+
+
 @admin.get("/api/admin/sla/policy")
 async def get_sla(desk: DeskDep) -> Any:
     with from_services():

@@ -276,6 +276,22 @@ async def override_priority(number: Number, body: PriorityIn, request: Request,
                       desk.priority(principal, body.priority.value, body.reason))
 
 
+class CategoryIn(Model):
+    category: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+@tickets.post("/api/tickets/{number}/category", response_model=CommandAnswer)
+async def correct_category(number: Number, body: CategoryIn, request: Request,
+                           response: Response, desk: DeskDep, principal: PrincipalDep,
+                           if_match: IfMatch = None) -> CommandAnswer:
+    """A coordinator corrects the category that a rule or the learned triage chose (the
+    workspace's assignment says which); the ticket stays where it is, and the learned
+    triage learns the correction."""
+    return await _run(request, response, desk, principal, number, if_match, "category", body,
+                      desk.recategorise(principal, body.category, body.reason))
+
+
 class CallIn(Model):
     duration_s: int = Field(ge=0, le=24 * 3600)
     notes: str = Field(min_length=1, max_length=LONG)

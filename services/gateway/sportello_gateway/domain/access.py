@@ -28,7 +28,7 @@ class Permission(StrEnum):
     TICKETS_ASSIGN = "tickets.assign"
     """Give a ticket to someone else."""
     TICKETS_PRIORITY = "tickets.priority"
-    """Override the priority, with a reason."""
+    """Override the priority, or correct the category, with a reason."""
     STAFF_READ = "staff.read"
     """Groups, agents and their loads."""
     ADMIN = "admin"
@@ -130,6 +130,7 @@ ROUTES: dict[str, Permission | str] = {
     "POST /api/tickets/{number}/escalate": Permission.TICKETS_WORK,
     "POST /api/tickets/{number}/hand-back": Permission.TICKETS_WORK,
     "POST /api/tickets/{number}/priority": Permission.TICKETS_PRIORITY,
+    "POST /api/tickets/{number}/category": Permission.TICKETS_PRIORITY,
     "POST /api/tickets/{number}/calls": Permission.TICKETS_WORK,
     "POST /api/tickets/{number}/articles": Permission.TICKETS_WORK,
     "GET /api/stream": Permission.TICKETS_READ,
@@ -149,6 +150,8 @@ ROUTES: dict[str, Permission | str] = {
     "GET /api/admin/triage/policy": Permission.ADMIN,
     "PUT /api/admin/triage/policy": Permission.ADMIN,
     "POST /api/admin/triage/preview": Permission.ADMIN,
+    "GET /api/admin/triage/models": Permission.ADMIN,
+    "POST /api/admin/triage/model/rollback": Permission.ADMIN,
     "GET /api/admin/sla/policy": Permission.ADMIN,
     "PUT /api/admin/sla/policy": Permission.ADMIN,
     "GET /api/admin/api-keys": Permission.ADMIN,

@@ -29,6 +29,7 @@ from sportello_contracts.events import (
     TicketEscalated,
     TicketMessageAdded,
     TicketPriorityChanged,
+    TicketRecategorised,
     TicketStatusChanged,
     TicketTriaged,
 )
@@ -77,6 +78,10 @@ def line_update(envelope: EventEnvelope) -> LineUpdate | None:
         triaged = parse_payload(envelope, TicketTriaged)
         return LineUpdate(triaged.ticket_id, set={"category": triaged.category},
                           set_if_missing={"priority": triaged.priority.value})
+    if kind == TicketRecategorised.event_type:
+        recategorised = parse_payload(envelope, TicketRecategorised)
+        return LineUpdate(recategorised.ticket_id, set={"category": recategorised.to_category,
+                                                        "updated_at": at})
     if kind == TicketPriorityChanged.event_type:
         changed_priority = parse_payload(envelope, TicketPriorityChanged)
         return LineUpdate(changed_priority.ticket_id,

@@ -331,6 +331,9 @@ class Desk:
     def priority(self, principal: Principal, priority: str, reason: str) -> Command:
         return self._move(principal, "priority", priority=priority, reason=reason)
 
+    def recategorise(self, principal: Principal, category: str, reason: str) -> Command:
+        return self._move(principal, "category", category=category, reason=reason)
+
     def call(self, principal: Principal, call: dict[str, Any]) -> Command:
         async def run(c: Current) -> None:
             await self.backends["intake"].call(
