@@ -89,6 +89,15 @@ async def watched(binary: str, up: MakeUp, tmp_path: Path) -> None:
     process = start_prometheus(binary, config, tmp_path, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as prom:
+            async def ready() -> bool:
+                """Prometheus answers 503 "Service Unavailable" (not JSON) on its API
+                until it has loaded its storage and rules: wait for that first."""
+                try:
+                    return (await prom.get("/-/ready")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+            await eventually(ready, timeout=30, what="prometheus ready")
+
             async def api(path: str, **params: str) -> Any:
                 try:
                     answer = await prom.get(f"/api/v1/{path}", params=params)
