@@ -378,8 +378,9 @@ class LearningStore:
             {"_id": LEARNING, "training_by": holder},
             {"$set": {"training_until": EPOCH, **done}})
 
-    async def add_model(self, record: Document, model: bytes) -> None:
-        """Parts first, then the record that names them: a record found is whole."""
+    async def add_model(self, record: Document, model: bytes) -> Document:
+        """Parts first, then the record that names them: a record found is whole. Answers
+        the record as stored."""
         parts = [model[i:i + self.PART_BYTES] for i in range(0, len(model), self.PART_BYTES)]
         version = record["_id"]
         for n, part in enumerate(parts):
@@ -387,7 +388,9 @@ class LearningStore:
                 {"_id": f"{version}:{n}"},
                 {"_id": f"{version}:{n}", "version": version, "n": n, "data": part},
                 upsert=True)
-        await self._models.insert_one({**record, "parts": len(parts), "size": len(model)})
+        stored = {**record, "parts": len(parts), "size": len(model)}
+        await self._models.insert_one(stored)
+        return stored
 
     async def model_record(self, version: int) -> Document | None:
         return await self._models.find_one({"_id": version})
@@ -424,7 +427,7 @@ class LearningStore:
 def lesson_document(lesson: Lesson) -> Document:
     return {"_id": lesson.ticket_id, "text": lesson.text, "category": lesson.category,
             "group": lesson.group, "language": lesson.language,
-            "learned_at": lesson.closed_at}
+            "learned_at": lesson.learned_at}
 
 
 def lesson_from_document(doc: Document) -> Lesson:

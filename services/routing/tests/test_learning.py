@@ -218,6 +218,17 @@ def test_training_sets_leave_out_classes_too_rare_to_learn() -> None:
     assert sets["category"].classes == ("network", "printer")
     assert "group" not in sets  # one group only: nothing to choose between
     assert domain.training_sets(lessons[:6], min_per_class=5) == {}
+    # Measured on every held-back lesson: a class too rare to learn counts, as a miss.
+    assert domain.measuring_sets(lessons)["category"].classes == ("network", "printer",
+                                                                   "server")
+
+
+def test_the_held_back_lessons_are_split_off_once() -> None:
+    lessons = [lesson(n, "printer") for n in range(200)]
+    learning, held = domain.split_lessons(lessons)
+    assert len(learning) + len(held) == 200
+    assert all(domain.held_back(x.ticket_id) for x in held)
+    assert not any(domain.held_back(x.ticket_id) for x in learning)
 
 
 def test_training_is_due_after_enough_new_lessons() -> None:

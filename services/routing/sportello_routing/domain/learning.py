@@ -35,7 +35,8 @@ class Lesson:
     category: str
     group: str | None
     language: str | None
-    closed_at: datetime
+    learned_at: datetime
+    """When it was recorded: the schedule counts the lessons since the last model."""
 
     def label(self, head: str) -> str | None:
         return self.category if head == "category" else self.group
@@ -104,6 +105,21 @@ class TrainingSet:
         return tuple(sorted(set(self.labels)))
 
 
+def split_lessons(lessons: Iterable[Lesson]) -> tuple[list[Lesson], list[Lesson]]:
+    """The lessons to learn from, and the held-back ones to measure on."""
+    learning: list[Lesson] = []
+    held: list[Lesson] = []
+    for lesson in lessons:
+        (held if held_back(lesson.ticket_id) else learning).append(lesson)
+    return learning, held
+
+
+def _labelled(lessons: Iterable[Lesson], head: str) -> TrainingSet:
+    pairs = [(lesson.document, label) for lesson in lessons
+             if (label := lesson.label(head)) is not None]
+    return TrainingSet(tuple(t for t, _ in pairs), tuple(lab for _, lab in pairs))
+
+
 def training_sets(lessons: Iterable[Lesson], *, min_per_class: int
                   ) -> dict[str, TrainingSet]:
     """Per head, the lessons whose label has at least ``min_per_class`` examples (a class
@@ -112,13 +128,21 @@ def training_sets(lessons: Iterable[Lesson], *, min_per_class: int
     lessons = list(lessons)
     sets: dict[str, TrainingSet] = {}
     for head in HEADS:
-        labelled = [(lesson.document, label) for lesson in lessons
-                    if (label := lesson.label(head)) is not None]
-        counts = Counter(label for _, label in labelled)
-        kept = [(text, label) for text, label in labelled if counts[label] >= min_per_class]
+        labelled = _labelled(lessons, head)
+        counts = Counter(labelled.labels)
+        kept = [(text, label) for text, label in zip(labelled.texts, labelled.labels,
+                                                     strict=True)
+                if counts[label] >= min_per_class]
         if len({label for _, label in kept}) >= 2:
             sets[head] = TrainingSet(tuple(t for t, _ in kept), tuple(lab for _, lab in kept))
     return sets
+
+
+def measuring_sets(held: Iterable[Lesson]) -> dict[str, TrainingSet]:
+    """Per head, every held-back lesson with a label: a class too rare to learn still
+    counts, as a miss, as it would in use."""
+    held = list(held)
+    return {head: _labelled(held, head) for head in HEADS}
 
 
 def training_due(new_lessons: int, *, retrain_after: int, total: int = 0,

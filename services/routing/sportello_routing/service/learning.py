@@ -24,15 +24,17 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from sportello_contracts import EventEnvelope, new_event, utc_now
-from sportello_contracts.events import TicketClosed, TriageModelActivated
+from sportello_contracts.events import TicketClosed, TicketCreated, TriageModelActivated
 from sportello_routing import domain
 from sportello_routing.classifier import Settings, Trained, TriageModel, train_and_compare
 from sportello_routing.domain import (
     PRODUCER,
-    Lesson,
+    Group,
     Prediction,
     RoutingError,
     TrainingSet,
+    Triage,
+    TriagePolicy,
 )
 from sportello_routing.store import LearningStore, RoutingStore
 from sportello_runtime.concurrency import retry_on_conflict
@@ -103,6 +105,20 @@ class Learner:
 
     # -- guessing ---------------------------------------------------------------------
 
+    def triage(self, result: Triage, created: TicketCreated, policy: TriagePolicy,
+               groups: Sequence[Group]) -> tuple[Triage, Group | None]:
+        """Rules first: when neither the hint nor a rule chose the category, the model's
+        guesses may, and may choose the first-level group (``None``: the category's)."""
+        group = None
+        if domain.needs_model(result):
+            category_guess, group_guess = self.guess(domain.model_input(
+                domain.ticket_text(created.subject, created.description),
+                created.requester.language))
+            result = domain.use_prediction(result, category_guess, policy)
+            group = domain.group_by_model(groups, result, group_guess, policy)
+        self.metrics.decisions.labels(result.decided_by.kind).inc()
+        return result, group
+
     def guess(self, text: str) -> tuple[Prediction | None, Prediction | None]:
         """The model's category and first-level group for a new ticket (none without a
         model, or for a head it lacks)."""
@@ -145,8 +161,7 @@ class Learner:
         refused_with = None
         try:
             lessons = await self.store.lessons()
-            learning = [lesson for lesson in lessons if not domain.held_back(lesson.ticket_id)]
-            held = [lesson for lesson in lessons if domain.held_back(lesson.ticket_id)]
+            learning, held = domain.split_lessons(lessons)
             training = domain.training_sets(learning, min_per_class=self.rules.min_per_class)
             if len(learning) < self.rules.min_lessons or not training:
                 refused_with = len(lessons)
@@ -156,14 +171,15 @@ class Learner:
                     f"or groups of {self.rules.min_per_class} or more")
             current = await self.store.active_version()
             current_model = await self.store.model_bytes(current) if current else None
-            trained = await _in_worker(training, _held_back_sets(held), current_model,
-                                       self.rules.model)
+            measuring = domain.measuring_sets(held)
+            trained = await _in_worker(training, measuring, current_model, self.rules.model)
             verdict = domain.judge(trained.quality, trained.current_quality)
             version = await self.store.next_version()
-            record = _record(version, trained, verdict, trigger=trigger, actor=actor,
-                             current=current if current_model else None, at=started,
-                             held={h: len(s.texts) for h, s in _held_back_sets(held).items()})
-            await self.store.add_model(record, trained.model)
+            record = await self.store.add_model(_record(
+                version, trained, verdict, trigger=trigger, actor=actor,
+                current=current if current_model else None, at=started,
+                held={head: len(kept.texts) for head, kept in measuring.items()},
+            ), trained.model)
             self.metrics.training_seconds.observe(trained.seconds)
             self.metrics.trainings.labels(
                 "activated" if verdict.activate else "kept_current").inc()
@@ -171,7 +187,7 @@ class Learner:
                 await self.activate(version, reason=f"trained ({trigger}): {verdict.reason}")
             log.info("triage model %s trained on %s lessons in %.1f s: %s", version,
                      trained.lessons, trained.seconds, verdict.reason)
-            return await self.store.model_record(version) or record
+            return record
         finally:
             await self.store.end_training(self._holder, utc_now(), refused_with=refused_with)
 
@@ -246,15 +262,6 @@ class Learner:
     async def on_bound(self, lost_at: float | None) -> None:
         """Bound (again): an activation may have passed while unbound."""
         await self.refresh()
-
-
-def _held_back_sets(held: Sequence[Lesson]) -> dict[str, TrainingSet]:
-    sets = {}
-    for head in domain.HEADS:
-        labelled = [(lesson.document, label) for lesson in held
-                    if (label := lesson.label(head)) is not None]
-        sets[head] = TrainingSet(tuple(t for t, _ in labelled), tuple(lab for _, lab in labelled))
-    return sets
 
 
 async def _in_worker(training: dict[str, TrainingSet], held: dict[str, TrainingSet],

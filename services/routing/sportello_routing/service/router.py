@@ -93,14 +93,8 @@ class Router:
             raise RoutingError("no triage policy configured")
         result = domain.triage(TriageInput.of(created), setup.policy)
         group = None
-        if domain.needs_model(result) and self.learner is not None:
-            category_guess, group_guess = self.learner.guess(domain.model_input(
-                domain.ticket_text(created.subject, created.description),
-                created.requester.language))
-            result = domain.use_prediction(result, category_guess, setup.policy)
-            group = domain.group_by_model(setup.groups, result, group_guess, setup.policy)
         if self.learner is not None:
-            self.learner.metrics.decisions.labels(result.decided_by.kind).inc()
+            result, group = self.learner.triage(result, created, setup.policy, setup.groups)
         group = group or domain.group_for(setup.groups, SupportLevel.L1, result.category)
         if group is None:
             raise RoutingError("no L1 group configured")
