@@ -47,10 +47,11 @@ def read_lessons(path: Path, text_columns: list[str], label_column: str,
             if not text or not label:
                 continue
             key = hashlib.sha256(f"{path.name}:{row_number}".encode()).hexdigest()[:24]
-            group = slug(row[group_column] or "") if group_column else None
-            language = (row[language_column] or "").strip()[:2].lower() or None \
-                if language_column else None
-            lessons.append(Lesson(f"import-{key}", text, label, group or None, language, now))
+            group = slug(row[group_column] or "") if group_column else ""
+            language = (row[language_column] or "").strip()[:2].lower() if language_column \
+                else ""
+            lessons.append(Lesson(f"import-{key}", text, label, group or None, language or None,
+                                  now))
     return lessons
 
 

@@ -137,7 +137,7 @@ def train_head(training: TrainingSet, settings: Settings = Settings()) -> Head:
     characters = _vectorizer(CHARACTERS, settings)
     features = sp.hstack([words.fit_transform(texts), characters.fit_transform(texts)],
                          format="csr")
-    smallest = min(labels.count(c) for c in set(labels))
+    smallest = min(Counter(labels).values())
     calibrated = CalibratedClassifierCV(
         LinearSVC(C=settings.c, class_weight="balanced"),
         method="sigmoid", cv=max(2, min(settings.folds, smallest)), ensemble=False,
@@ -212,9 +212,9 @@ class TriageModel:
                 heads[name] = Head(np.array(_split(saved[f"{name}.classes"])),
                                    vectorizers[0], vectorizers[1], saved[f"{name}.coef"],
                                    saved[f"{name}.intercept"], saved[f"{name}.calibration"])
+        except UnusableModel:
+            raise
         except (OSError, KeyError, ValueError) as exc:
-            if isinstance(exc, UnusableModel):
-                raise
             raise UnusableModel(f"not a triage model: {exc}") from exc
         return cls(heads)
 
