@@ -46,6 +46,18 @@ async def signed_in(browser: Browser, url: str, username: str,
     return context, page
 
 
+async def send(page: Page, button: str, applied: str) -> None:
+    """Submit a command as an operator does: when the system moved the ticket in between
+    (an assignment mirrored, a clock announced), the console says so and keeps the form,
+    and the operator sends again."""
+    for _ in range(4):
+        await page.click(button)
+        await page.wait_for_selector(f"{applied}, #notice.conflict", timeout=WAIT_MS)
+        if await page.locator(applied).count():
+            return
+    raise AssertionError(f"{button} stayed stale")
+
+
 async def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -68,8 +80,10 @@ async def serious_violations(browser: Browser, url: str, cookies: list[Any],
             if v["impact"] in ("serious", "critical")]
 
 
-WORDS = {"en": {"queue": "Queues", "logout": "Sign out", "away": "Away"},
-         "it": {"queue": "Code", "logout": "Esci", "away": "Assente"}}
+WORDS = {"en": {"queue": "Queues", "logout": "Sign out", "away": "Away",
+                "left_view": "left your queues"},
+         "it": {"queue": "Code", "logout": "Esci", "away": "Assente",
+                "left_view": "uscito dalle tue code"}}
 
 
 @pytest.mark.parametrize("lang", ["it", "en"])
@@ -118,19 +132,18 @@ async def test_operators_work_a_ticket_in_the_console(system: System, lang: str)
             await shot(anna, f"1-l1-queue-{lang}")
             await anna.click(f"#queue a:has-text('{number}')")
             await anna.wait_for_selector("#conversation article", timeout=WAIT_MS)
-            await anna.click("#take")
-            await anna.wait_for_selector("#ticket-agent:has-text('anna')", timeout=WAIT_MS)
+            await send(anna, "#take", "#ticket-agent:has-text('anna')")
             await anna.fill("#reply-body", "Buongiorno Mario, può riavviare il client VPN?")
-            await anna.click("#reply-form button[type=submit]")
+            await send(anna, "#reply-form button[type=submit]",
+                       "#conversation article[data-visibility=public]:has-text('riavviare')")
             mailed = await relay.wait_for(lambda m: "riavviare il client VPN" in text_of(m),
                                           what="the reply mailed to Mario")
             assert "mario.rossi@example.it" in str(mailed["To"])
-            await anna.wait_for_selector(
-                "#conversation article[data-visibility=public]:has-text('riavviare')",
-                timeout=WAIT_MS)
             await shot(anna, f"2-l1-workspace-{lang}")
             await anna.fill("#escalate-reason", "errore 809: serve la rete")
-            await anna.click("#escalate-form button[type=submit]")
+            # Escalated away from her groups: done, and the ticket has left her queues.
+            await send(anna, "#escalate-form button[type=submit]",
+                       f"#notice.done:has-text('{words['left_view']}')")
 
             # Bruno (L2 network) sees it arrive in his own queue, live.
             _, bruno = await signed_in(browser, url, "bruno")
@@ -145,8 +158,8 @@ async def test_operators_work_a_ticket_in_the_console(system: System, lang: str)
             await carla.wait_for_selector("#priority-form", timeout=WAIT_MS)
             await carla.select_option("#priority-value", "P1")
             await carla.fill("#priority-reason", "the whole office is offline")
-            await carla.click("#priority-form button[type=submit]")
-            await carla.wait_for_selector("#ticket-priority:has-text('P1')", timeout=WAIT_MS)
+            await send(carla, "#priority-form button[type=submit]",
+                       "#ticket-priority:has-text('P1')")
             await shot(carla, f"4-coordinator-workspace-{lang}")
             await carla.goto(f"{url}/#/board")
             await carla.wait_for_selector("#agents tr[data-agent=bruno]", timeout=WAIT_MS)

@@ -252,13 +252,18 @@ async function renderQueue(live) {
 
 function unavailable(part) { return part && part.unavailable; }
 
-async function refreshTicket(number) {
+async function refreshTicket(number, acted = false) {
   // Only the parts that show state are redrawn: forms keep what is being typed.
   try {
     const { data, etag } = await api("GET", `/api/tickets/${number}`);
     state.etag = etag;
     fillTicket(data);
-  } catch (error) { notice(error.status === 404 ? t("not_found") : error.message, "conflict"); }
+  } catch (error) {
+    // Gone from view right after the operator's own command (escalated or handed away):
+    // that is the command's effect, not a fault.
+    if (acted && error.status === 404) notice(t("left_view"), "done");
+    else notice(error.status === 404 ? t("not_found") : error.message, "conflict");
+  }
 }
 
 async function renderTicket(number) {
@@ -314,15 +319,18 @@ function fillTicket(ws) {
 
 function actions(number) {
   const act = async (command, body, form) => {
+    notice("");  // a conflict shown for the last attempt is not this one's
+    let acted = false;
     try {
       await api("POST", `/api/tickets/${number}/${command}`, body, { "If-Match": state.etag || "" });
       form?.reset();
-      notice(t("done"));
+      acted = true;
+      notice(t("done"), "done");
     } catch (error) {
       if (error.status === 412) notice(t("conflict"), "conflict");
       else notice(`${t("failed")}: ${error.message}`, "conflict");
     }
-    await refreshTicket(number);
+    await refreshTicket(number, acted);
   };
   const box = (id, title, controls, button, submit) => h("form", { id, class: "panel", onsubmit: (e) => {
     e.preventDefault(); submit(e.target);
