@@ -61,13 +61,14 @@ def wire(service: Service) -> ServiceWiring:
         background.append(smtp_listener)
     return ServiceWiring(
         public_routers=[api.channels, api.public],
-        internal_routers=[api.internal],
+        internal_routers=[api.internal, api.requesters],
         consumers=consumers,
         indexes=INDEXES,
         outbox_collections=[TICKETS],
         background=background,
         on_shutdown=[outbound.close],
         body_limits={"/tickets": settings.max_upload_bytes,
+                     "/requesters/": settings.max_upload_bytes,
                      "/channels/": max(settings.max_upload_bytes, settings.mail_max_bytes)},
         state={"desk": desk, "tickets": tickets, "outbound": outbound,
                "token_secret": token_secret, "notifier": notifier},

@@ -44,6 +44,7 @@ INDEXES = {
         IndexModel([("origin_key", ASCENDING)], unique=True),
         IndexModel([("status", ASCENDING), ("level", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("resolved_at", ASCENDING)]),
+        IndexModel([("requester_email", ASCENDING), ("created_at", DESCENDING)]),
     ],
     ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
     NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)]),
@@ -259,6 +260,18 @@ class TicketStore:
         ).sort("resolved_at", ASCENDING).limit(limit)
         return [from_document(doc) async for doc in cursor]
 
+    async def of_requester(self, email: str, *, closed: bool,
+                           limit: int) -> list[dict[str, Any]]:
+        """One requester's tickets, newest first: the fields a list shows, not the whole
+        record (a requester with years of tickets must not cost their conversations)."""
+        wanted = {"$in" if closed else "$nin": [TicketStatus.CLOSED.value]}
+        cursor = self._tickets.find(
+            {"requester_email": requester_key(email), "status": wanted},
+            {"number": 1, "subject": 1, "status": 1, "level": 1, "time_limit": 1,
+             "created_at": 1, "updated_at": 1, "rating": 1},
+        ).sort("created_at", DESCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
     # --- mail threads: Message-ID -> ticket, for replies that lost the [number] tag
 
     async def remember_mail_ids(self, message_ids: Sequence[str], ticket_id: str) -> None:
@@ -437,6 +450,12 @@ class NoticeStore:
         return notices.index(notice_id)
 
 
+def requester_key(email: str | None) -> str | None:
+    """How a requester's tickets are found: the address, case folded (mail clients write
+    the same person's address with capitals one day and without the next)."""
+    return email.casefold() if email else None
+
+
 def to_document(ticket: Ticket) -> Document:
     rating: dict[str, Any] | None = None
     if ticket.rating is not None:
@@ -448,6 +467,7 @@ def to_document(ticket: Ticket) -> Document:
         "status": ticket.status.value,
         "channel": ticket.channel.value,
         "requester": ticket.requester.model_dump(mode="json"),
+        "requester_email": requester_key(ticket.requester.email),
         "subject": ticket.subject,
         "description": ticket.description,
         "origin_key": ticket.origin_key,
