@@ -13,6 +13,7 @@ from sportello_gateway.api.admin import admin, staff
 from sportello_gateway.api.auth import auth
 from sportello_gateway.api.console import console
 from sportello_gateway.api.ops import ops
+from sportello_gateway.api.portal import portal
 from sportello_gateway.api.tickets import tickets
 from sportello_gateway.backends import Backends
 from sportello_gateway.consumers import GatewayConsumers
@@ -20,9 +21,10 @@ from sportello_gateway.service.accounts import Accounts, Audit
 from sportello_gateway.service.desk import Desk
 from sportello_gateway.service.live import LiveFeed, LiveHub
 from sportello_gateway.service.metrics import GatewayMetrics
+from sportello_gateway.service.portal import Portal
 from sportello_gateway.service.webhooks import Webhooks
 from sportello_gateway.settings import GatewaySettings
-from sportello_gateway.store import GatewayStore, indexes
+from sportello_gateway.store import GatewayStore, PortalStore, indexes
 from sportello_gateway.tokens import AccessTokens, OidcVerifier
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
 from sportello_runtime.periodic import every
@@ -69,6 +71,9 @@ def wire(service: Service) -> ServiceWiring:
                         retry_max_s=settings.webhook_retry_max_s,
                         max_attempts=settings.webhook_max_attempts,
                         disable_after=settings.webhook_disable_after)
+    requester_portal = Portal(PortalStore(service.store), backends, metrics, settings)
+    if not settings.smtp_relay_url:
+        log.warning("SMTP_RELAY_URL is not set: the requester portal cannot mail sign-in links")
     hub = LiveHub(metrics, settings.live_queue_size)
     feed = LiveFeed(settings.amqp_url, service.bus.topology.exchange, hub, store.line,
                     desk.project)
@@ -83,7 +88,7 @@ def wire(service: Service) -> ServiceWiring:
         await backends.close()
 
     return ServiceWiring(
-        public_routers=[auth, tickets, staff, admin, ops, console],
+        public_routers=[auth, tickets, staff, admin, ops, console, portal],
         consumers=GatewayConsumers(desk, webhooks),
         indexes=indexes(timedelta(days=settings.event_retention_days)),
         on_startup=[seed],
@@ -91,8 +96,11 @@ def wire(service: Service) -> ServiceWiring:
                           what="webhook deliveries"),
                     feed.run],
         on_shutdown=[close],
+        body_limits={"/portal/": settings.portal_max_upload_bytes},
         state={"accounts": accounts, "desk": desk, "webhooks": webhooks, "hub": hub,
-               "metrics": metrics,
+               "metrics": metrics, "portal": requester_portal,
+               "portal_limiter": RateLimiter(settings.portal_rate_per_minute,
+                                             max(10, settings.portal_rate_per_minute // 4)),
                "limiter": RateLimiter(settings.rate_limit_per_minute,
                                       settings.rate_limit_burst)},
     )

@@ -36,17 +36,20 @@ class Backend:
     timeout_s: float
 
     async def call(self, method: str, path: str, *, json: Any = None,
-                   params: dict[str, Any] | None = None) -> Any:
-        response = await self.raw(method, path, json=json, params=params)
+                   params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Any:
+        response = await self.raw(method, path, json=json, params=params, headers=headers)
         if response.status_code == 204:
             return None
         return response.json()
 
     async def raw(self, method: str, path: str, *, json: Any = None,
-                  params: dict[str, Any] | None = None) -> httpx.Response:
+                  params: dict[str, Any] | None = None,
+                  headers: dict[str, str] | None = None) -> httpx.Response:
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await self.client.request(method, path, json=json, params=params)
+                response = await self.client.request(method, path, json=json, params=params,
+                                                     headers=headers)
         except TimeoutError as exc:
             raise Unavailable(self.name, f"no answer within {self.timeout_s:g} s") from exc
         except httpx.HTTPError as exc:

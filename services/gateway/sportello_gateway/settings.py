@@ -64,3 +64,29 @@ class GatewaySettings(ServiceSettings):
                                       description="How far back webhook replays can reach")
     live_heartbeat_s: float = Field(default=15.0, gt=0)
     live_queue_size: int = Field(default=200, ge=1)
+
+    # -- the requester portal (/portal) ---------------------------------------------------
+    portal_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where requesters reach the gateway: "
+        "the start of the sign-in links mailed to them. https:// makes the cookies Secure")
+    smtp_relay_url: str | None = Field(
+        default=None, description="Where sign-in links are mailed through (smtp://host:port); "
+        "unset: the portal cannot sign anyone in by mail, and says so")
+    mail_from: str = "Sportello <help@sportello.localhost>"
+    channel_keys: dict[str, SecretStr] = Field(
+        default={}, description="The channels' API keys (CHANNEL_KEYS, shared with intake): "
+        "the portal opens tickets through intake's web door with the `web` key")
+    portal_link_ttl_s: int = Field(default=900, ge=60, le=24 * 3600,
+                                   description="How long a mailed sign-in link works (once)")
+    portal_session_ttl_s: int = Field(default=7 * 24 * 3600, ge=300)
+    portal_links_per_address: int = Field(default=5, ge=1,
+                                          description="Sign-in links per address per hour")
+    portal_links_per_client: int = Field(default=20, ge=1,
+                                         description="Sign-in links per client address per hour")
+    portal_rate_per_minute: int = Field(default=120, ge=1,
+                                        description="Portal requests per requester or client")
+    portal_max_upload_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="A portal form's size, files included (intake takes them base64-encoded)")
+    display_timezone: str = Field(default="Europe/Rome",
+                                  description="The time zone the portal shows times in")

@@ -14,6 +14,7 @@ from sportello_contracts.enums import SupportLevel
 from sportello_gateway.domain.access import Role, Scope
 from sportello_gateway.domain.accounts import ApiKey, User
 from sportello_gateway.domain.desk import SORT_KEYS, LineUpdate, QueueQuery
+from sportello_gateway.domain.portal import PortalSession, SignInLink
 from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.store import Document, MongoStore
 
@@ -26,6 +27,9 @@ EVENTS = "events"
 WEBHOOKS = "webhooks"
 DELIVERIES = "deliveries"
 NOTICES = "notices"
+PORTAL_LINKS = "portal_links"
+PORTAL_SESSIONS = "portal_sessions"
+PORTAL_QUOTAS = "portal_quotas"
 
 
 def indexes(event_retention: timedelta) -> dict[str, list[IndexModel]]:
@@ -45,6 +49,9 @@ def indexes(event_retention: timedelta) -> dict[str, list[IndexModel]]:
                             expireAfterSeconds=int(event_retention.total_seconds()))],
         DELIVERIES: [IndexModel([("status", ASCENDING), ("next_at", ASCENDING)]),
                      IndexModel([("webhook_id", ASCENDING), ("created_at", DESCENDING)])],
+        PORTAL_LINKS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=3600)],
+        PORTAL_SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)],
+        PORTAL_QUOTAS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)],
     }
 
 
@@ -299,6 +306,62 @@ class GatewayStore:
     async def notices(self, limit: int) -> list[Document]:
         cursor = self._notices.find({}).sort("at", DESCENDING).limit(limit)
         return [d async for d in cursor]
+
+
+class PortalStore:
+    """The requester portal's sign-in links, sessions and link quotas. Secrets are kept as
+    digests: the ``_id`` of a link or a session is the digest of what the requester holds."""
+
+    def __init__(self, store: MongoStore) -> None:
+        self._links = store.collection(PORTAL_LINKS)
+        self._sessions = store.collection(PORTAL_SESSIONS)
+        self._quotas = store.collection(PORTAL_QUOTAS)
+
+    async def add_link(self, link_digest: str, link: SignInLink) -> None:
+        await self._links.insert_one({
+            "_id": link_digest, "email": link.email, "language": link.language,
+            "issued_at": link.issued_at, "expires_at": link.expires_at, "used_at": None})
+
+    async def use_link(self, link_digest: str, now: datetime) -> SignInLink | None:
+        """The link as it was before this use, marking it used in the same step (two
+        clicks at once: one of them signs in); a used one comes back with ``used_at``."""
+        doc = await self._links.find_one_and_update(
+            {"_id": link_digest, "used_at": None}, {"$set": {"used_at": now}},
+            return_document=ReturnDocument.BEFORE)
+        if doc is None:
+            doc = await self._links.find_one({"_id": link_digest})
+        if doc is None:
+            return None
+        return SignInLink(email=doc["email"], language=doc["language"],
+                          issued_at=doc["issued_at"], expires_at=doc["expires_at"],
+                          used_at=doc.get("used_at"))
+
+    async def count(self, key: str, window: datetime, expires_at: datetime) -> int:
+        """One more request in ``key``'s window; how many there have been, this one too."""
+        doc = await self._quotas.find_one_and_update(
+            {"_id": f"{key}|{window.isoformat()}"},
+            {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": expires_at}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        return int(doc["count"]) if doc else 1
+
+    async def add_session(self, session_digest: str, session: PortalSession) -> None:
+        await self._sessions.insert_one({
+            "_id": session_digest, "email": session.email, "csrf": session.csrf,
+            "language": session.language, "expires_at": session.expires_at})
+
+    async def session(self, session_digest: str) -> PortalSession | None:
+        doc = await self._sessions.find_one({"_id": session_digest})
+        if doc is None:
+            return None
+        return PortalSession(email=doc["email"], csrf=doc["csrf"], language=doc["language"],
+                             expires_at=doc["expires_at"])
+
+    async def set_session_language(self, session_digest: str, language: str) -> None:
+        await self._sessions.update_one({"_id": session_digest},
+                                        {"$set": {"language": language}})
+
+    async def end_session(self, session_digest: str) -> None:
+        await self._sessions.delete_one({"_id": session_digest})
 
 
 # --- documents <-> records -------------------------------------------------------------------

@@ -20,6 +20,10 @@ class GatewayMetrics:
     live_dropped: Counter
     webhook_deliveries: Counter
     webhook_delivery_seconds: Histogram
+    portal_links: Counter
+    portal_sign_ins: Counter
+    portal_requests: Counter
+    portal_deflections: Counter
 
     @classmethod
     def registered_on(cls, m: ServiceMetrics) -> GatewayMetrics:
@@ -41,4 +45,12 @@ class GatewayMetrics:
                                          "Webhook delivery attempts by outcome", ["outcome"]),
             webhook_delivery_seconds=m.histogram("gateway_webhook_delivery_seconds",
                                                  "How long receivers took to answer"),
+            portal_links=m.counter("portal_sign_in_links_total",
+                                   "Sign-in links asked for, by outcome", ["outcome"]),
+            portal_sign_ins=m.counter("portal_sign_ins_total",
+                                      "Sign-in links followed, by outcome", ["outcome"]),
+            portal_requests=m.counter("portal_requests_total",
+                                      "What requesters did in the portal", ["action"]),
+            portal_deflections=m.counter("portal_deflections_total",
+                                         "Articles that solved it: no ticket opened"),
         )

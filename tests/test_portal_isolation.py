@@ -1,0 +1,127 @@
+"""The requester portal keeps requesters apart, through real processes (gateway, intake,
+routing, SLA, RabbitMQ) and a real SMTP relay: another requester's request, a used
+link, a made-up link, a forged session, a cross-site or token-less form post: each is
+refused and shows nothing. Also: a double send opens one ticket, and links are rate
+limited per address."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from support.mailsink import MailSink
+from support.portal import (
+    ask,
+    ask_for_link,
+    csrf_of,
+    follow,
+    links_mailed,
+    mailed_link,
+    signed_in,
+    token_of,
+)
+from support.system import System
+
+pytestmark = pytest.mark.e2e
+
+MARIO = "mario.rossi@example.it"
+GIULIA = "giulia.bianchi@example.it"
+
+
+async def test_requesters_see_only_their_own_requests_and_forged_access_shows_nothing(
+        system: System) -> None:
+    with MailSink() as relay:
+        await system.start("sla")
+        await system.start("routing")
+        await system.start("intake", SMTP_RELAY_URL=relay.url)
+        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url,
+                                     PORTAL_LINKS_PER_ADDRESS="3")
+        mario = httpx.AsyncClient(base_url=gateway.url, timeout=10)
+        giulia = httpx.AsyncClient(base_url=gateway.url, timeout=10)
+        stranger = httpx.AsyncClient(base_url=gateway.url, timeout=10)
+        async with mario, giulia, stranger:
+            # The address as Mario types it, capitals and all, is the same requester.
+            await signed_in(mario, relay, MARIO.upper().replace("EXAMPLE.IT", "example.it"))
+            await signed_in(giulia, relay, GIULIA)
+
+            page = await mario.get("/portal/new")
+            key = page.text.split('name="form_key" value="')[1].split('"')[0]
+            first = await ask(mario, "Il badge non apre la porta", "Da ieri il badge non "
+                              "funziona al terzo piano.", form_key=key, reach="me",
+                              hurry="slowed", category="hardware")
+            assert first.status_code == 303, first.text
+            number = first.headers["location"].split("/")[-1].split("?")[0]
+            # The same form sent again (a double click, a reload): the same ticket.
+            again = await ask(mario, "Il badge non apre la porta", "Da ieri il badge non "
+                              "funziona al terzo piano.", form_key=key, reach="me",
+                              hurry="slowed", category="hardware")
+            assert again.headers["location"].split("/")[-1].split("?")[0] == number
+            mine = await mario.get("/portal/requests")
+            assert mine.text.count(f'data-number="{number}"') == 1
+
+            # Giulia: not in her list, not by its number, not by answering or rating it.
+            theirs = await giulia.get("/portal/requests")
+            assert number not in theirs.text
+            peek = await giulia.get(f"/portal/requests/{number}")
+            assert peek.status_code == 404
+            assert "badge" not in peek.text
+            csrf = csrf_of(theirs.text)
+            for action, data in (("reply", {"body": "mine now"}), ("confirm", {}),
+                                 ("rating", {"score": "1"})):
+                posted = await giulia.post(f"/portal/requests/{number}/{action}",
+                                           data={"csrf": csrf, "form_key": "k" * 20, **data})
+                assert posted.status_code == 404, (action, posted.text)
+                assert "badge" not in posted.text
+            ticket = (await mario.get(f"/portal/requests/{number}")).text
+            assert "mine now" not in ticket
+            assert "Il badge non apre la porta" in ticket
+
+            # A forged session cookie: signed out, nothing shown.
+            stranger.cookies.set("sportello_portal", "made-up-session-value-" + "x" * 20,
+                                 path="/portal")
+            forged = await stranger.get(f"/portal/requests/{number}")
+            assert forged.status_code == 303
+            assert forged.headers["location"] == "/portal"
+            assert (await stranger.get("/portal/requests")).status_code == 303
+
+            # Cross-site posts: another Origin, or no CSRF token, change nothing.
+            csrf = csrf_of((await mario.get(f"/portal/requests/{number}")).text)
+            cross = await mario.post(f"/portal/requests/{number}/reply",
+                                     data={"csrf": csrf, "body": "from evil"},
+                                     headers={"Origin": "https://evil.example"})
+            assert cross.status_code == 403
+            bare = await mario.post(f"/portal/requests/{number}/reply",
+                                    data={"body": "no token"})
+            assert bare.status_code == 403
+            wrong = await mario.post(f"/portal/requests/{number}/reply",
+                                     data={"csrf": csrf_of((await giulia.get(
+                                         "/portal/requests")).text), "body": "her token"})
+            assert wrong.status_code == 403
+            ticket = (await mario.get(f"/portal/requests/{number}")).text
+            assert "from evil" not in ticket
+            assert "no token" not in ticket
+            assert "her token" not in ticket
+
+            # A link works once; a made-up one never.
+            before = links_mailed(relay, GIULIA)
+            await ask_for_link(stranger, GIULIA)
+            token = token_of(await mailed_link(relay, GIULIA, already=before))
+            async with httpx.AsyncClient(base_url=gateway.url) as someone:
+                used = await follow(someone, token)
+            assert used.status_code == 303
+            replay = await follow(stranger, token)
+            assert replay.status_code == 401
+            assert "sportello_portal=" not in \
+                replay.headers.get("set-cookie", "")
+            made_up = await follow(stranger, "A" * 43)
+            assert made_up.status_code == 401
+            assert (await stranger.get("/portal/requests")).status_code == 303
+
+            # Links are rate limited per address: the fourth within the hour is refused
+            # and mails nothing.
+            assert (await ask_for_link(stranger, GIULIA)).status_code == 200  # the third
+            await mailed_link(relay, GIULIA, already=before + 1)
+            before = links_mailed(relay, GIULIA)
+            throttled = await ask_for_link(stranger, GIULIA)
+            assert throttled.status_code == 429
+            assert links_mailed(relay, GIULIA) == before
