@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/queue_bench.py
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/console_bench.py
+	$(BIN)/python bench/portal_bench.py
 	$(BIN)/python bench/knowledge_bench.py
 	$(BIN)/python bench/analytics_bench.py
 

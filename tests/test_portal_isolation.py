@@ -1,15 +1,19 @@
 """The requester portal keeps requesters apart, through real processes (gateway, intake,
 routing, SLA, RabbitMQ) and a real SMTP relay: another requester's request, a used
 link, a made-up link, a forged session, a cross-site or token-less form post: each is
-refused and shows nothing. Also: a double send opens one ticket, and links are rate
-limited per address."""
+refused and shows nothing. Also: a double send opens one ticket, links are rate limited
+per address, and a notice's signed link signs its requester in (a forged one does not)."""
 
 from __future__ import annotations
+
+import html
+import json
+import re
 
 import httpx
 import pytest
 
-from support.mailsink import MailSink
+from support.mailsink import MailSink, text_of
 from support.portal import (
     ask,
     ask_for_link,
@@ -26,6 +30,8 @@ pytestmark = pytest.mark.e2e
 
 MARIO = "mario.rossi@example.it"
 GIULIA = "giulia.bianchi@example.it"
+LEAD = "it-lead@example.it"
+"""A business customer's contact: may read, not answer, every example.it request."""
 
 
 async def test_requesters_see_only_their_own_requests_and_forged_access_shows_nothing(
@@ -35,7 +41,9 @@ async def test_requesters_see_only_their_own_requests_and_forged_access_shows_no
         await system.start("routing")
         await system.start("intake", SMTP_RELAY_URL=relay.url)
         gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url,
-                                     PORTAL_LINKS_PER_ADDRESS="3")
+                                     PORTAL_LINKS_PER_ADDRESS="3",
+                                     PORTAL_ORGANISATION_CONTACTS=json.dumps(
+                                         {LEAD: "example.it"}))
         mario = httpx.AsyncClient(base_url=gateway.url, timeout=10)
         giulia = httpx.AsyncClient(base_url=gateway.url, timeout=10)
         stranger = httpx.AsyncClient(base_url=gateway.url, timeout=10)
@@ -125,3 +133,51 @@ async def test_requesters_see_only_their_own_requests_and_forged_access_shows_no
             throttled = await ask_for_link(stranger, GIULIA)
             assert throttled.status_code == 429
             assert links_mailed(relay, GIULIA) == before
+
+
+async def test_the_signed_link_of_a_notice_signs_its_requester_in_and_a_forged_one_does_not(
+        system: System) -> None:
+    with MailSink() as relay:
+        await system.start("sla")
+        await system.start("routing")
+        intake = await system.start("intake", SMTP_RELAY_URL=relay.url,
+                                    PORTAL_URL="https://portal.invalid")
+        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url)
+        async with system.channel_client("web") as web:
+            created = await web.post("/tickets", json={
+                "requester": {"name": "Mario Rossi", "email": MARIO, "language": "it"},
+                "subject": "Il monitor sfarfalla", "description": "Da stamattina.",
+                "channel": "web"})
+            assert created.status_code == 201, created.text
+            number = created.json()["number"]
+        acknowledgement = await relay.wait_for(
+            lambda m: MARIO in str(m["To"]) and "/public/tickets/" in text_of(m),
+            what="the acknowledgement with the status link")
+        status_link = re.search(r"/public/tickets/\S+", text_of(acknowledgement))
+        assert status_link
+        async with httpx.AsyncClient(base_url=intake.url) as browser:
+            status_page = await browser.get(status_link.group(0),
+                                            headers={"Accept": "text/html"})
+        assert status_page.status_code == 200
+        portal_link = re.search(r'id="portal" href="https://portal\.invalid([^"]+)"',
+                                status_page.text)
+        assert portal_link, "the status page links to the portal"
+        async with httpx.AsyncClient(base_url=gateway.url) as mario:
+            page = await mario.get(html.unescape(portal_link.group(1)))
+            assert page.status_code == 200
+            form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page.text))
+            signed = await mario.post("/portal/from-notice", data=form)
+            assert signed.status_code == 303, signed.text
+            assert signed.headers["location"] == f"/portal/requests/{number}"
+            shown = await mario.get(f"/portal/requests/{number}")
+            assert shown.status_code == 200
+            assert "Il monitor sfarfalla" in shown.text
+
+        async with httpx.AsyncClient(base_url=gateway.url) as forger:
+            page = await forger.get("/portal/from-notice",
+                                    params={"number": number, "token": "forged.token.value"})
+            form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page.text))
+            refused = await forger.post("/portal/from-notice", data=form)
+            assert refused.status_code == 401
+            assert "sportello_portal=" not in refused.headers.get("set-cookie", "")
+            assert (await forger.get(f"/portal/requests/{number}")).status_code == 303

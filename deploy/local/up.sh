@@ -101,6 +101,10 @@ export INTAKE_URL="${INTAKE_URL:-http://127.0.0.1:$INTAKE_PORT}"
 export ROUTING_URL="${ROUTING_URL:-http://127.0.0.1:$ROUTING_PORT}"
 export KNOWLEDGE_URL="${KNOWLEDGE_URL:-http://127.0.0.1:$KNOWLEDGE_PORT}"
 export HELP_URL="${HELP_URL:-$KNOWLEDGE_URL}"
+# The requester portal: where its mailed sign-in links point, and where knowledge's "it did
+# not help" sends a requester (the portal's form, pre-filled).
+export PORTAL_URL="${PORTAL_URL:-http://127.0.0.1:$GATEWAY_PORT}"
+export TICKET_FORM_URL="${TICKET_FORM_URL:-$PORTAL_URL/portal/new}"
 # Readable log lines in a terminal, JSON when the output goes to a file or a pipe.
 if [ -z "${LOG_FORMAT:-}" ]; then
   if [ -t 1 ]; then export LOG_FORMAT=text; else export LOG_FORMAT=json; fi
@@ -109,6 +113,7 @@ cat <<INFO
 Sportello is starting (MongoDB: $MONGO_URL; logs: $LOG_FORMAT):
   gateway  http://127.0.0.1:$GATEWAY_PORT  (operators: docs at /docs; sign in as admin with
            \$GATEWAY_ADMIN_PASSWORD from $RUN_DIR/secrets.env: POST /api/auth/login)
+  portal   $PORTAL_URL/portal  (requesters: the sign-in link arrives in $RUN_DIR/mail)
   intake   http://127.0.0.1:$INTAKE_PORT  (docs: /docs; channels post with X-Api-Key from $RUN_DIR/secrets.env)
            smtp://127.0.0.1:$SMTP_LISTEN_PORT (mail to help@sportello.localhost opens tickets)
   mail     notices to \$SMTP_RELAY_URL = $SMTP_RELAY_URL (the mailcatcher prints a line each, keeps them in $RUN_DIR/mail)

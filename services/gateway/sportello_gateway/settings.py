@@ -85,6 +85,9 @@ class GatewaySettings(ServiceSettings):
                                          description="Sign-in links per client address per hour")
     portal_rate_per_minute: int = Field(default=120, ge=1,
                                         description="Portal requests per requester or client")
+    portal_organisation_contacts: dict[str, str] = Field(
+        default={}, description="A business customer's contacts (JSON: address -> their "
+        "organisation's mail domain) who may also read, not answer, that domain's requests")
     portal_max_upload_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024,
         description="A portal form's size, files included (intake takes them base64-encoded)")

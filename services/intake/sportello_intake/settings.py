@@ -74,6 +74,9 @@ class IntakeSettings(ServiceSettings):
         default=8 * 3600, ge=60,
         description="Time limit told to requesters while no SLA service answers")
     display_timezone: str = "Europe/Rome"
+    portal_url: str | None = Field(
+        default=None, description="The requester portal (the gateway): the status page links "
+        "there, signing the requester in with the page's own signed token")
     ack_limit_per_hour: int = Field(
         default=10, ge=1, description="Acknowledgements to one address per hour, at most: the "
         "last guard against mail loops with autoresponders that do not say they are one")

@@ -45,6 +45,7 @@ INDEXES = {
         IndexModel([("status", ASCENDING), ("level", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("resolved_at", ASCENDING)]),
         IndexModel([("requester_email", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("requester_domain", ASCENDING), ("created_at", DESCENDING)]),
     ],
     ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
     NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)]),
@@ -260,15 +261,18 @@ class TicketStore:
         ).sort("resolved_at", ASCENDING).limit(limit)
         return [from_document(doc) async for doc in cursor]
 
-    async def of_requester(self, email: str, *, closed: bool,
-                           limit: int) -> list[dict[str, Any]]:
-        """One requester's tickets, newest first: the fields a list shows, not the whole
-        record (a requester with years of tickets must not cost their conversations)."""
+    async def of_requester(self, email: str, *, closed: bool, limit: int,
+                           organisation: str | None = None) -> list[dict[str, Any]]:
+        """One requester's tickets (or, with ``organisation``, those of every requester
+        whose address is in that domain), newest first: the fields a list shows, not the
+        whole record (a requester with years of tickets must not cost their conversations)."""
         wanted = {"$in" if closed else "$nin": [TicketStatus.CLOSED.value]}
+        whose = ({"requester_domain": organisation.casefold()} if organisation
+                 else {"requester_email": requester_key(email)})
         cursor = self._tickets.find(
-            {"requester_email": requester_key(email), "status": wanted},
+            {**whose, "status": wanted},
             {"number": 1, "subject": 1, "status": 1, "level": 1, "time_limit": 1,
-             "created_at": 1, "updated_at": 1, "rating": 1},
+             "created_at": 1, "updated_at": 1, "rating": 1, "requester_email": 1},
         ).sort("created_at", DESCENDING).limit(limit)
         return [doc async for doc in cursor]
 
@@ -450,10 +454,20 @@ class NoticeStore:
         return notices.index(notice_id)
 
 
+DERIVED_KEYS = frozenset({"requester_email", "requester_domain"})
+"""Stored beside the record to find a requester's (or an organisation's) tickets; derived
+from the requester, which no change alters after the opening, so no save sends them."""
+
+
 def requester_key(email: str | None) -> str | None:
     """How a requester's tickets are found: the address, case folded (mail clients write
     the same person's address with capitals one day and without the next)."""
     return email.casefold() if email else None
+
+
+def domain_of(email: str | None) -> str | None:
+    """The organisation an address belongs to, as the portal sees it: its mail domain."""
+    return email.rpartition("@")[2].casefold() if email and "@" in email else None
 
 
 def to_document(ticket: Ticket) -> Document:
@@ -468,6 +482,7 @@ def to_document(ticket: Ticket) -> Document:
         "channel": ticket.channel.value,
         "requester": ticket.requester.model_dump(mode="json"),
         "requester_email": requester_key(ticket.requester.email),
+        "requester_domain": domain_of(ticket.requester.email),
         "subject": ticket.subject,
         "description": ticket.description,
         "origin_key": ticket.origin_key,

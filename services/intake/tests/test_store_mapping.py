@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from sportello_contracts.api import TicketCreateRequest
 from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
 from sportello_intake.domain import Message, Ticket, add_message, change_status, open_ticket
-from sportello_intake.store import RecentTickets, changed_fields, from_document, to_document
+from sportello_intake.store import (
+    DERIVED_KEYS,
+    RecentTickets,
+    changed_fields,
+    from_document,
+    to_document,
+)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -27,7 +33,19 @@ def opened() -> Ticket:
 def test_every_field_of_a_ticket_has_its_key_in_the_stored_form() -> None:
     """A field stored under another name would never be sent by a save."""
     keys = set(to_document(opened()))
-    assert keys == {"_id" if f.name == "id" else f.name for f in fields(Ticket)}
+    assert keys == {"_id" if f.name == "id" else f.name for f in fields(Ticket)} | DERIVED_KEYS
+
+
+def test_a_requesters_tickets_are_found_by_the_address_case_folded_and_its_domain() -> None:
+    ticket = opened()
+    shouting = replace(ticket, requester=ticket.requester.model_copy(
+        update={"email": "Lucia@Example.IT"}))
+    stored = to_document(shouting)
+    assert stored["requester_email"] == "lucia@example.it"
+    assert stored["requester_domain"] == "example.it"
+    phoned = replace(ticket, requester=ticket.requester.model_copy(update={"email": None}))
+    assert to_document(phoned)["requester_email"] is None
+    assert to_document(phoned)["requester_domain"] is None
 
 
 def test_a_status_change_sends_the_status_and_its_trace_not_the_conversation() -> None:

@@ -30,8 +30,8 @@ from sportello_gateway.portal import pages
 from sportello_gateway.portal.pages import Page
 from sportello_gateway.portal.texts import CATEGORIES, text
 from sportello_gateway.service.portal import (
-    CannotMail,
     NewRequest,
+    NotConfigured,
     NotYours,
     Portal,
     TooManyLinks,
@@ -226,7 +226,7 @@ async def ask_for_link(v: VisitDep) -> Response:
     except TooManyLinks:
         return v.answer(pages.sign_in(page, notice=text(v.language, "too_many_links"),
                                       kind="error", status_code=429))
-    except CannotMail:
+    except NotConfigured:
         return v.answer(pages.sign_in(page, notice=text(v.language, "no_mail"), kind="error",
                                       status_code=503))
     except OSError as exc:
@@ -252,8 +252,32 @@ async def follow_link(v: VisitDep) -> Response:
         return v.answer(pages.sign_in(v.page(), notice=text(v.language,
                                                             f"link_refused_{outcome.value}"),
                                       kind="error", status_code=401))
-    secret, _ = outcome
-    response = v.to("/portal/requests")
+    return signed_in_to(v, outcome[0], "/portal/requests")
+
+
+@portal.get("/from-notice")
+async def open_notice_link(v: VisitDep, number: Annotated[str, Query(pattern=NUMBER_TEXT.pattern)],
+                           token: Annotated[str, Query(min_length=1, max_length=2000)]
+                           ) -> Response:
+    """From a notice's status page: a button (not the link itself) signs in."""
+    return v.answer(pages.notice_link(v.page(), number, token))
+
+
+@portal.post("/from-notice")
+async def follow_notice_link(v: VisitDep) -> Response:
+    form = await posted(v)
+    number = value(form, "number", 50)
+    outcome = None
+    if NUMBER_TEXT.match(number):
+        outcome = await v.portal.sign_in_from_notice(number, value(form, "token", 2000))
+    if outcome is None:
+        return v.answer(pages.sign_in(v.page(), notice=text(v.language, "link_refused_unknown"),
+                                      kind="error", status_code=401))
+    return signed_in_to(v, outcome[0], f"/portal/requests/{quote(number)}")
+
+
+def signed_in_to(v: Visit, secret: str, location: str) -> Response:
+    response = v.to(location)
     response.set_cookie(SESSION, secret, max_age=v.portal.settings.portal_session_ttl_s,
                         httponly=True, samesite="lax", secure=v.portal.secure, path="/portal")
     response.delete_cookie(FORM_CSRF, path="/portal")
@@ -276,26 +300,30 @@ async def sign_out(v: VisitDep) -> Response:
 
 @portal.get("/requests")
 async def my_requests(v: VisitDep, state: Annotated[str, Query(pattern="^(open|closed)$")]
-                      = "open") -> Response:
+                      = "open", scope: Annotated[str, Query(pattern="^(mine|organisation)$")]
+                      = "mine") -> Response:
     session = signed_in(v)
+    contact = v.portal.organisation_of(session.email) is not None
+    whole = scope == "organisation" and contact
     try:
-        items = await v.portal.requests(session.email, state)
+        items = await v.portal.requests(session.email, state, organisation=whole)
     except Unavailable:
         return v.answer(pages.message(v.page(), "unavailable", status_code=503))
-    return v.answer(pages.requests(v.page(), items, state))
+    return v.answer(pages.requests(v.page(), items, state, contact=contact,
+                                   organisation=whole))
 
 
 async def _request_page(v: VisitDep, number: str, *, notice: str | None = None,
                         kind: str = "info", status_code: int = 200) -> Response:
     session = signed_in(v)
     try:
-        ticket = await v.portal.request(session.email, number)
+        ticket, own = await v.portal.request(session.email, number)
     except NotYours:
         return v.answer(pages.message(v.page(), "not_found", status_code=404,
                                       back="/portal/requests"))
     except Unavailable:
         return v.answer(pages.message(v.page(), "unavailable", status_code=503))
-    return v.answer(pages.request(v.page(), ticket, form_key=rules.new_secret(),
+    return v.answer(pages.request(v.page(), ticket, form_key=rules.new_secret(), own=own,
                                   notice=notice, kind=kind, status_code=status_code))
 
 
@@ -418,7 +446,7 @@ async def send_request(v: VisitDep) -> Response:
         number = await v.portal.ask(session, asked, form_key=form_key)
     except Refused as exc:
         return again(text(v.language, "invalid").format(problem=refused_reason(exc)), 422)
-    except (Unavailable, CannotMail):
+    except (Unavailable, NotConfigured):
         return again(text(v.language, "unavailable"), 503)
     return v.to(f"/portal/requests/{quote(number)}?done=asked")
 

@@ -110,6 +110,15 @@ def link(page: Page, token: str) -> tuple[str, int]:
     return page.render(page.t("link_title"), body)
 
 
+def notice_link(page: Page, number: str, token: str) -> tuple[str, int]:
+    """From a notice's status page: the same button, for the notice's signed token."""
+    body = page.form("/portal/from-notice",
+                     f'<input type="hidden" name="number" value="{escape(number)}">'
+                     f'<input type="hidden" name="token" value="{escape(token)}">'
+                     f'<button type="submit">{page.t("sign_in")}</button>', form_id="link-form")
+    return page.render(page.t("link_title"), body)
+
+
 # --- my requests ------------------------------------------------------------------------
 
 
@@ -117,21 +126,31 @@ def status_label(page: Page, status: str) -> str:
     return page.t(f"status_{status}")
 
 
-def requests(page: Page, items: list[dict[str, Any]], state: str,
+def requests(page: Page, items: list[dict[str, Any]], state: str, *,
+             contact: bool = False, organisation: bool = False,
              notice: str | None = None) -> tuple[str, int]:
     current = ' aria-current="page"'
+    scope = "organisation" if organisation else "mine"
     tabs = "".join(
-        f'<a href="/portal/requests?state={s}"{current if s == state else ""}>'
-        f'{page.t(s)}</a>' for s in ("open", "closed"))
+        f'<a href="/portal/requests?{urlencode({"state": s, "scope": scope})}"'
+        f'{current if s == state else ""}>{page.t(s)}</a>' for s in ("open", "closed"))
+    if contact:  # a business customer's contact: their own, or the organisation's
+        tabs += "".join(
+            f'<a id="scope-{k}" href="/portal/requests?{urlencode({"state": state, "scope": k})}"'
+            f'{current if k == scope else ""}>{page.t("scope_" + k)}</a>'
+            for k in ("mine", "organisation"))
+    columns = ["number", "subject", *(["requester"] if organisation else []), "status",
+               "level", "time_limit", "updated"]
     if items:
         rows = "".join(
             f'<tr data-number="{escape(i["number"])}"><th scope="row">'
             f'<a href="/portal/requests/{quote(i["number"])}">{escape(i["number"])}</a></th>'
-            f'<td>{escape(i["subject"])}</td><td>{status_label(page, i["status"])}</td>'
+            f'<td>{escape(i["subject"])}</td>'
+            + (f'<td>{escape(i.get("requester") or "")}</td>' if organisation else "")
+            + f'<td>{status_label(page, i["status"])}</td>'
             f'<td>{escape(i.get("level") or "—")}</td><td>{page.when(i.get("time_limit"))}</td>'
             f'<td>{page.when(i["updated_at"])}</td></tr>' for i in items)
-        heads = "".join(f'<th scope="col">{page.t(k)}</th>' for k in
-                        ("number", "subject", "status", "level", "time_limit", "updated"))
+        heads = "".join(f'<th scope="col">{page.t(k)}</th>' for k in columns)
         table = (f'<div class="table"><table id="requests"><thead><tr>{heads}</tr></thead>'
                  f'<tbody>{rows}</tbody></table></div>')
     else:
@@ -141,9 +160,10 @@ def requests(page: Page, items: list[dict[str, Any]], state: str,
     return page.render(page.t("my_requests"), body, notice=notice)
 
 
-def request(page: Page, ticket: Mapping[str, Any], *, form_key: str,
+def request(page: Page, ticket: Mapping[str, Any], *, form_key: str, own: bool = True,
             notice: str | None = None, kind: str = "info",
             status_code: int = 200) -> tuple[str, int]:
+    """One request; a colleague's (read by their organisation's contact) without forms."""
     number = str(ticket["number"])
     base = f"/portal/requests/{quote(number)}"
     facts = (f'<dl class="facts"><dt>{page.t("status")}</dt><dd id="request-status">'
@@ -154,7 +174,7 @@ def request(page: Page, ticket: Mapping[str, Any], *, form_key: str,
              f'{page.when(ticket.get("time_limit"))}</dd></dl>')
     messages = "".join(
         f'<article class="message {escape(m["author"])}"><h3>'
-        f'{page.t("you") if m["author"] == "requester" else page.t("service_desk")}'
+        f'{whose(page, m, own)}'
         f' · <time>{page.when(m["at"])}</time></h3><p class="body">{escape(m["body"])}</p>'
         + "".join(f'<p class="file">{page.t("attachment")}: {escape(f)}</p>'
                   for f in m.get("attachments", []))
@@ -164,6 +184,9 @@ def request(page: Page, ticket: Mapping[str, Any], *, form_key: str,
         parts.append(f'<h2>{page.t("resolution")}</h2><p id="resolution">'
                      f'{escape(ticket["resolution"])}</p>')
     parts.append(f'<h2>{page.t("conversation")}</h2><div id="conversation">{messages}</div>')
+    if not own:
+        return page.render(escape(f"{number} · {ticket['subject']}"), "".join(parts),
+                           notice=notice, notice_kind=kind, status_code=status_code)
     key = f'<input type="hidden" name="form_key" value="{escape(form_key)}">'
     if ticket["status"] == "resolved":
         parts.append(f'<section aria-labelledby="confirm-title"><h2 id="confirm-title">'
@@ -197,6 +220,12 @@ def request(page: Page, ticket: Mapping[str, Any], *, form_key: str,
     title = escape(f"{number} · {ticket['subject']}")
     return page.render(title, "".join(parts), notice=notice, notice_kind=kind,
                        status_code=status_code)
+
+
+def whose(page: Page, message: Mapping[str, Any], own: bool) -> str:
+    if message["author"] != "requester":
+        return page.t("service_desk")
+    return page.t("you") if own else escape(message.get("author_name") or page.t("requester"))
 
 
 def attachments_field(page: Page, *, count: int = 5, size_mb: int = 8) -> str:

@@ -29,8 +29,8 @@ from sportello_gateway.store import PortalStore
 log = logging.getLogger(__name__)
 
 
-class CannotMail(Exception):
-    """No SMTP relay is configured: nobody can be signed in by mail."""
+class NotConfigured(Exception):
+    """What the portal needs is not configured (the SMTP relay, the web channel's key)."""
 
 
 class TooManyLinks(Exception):
@@ -89,7 +89,7 @@ class Portal:
         address has ever written to us: the portal does not tell who is a requester."""
         if not self.settings.smtp_relay_url:
             self.metrics.portal_links.labels("no_relay").inc()
-            raise CannotMail("SMTP_RELAY_URL is not set")
+            raise NotConfigured("SMTP_RELAY_URL is not set")
         email = rules.address_key(email)
         now = utc_now()
         window = rules.window_start(now, self.quota.window)
@@ -124,12 +124,30 @@ class Portal:
         if refused is not None or link is None:
             self.metrics.portal_sign_ins.labels(refused.value if refused else "unknown").inc()
             return refused or LinkRefused.UNKNOWN
+        self.metrics.portal_sign_ins.labels("ok").inc()
+        return await self._open_session(link.email, link.language)
+
+    async def sign_in_from_notice(self, number: str,
+                                  token: str) -> tuple[str, PortalSession] | None:
+        """The signed link of one of intake's notices proves the mailbox as well: a session
+        for that ticket's requester, or ``None`` when intake refuses the link."""
+        try:
+            whose = await self.backends["intake"].call(
+                "POST", "/requesters/notice-links", json={"number": number, "token": token})
+        except Refused:
+            self.metrics.portal_sign_ins.labels("notice_refused").inc()
+            return None
+        self.metrics.portal_sign_ins.labels("notice").inc()
+        return await self._open_session(rules.address_key(whose["email"]),
+                                        str(whose["language"]))
+
+    async def _open_session(self, email: str, language: str) -> tuple[str, PortalSession]:
         secret = rules.new_secret()
         session = PortalSession(
-            email=link.email, csrf=rules.new_secret(), language=link.language,
-            expires_at=now + timedelta(seconds=self.settings.portal_session_ttl_s))
+            email=email, csrf=rules.new_secret(),
+            language=language if language in rules.LANGUAGES else rules.DEFAULT_LANGUAGE,
+            expires_at=utc_now() + timedelta(seconds=self.settings.portal_session_ttl_s))
         await self.store.add_session(rules.digest(secret), session)
-        self.metrics.portal_sign_ins.labels("ok").inc()
         return secret, session
 
     async def session(self, secret: str | None) -> PortalSession | None:
@@ -146,15 +164,41 @@ class Portal:
 
     # -- my requests ---------------------------------------------------------------------
 
-    async def requests(self, email: str, state: str) -> list[dict[str, Any]]:
-        answer = await self.backends["intake"].call(
-            "GET", "/requesters/tickets", params={"email": email, "state": state, "limit": 100})
+    def organisation_of(self, email: str) -> str | None:
+        """The mail domain whose requests this address may read (a business customer's
+        contact, by configuration), or ``None``."""
+        contacts = {rules.address_key(a): d.casefold()
+                    for a, d in self.settings.portal_organisation_contacts.items()}
+        return contacts.get(rules.address_key(email))
+
+    async def requests(self, email: str, state: str, *,
+                       organisation: bool = False) -> list[dict[str, Any]]:
+        params = {"email": email, "state": state, "limit": 100}
+        if organisation:
+            domain = self.organisation_of(email)
+            if domain is None:
+                return []
+            params["organisation"] = domain
+        answer = await self.backends["intake"].call("GET", "/requesters/tickets",
+                                                    params=params)
         return list(answer["items"])
 
-    async def request(self, email: str, number: str) -> dict[str, Any]:
+    async def request(self, email: str, number: str) -> tuple[dict[str, Any], bool]:
+        """The request as its requester sees it, and whether it is this requester's own
+        (an organisation's contact reads colleagues' requests, and only reads them)."""
         try:
             return dict(await self.backends["intake"].call(
-                "GET", f"/requesters/tickets/{number}", params={"email": email}))
+                "GET", f"/requesters/tickets/{number}", params={"email": email})), True
+        except Refused as exc:
+            if exc.status not in (404, 422):
+                raise
+            domain = self.organisation_of(email)
+            if domain is None:
+                raise NotYours(number) from exc
+        try:
+            return dict(await self.backends["intake"].call(
+                "GET", f"/requesters/tickets/{number}",
+                params={"email": email, "organisation": domain})), False
         except Refused as exc:
             if exc.status in (404, 422):
                 raise NotYours(number) from exc
@@ -164,7 +208,7 @@ class Portal:
         """Open the ticket through intake's web door, as any channel does. The form's key
         makes a second send (a double click, a reload) the same ticket."""
         if self._web_key is None:
-            raise CannotMail("CHANNEL_KEYS has no `web` key: the portal cannot open tickets")
+            raise NotConfigured("CHANNEL_KEYS has no `web` key: the portal cannot open tickets")
         body: dict[str, Any] = {
             "requester": {"name": form.name, "email": session.email,
                           "language": session.language},
@@ -233,6 +277,8 @@ class Portal:
                  "parts": rules.snippet_parts(h["snippet"])} for h in hits]
 
     async def article(self, article_id: str) -> dict[str, Any]:
+        if not self.has_knowledge:
+            raise NotYours(article_id)
         try:
             return dict(await self.backends["knowledge"].call(
                 "GET", f"/public/articles/{article_id}"))
@@ -241,6 +287,8 @@ class Portal:
 
     async def solved(self, article_id: str, *, query: str | None, view_key: str) -> None:
         """"This solved it": knowledge counts a deflection (once per page view)."""
+        if not self.has_knowledge:
+            return
         answer = await self.backends["knowledge"].call(
             "POST", f"/public/articles/{article_id}/solved",
             json={"query": query[:200] if query else None, "token": view_key[:64]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -103,8 +103,13 @@ def html_page(view: PublicTicket, ticket: Ticket, request: Request, *, status_co
     )
     token = request.query_params.get("token", "")
     action = f"/public/tickets/{quote(view.number)}/rating?token={quote(token, safe='')}"
+    portal_url = settings_of(request).portal_url
+    portal = (f"{portal_url.rstrip('/')}/portal/from-notice?"
+              f"{urlencode({'number': view.number, 'token': token})}"
+              if portal_url and ticket.requester.email else None)
     body = render_status_page(data, language=ticket.requester.language, rating_action=action,
-                              zone=settings_of(request).display_timezone, error=error)
+                              zone=settings_of(request).display_timezone, error=error,
+                              portal_link=portal)
     return HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
 
 

@@ -23,13 +23,18 @@ from sportello_contracts.events import LONG
 from sportello_intake.api.common import NUMBER, DeskDep, refusals, ticket_by_number
 from sportello_intake.api.public import PublicTicket, RatingIn, public_view
 from sportello_intake.domain import Message, Ticket, TicketClosedForReplies
+from sportello_intake.requester import tokens
 from sportello_intake.service import decode_uploads
-from sportello_intake.store import requester_key
+from sportello_intake.store import domain_of, requester_key
 from sportello_runtime.http import ApiError
 
 requesters = APIRouter(tags=["requester portal"])
 
 Email = Annotated[EmailStr, Query(max_length=254, description="The signed-in requester")]
+Organisation = Annotated[str | None, Query(
+    max_length=253, pattern=r"^[A-Za-z0-9.-]+$",
+    description="A business customer's contact may read the requests of every address in "
+    "this mail domain (the portal decides who is such a contact)")]
 
 
 async def own_ticket(number: Annotated[str, NUMBER], email: Email, desk: DeskDep) -> Ticket:
@@ -40,11 +45,24 @@ async def own_ticket(number: Annotated[str, NUMBER], email: Email, desk: DeskDep
     return ticket
 
 
+async def readable_ticket(number: Annotated[str, NUMBER], email: Email, desk: DeskDep,
+                          organisation: Organisation = None) -> Ticket:
+    """Their own ticket, or, for an organisation's contact, one of the organisation's."""
+    ticket = await ticket_by_number(number, desk)
+    if requester_key(ticket.requester.email) == requester_key(email):
+        return ticket
+    if organisation and domain_of(ticket.requester.email) == organisation.casefold():
+        return ticket
+    raise ApiError(404, "not_found", f"no ticket {number}")
+
+
 OwnTicket = Annotated[Ticket, Depends(own_ticket)]
+ReadableTicket = Annotated[Ticket, Depends(readable_ticket)]
 
 
 class RequestLine(BaseModel):
     number: str
+    requester: str | None = Field(default=None, description="Whose (organisation lists)")
     subject: str
     status: TicketStatus
     level: SupportLevel | None
@@ -61,18 +79,22 @@ class RequestList(BaseModel):
 @requesters.get("/requesters/tickets", response_model=RequestList)
 async def my_requests(email: Email, desk: DeskDep,
                       state: Annotated[Literal["open", "closed"], Query()] = "open",
-                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> RequestList:
-    """The requester's open (anything not closed) or closed tickets, newest first."""
-    docs = await desk.tickets.of_requester(email, closed=state == "closed", limit=limit)
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                      organisation: Organisation = None) -> RequestList:
+    """The requester's open (anything not closed) or closed tickets, newest first; with
+    ``organisation``, the whole organisation's, each with whose it is."""
+    docs = await desk.tickets.of_requester(email, closed=state == "closed", limit=limit,
+                                           organisation=organisation)
     return RequestList(items=[RequestLine(
         number=d["number"], subject=d["subject"], status=d["status"], level=d.get("level"),
+        requester=d.get("requester_email") if organisation else None,
         time_limit=d.get("time_limit") if d["status"] not in {"resolved", "closed"} else None,
         created_at=d["created_at"], updated_at=d["updated_at"],
         rating=(d.get("rating") or {}).get("score")) for d in docs])
 
 
 @requesters.get("/requesters/tickets/{number}", response_model=PublicTicket)
-async def my_request(ticket: OwnTicket, request: Request) -> PublicTicket:
+async def my_request(ticket: ReadableTicket, request: Request) -> PublicTicket:
     return await public_view(ticket, request)
 
 
@@ -136,3 +158,32 @@ async def rate(body: RatingIn, ticket: OwnTicket, request: Request,
     async with refusals():
         rated = await desk.rate(ticket, body.score, body.comment)
     return await public_view(rated, request)
+
+
+class NoticeLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(min_length=1, max_length=50, pattern=r"^[A-Z]{1,6}-\d{4}-\d{6,9}$")
+    token: str = Field(min_length=1, max_length=2000)
+
+
+class NoticeRequester(BaseModel):
+    email: str
+    language: str
+    number: str
+
+
+@requesters.post("/requesters/notice-links", response_model=NoticeRequester)
+async def notice_link(body: NoticeLink, request: Request, desk: DeskDep) -> NoticeRequester:
+    """Whose the signed link of a notice is: the portal signs its requester in with it, as
+    the mailed link of the portal would (both prove the mailbox)."""
+    try:
+        tokens.verify(request.app.state.token_secret, body.token, body.number)
+    except tokens.TokenRefused as exc:
+        raise ApiError(401, "unauthorized", str(exc), field="token") from exc
+    ticket = await ticket_by_number(body.number, desk)
+    if not ticket.requester.email:
+        raise ApiError(404, "not_found", f"{body.number} has no requester address",
+                       field="number")
+    return NoticeRequester(email=ticket.requester.email, language=ticket.requester.language,
+                           number=ticket.number)

@@ -30,6 +30,7 @@ TEXT = {
         "rate": "How did we do?", "score": "Your rating (1 = poor, 5 = excellent)",
         "comment": "Comment (optional)", "send": "Send rating", "thanks": "Thank you: you rated",
         "reply": "To add information, reply to our last e-mail.", "error": "Please check",
+        "portal": "All your requests, and answers from the browser",
     },
     "it": {
         "title": "Richiesta", "status": "Stato", "level": "Livello di supporto",
@@ -40,6 +41,7 @@ TEXT = {
         "send": "Invia il voto", "thanks": "Grazie: il tuo voto è",
         "reply": "Per aggiungere informazioni rispondi alla nostra ultima e-mail.",
         "error": "Controlla",
+        "portal": "Tutte le tue richieste, e le risposte dal browser",
     },
 }
 
@@ -92,8 +94,9 @@ def _when(at: datetime, zone: str) -> str:
 
 
 def render_status_page(data: PageData, *, language: str, rating_action: str, zone: str,
-                       error: str | None = None) -> str:
-    """The page; ``rating_action`` is where the form posts (it carries the signed token)."""
+                       error: str | None = None, portal_link: str | None = None) -> str:
+    """The page; ``rating_action`` is where the form posts (it carries the signed token);
+    ``portal_link`` signs the requester in to the portal with the same token."""
     t = TEXT.get(language, TEXT["en"])
     labels = STATUS_LABELS.get(language, STATUS_LABELS["en"])
     due = f"{_when(data.time_limit, zone)} ({escape(zone)})" if data.time_limit else t["none"]
@@ -139,5 +142,8 @@ def render_status_page(data: PageData, *, language: str, rating_action: str, zon
         f"<dt>{t['level']}</dt><dd id=\"level\">{escape(data.level or '-')}</dd>"
         f"<dt>{t['time_limit']}</dt><dd id=\"time-limit\">{due}</dd></dl>"
         f"{resolution}<section id=\"conversation\"><h2>{t['conversation']}</h2>"
-        f"{''.join(messages)}</section>{rating}</main></body></html>"
+        f"{''.join(messages)}</section>{rating}"
+        + (f'<p><a id="portal" href="{escape(portal_link)}">{t["portal"]}</a></p>'
+           if portal_link else "")
+        + "</main></body></html>"
     )
