@@ -107,3 +107,36 @@ def test_every_status_has_a_row_and_closed_is_final() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(TicketStatus)
     assert ALLOWED_TRANSITIONS[TicketStatus.CLOSED] == frozenset()
     check_transition(TicketStatus.RESOLVED, TicketStatus.REOPENED)
+
+
+LIFECYCLE = """
+                 new assigned in_progress waiting_customer resolved reopened closed
+new               .     y          .             .            y        .       y
+assigned          .     y          y             y            y        .       .
+in_progress       .     y          .             y            y        .       .
+waiting_customer  .     y          y             .            y        .       .
+resolved          .     .          .             .            .        y       y
+reopened          .     y          y             y            y        .       .
+closed            .     .          .             .            .        .       .
+"""
+"""The whole lifecycle, written out independently of ``ALLOWED_TRANSITIONS``: each row a
+current status, each column a wanted one, ``y`` where the move is legal. Changing the
+table in the code means changing this one on purpose."""
+
+
+def lifecycle() -> dict[tuple[TicketStatus, TicketStatus], bool]:
+    lines = [line.split() for line in LIFECYCLE.strip().splitlines()]
+    columns = [TicketStatus(c) for c in lines[0]]
+    return {(TicketStatus(row[0]), wanted): mark == "y"
+            for row in lines[1:] for wanted, mark in zip(columns, row[1:], strict=True)}
+
+
+@pytest.mark.parametrize(("current", "wanted"),
+                         [(c, w) for c in TicketStatus for w in TicketStatus])
+def test_every_pair_of_statuses_is_pinned(current: TicketStatus, wanted: TicketStatus) -> None:
+    legal = lifecycle()[(current, wanted)]
+    if legal:
+        check_transition(current, wanted)
+    else:
+        with pytest.raises(IllegalTransition):
+            check_transition(current, wanted)
