@@ -31,6 +31,7 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -c pyproject.toml -r libs services tools
 	$(BIN)/mypy libs/contracts/sportello_contracts libs/runtime/sportello_runtime services/intake/sportello_intake services/routing/sportello_routing services/sla/sportello_sla services/gateway/sportello_gateway services/knowledge/sportello_knowledge services/analytics/sportello_analytics tools/mongo_emulator/sportello_mongo_emulator tools/mailcatcher/sportello_mailcatcher
 	@# Test and bench code too, each folder on its own: services share test module names.
 	for code in conftest.py tests bench libs/*/tests services/*/tests tools/*/tests; do \
