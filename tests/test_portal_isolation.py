@@ -9,22 +9,26 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from support.gateway import add_user, admin_token, login
 from support.mailsink import MailSink, text_of
 from support.portal import (
     ask,
     ask_for_link,
     csrf_of,
     follow,
+    form_key_of,
     links_mailed,
     mailed_link,
     signed_in,
     token_of,
 )
 from support.system import System
+from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -181,3 +185,90 @@ async def test_the_signed_link_of_a_notice_signs_its_requester_in_and_a_forged_o
             assert refused.status_code == 401
             assert "sportello_portal=" not in refused.headers.get("set-cookie", "")
             assert (await forger.get(f"/portal/requests/{number}")).status_code == 303
+
+
+async def test_an_expired_link_internal_notes_and_agents_stay_hidden_and_answers_reopen(
+        system: System) -> None:
+    """What a requester's answer does after the resolution (reopens; on a closed ticket,
+    a follow-up), and what the page never shows (internal notes, agent ids)."""
+    with MailSink() as relay:
+        await system.start("sla")
+        await system.start("routing")
+        await system.start("intake")
+        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url)
+        async with system.gateway(await admin_token(system)) as admin:
+            await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",))
+        anna = await login(system, "anna")
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as mario:
+            # A link past its time: refused, though never used (its expiry is moved back
+            # in the store: no test waits on the clock).
+            before = links_mailed(relay, MARIO)
+            await ask_for_link(mario, MARIO)
+            stale = token_of(await mailed_link(relay, MARIO, already=before))
+            mongo = system.mongo()
+            try:
+                moved = await mongo[system.database("gateway")]["portal_links"].update_many(
+                    {}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
+            finally:
+                await mongo.close()
+            assert moved.modified_count == 1
+            expired = await follow(mario, stale)
+            assert expired.status_code == 401
+            assert "expired" in expired.text
+
+            await signed_in(mario, relay, MARIO)
+            asked = await ask(mario, "Outlook chiede la password", "Ogni cinque minuti.")
+            number = asked.headers["location"].split("/")[-1].split("?")[0]
+            async with system.gateway(anna) as desk:
+                for command, body in (
+                        ("notes", {"body": "INTERNAL: his mailbox is on the old server"}),
+                        ("replies", {"body": "Abbiamo spostato la casella."}),
+                        ("status", {"status": "resolved", "resolution": "Mailbox moved."})):
+                    async def acted(command: str = command,
+                                    body: dict[str, str] = body) -> bool | None:
+                        read = await desk.get(f"/api/tickets/{number}")
+                        if read.status_code != 200:
+                            return None
+                        done = await desk.post(f"/api/tickets/{number}/{command}", json=body,
+                                               headers={"If-Match": read.headers["ETag"]})
+                        return True if done.status_code == 200 else None
+
+                    await eventually(acted, what=f"anna's {command}")
+            page = (await mario.get(f"/portal/requests/{number}")).text
+            assert "Abbiamo spostato la casella" in page
+            assert "INTERNAL" not in page
+            assert "anna" not in page  # no agent id
+            assert 'id="confirm-form"' in page
+
+            # "No, it is not solved": the answer reopens the resolved ticket.
+            answered = await mario.post(f"/portal/requests/{number}/reply", data={
+                "csrf": csrf_of(page), "form_key": form_key_of(page),
+                "body": "Chiede ancora la password."})
+            assert answered.status_code == 303
+            page = (await mario.get(f"/portal/requests/{number}")).text
+            assert 'id="request-status">Reopened<' in page or \
+                'id="request-status">Riaperta<' in page
+
+            # Resolved again and confirmed: closed; an answer now opens a follow-up.
+            async with system.gateway(anna) as desk:
+                async def resolved() -> bool | None:
+                    read = await desk.get(f"/api/tickets/{number}")
+                    done = await desk.post(f"/api/tickets/{number}/status", json={
+                        "status": "resolved", "resolution": "Password saved again."},
+                        headers={"If-Match": read.headers["ETag"]})
+                    return True if done.status_code == 200 else None
+
+                await eventually(resolved, what="resolved again")
+            page = (await mario.get(f"/portal/requests/{number}")).text
+            confirmed = await mario.post(f"/portal/requests/{number}/confirm",
+                                         data={"csrf": csrf_of(page)})
+            assert confirmed.status_code == 303
+            page = (await mario.get(f"/portal/requests/{number}")).text
+            later = await mario.post(f"/portal/requests/{number}/reply", data={
+                "csrf": csrf_of(page), "form_key": form_key_of(page),
+                "body": "Di nuovo, da oggi."})
+            assert later.status_code == 303
+            follow_up = later.headers["location"].split("/")[-1].split("?")[0]
+            assert follow_up != number
+            shown = (await mario.get(f"/portal/requests/{follow_up}")).text
+            assert f"Follow-up of {number}" in shown
