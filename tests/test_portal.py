@@ -178,6 +178,13 @@ async def test_a_requester_signs_in_searches_asks_follows_answers_and_rates(
             number = title.split(" · ")[0]
             assert words["subject"] in title
             assert await page.locator(".file:has-text('printer.txt')").count() == 1
+            # The time limit SLA set is on the page (once SLA has announced it).
+            async def time_limit_shown() -> str | None:
+                await page.goto(f"{gateway.url}/portal/requests/{number}")
+                shown = await page.inner_text("#request-time-limit")
+                return shown if shown.strip() not in ("", "—") else None
+
+            assert "/" in await eventually(time_limit_shown, what="the time limit on the page")
             await audited(page, f"5-request-{lang}")
 
             # The agent replies: the requester gets the mail and sees it on the page.

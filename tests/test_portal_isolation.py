@@ -146,7 +146,9 @@ async def test_the_signed_link_of_a_notice_signs_its_requester_in_and_a_forged_o
         await system.start("routing")
         intake = await system.start("intake", SMTP_RELAY_URL=relay.url,
                                     PORTAL_URL="https://portal.invalid")
-        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url)
+        # Served over TLS (as the portal's address says): the session cookie is Secure.
+        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url,
+                                     PORTAL_URL="https://portal.invalid")
         async with system.channel_client("web") as web:
             created = await web.post("/tickets", json={
                 "requester": {"name": "Mario Rossi", "email": MARIO, "language": "it"},
@@ -170,9 +172,19 @@ async def test_the_signed_link_of_a_notice_signs_its_requester_in_and_a_forged_o
             page = await mario.get(html.unescape(portal_link.group(1)))
             assert page.status_code == 200
             form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page.text))
+            # httpx keeps Secure cookies for https; this test speaks http to the gateway.
+            mario.cookies.set("sportello_portal_csrf", form["csrf"], path="/portal")
             signed = await mario.post("/portal/from-notice", data=form)
             assert signed.status_code == 303, signed.text
             assert signed.headers["location"] == f"/portal/requests/{number}"
+            session = next(c for c in signed.headers.get_list("set-cookie")
+                           if c.startswith("sportello_portal="))
+            assert "Secure" in session
+            assert "HttpOnly" in session
+            assert "SameSite=lax" in session
+            assert "Path=/portal" in session
+            mario.cookies.set("sportello_portal",
+                              session.split(";")[0].split("=", 1)[1], path="/portal")
             shown = await mario.get(f"/portal/requests/{number}")
             assert shown.status_code == 200
             assert "Il monitor sfarfalla" in shown.text
@@ -181,6 +193,7 @@ async def test_the_signed_link_of_a_notice_signs_its_requester_in_and_a_forged_o
             page = await forger.get("/portal/from-notice",
                                     params={"number": number, "token": "forged.token.value"})
             form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page.text))
+            forger.cookies.set("sportello_portal_csrf", form["csrf"], path="/portal")
             refused = await forger.post("/portal/from-notice", data=form)
             assert refused.status_code == 401
             assert "sportello_portal=" not in refused.headers.get("set-cookie", "")
@@ -195,7 +208,8 @@ async def test_an_expired_link_internal_notes_and_agents_stay_hidden_and_answers
         await system.start("sla")
         await system.start("routing")
         await system.start("intake")
-        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url)
+        gateway = await system.start("gateway", SMTP_RELAY_URL=relay.url,
+                                     PORTAL_LINKS_PER_CLIENT="3")
         async with system.gateway(await admin_token(system)) as admin:
             await add_user(admin, "anna", "agent", level="L1", groups=("service-desk",))
         anna = await login(system, "anna")
@@ -272,3 +286,11 @@ async def test_an_expired_link_internal_notes_and_agents_stay_hidden_and_answers
             assert follow_up != number
             shown = (await mario.get(f"/portal/requests/{follow_up}")).text
             assert f"Follow-up of {number}" in shown
+
+            # Links per client: two went to Mario; a third address gets one, a fourth
+            # request from the same client is refused whatever the address.
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+                assert (await ask_for_link(client, GIULIA)).status_code == 200
+                refused = await ask_for_link(client, "someone.else@example.it")
+                assert refused.status_code == 429
+                assert links_mailed(relay, "someone.else@example.it") == 0
