@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any
@@ -365,18 +365,28 @@ async def reply(v: VisitDep, number: Annotated[str, NUMBER]) -> Response:
     return v.to(f"/portal/requests/{quote(number)}?done=sent#conversation")
 
 
-@portal.post("/requests/{number}/confirm")
-async def confirm(v: VisitDep, number: Annotated[str, NUMBER]) -> Response:
-    session = signed_in(v)
-    await posted(v)
+async def _act(v: Visit, number: str, act: Callable[[], Awaitable[None]],
+               done: str) -> Response:
+    """A requester's action on a request: where it leads, or the page saying why not."""
     try:
-        await v.portal.confirm(session.email, number)
+        await act()
     except NotYours:
         return v.answer(pages.message(v.page(), "not_found", status_code=404))
     except Refused as exc:
         return await _request_page(v, number, notice=refused_reason(exc), kind="error",
                                    status_code=409)
-    return v.to(f"/portal/requests/{quote(number)}?done=confirmed")
+    except Unavailable:
+        return await _request_page(v, number, notice=text(v.language, "unavailable"),
+                                   kind="error", status_code=503)
+    return v.to(done)
+
+
+@portal.post("/requests/{number}/confirm")
+async def confirm(v: VisitDep, number: Annotated[str, NUMBER]) -> Response:
+    session = signed_in(v)
+    await posted(v)
+    return await _act(v, number, lambda: v.portal.confirm(session.email, number),
+                      f"/portal/requests/{quote(number)}?done=confirmed")
 
 
 @portal.post("/requests/{number}/rating")
@@ -387,15 +397,10 @@ async def rate(v: VisitDep, number: Annotated[str, NUMBER]) -> Response:
     if score not in {"1", "2", "3", "4", "5"}:
         return await _request_page(v, number, notice=text(v.language, "invalid").format(
             problem=text(v.language, "score")), kind="error", status_code=422)
-    try:
-        await v.portal.rate(session.email, number, int(score),
-                            value(form, "comment", 2000) or None)
-    except NotYours:
-        return v.answer(pages.message(v.page(), "not_found", status_code=404))
-    except Refused as exc:
-        return await _request_page(v, number, notice=refused_reason(exc), kind="error",
-                                   status_code=409)
-    return v.to(f"/portal/requests/{quote(number)}?done=rated#rated")
+    comment = value(form, "comment", 2000) or None
+    return await _act(v, number, lambda: v.portal.rate(session.email, number, int(score),
+                                                       comment),
+                      f"/portal/requests/{quote(number)}?done=rated#rated")
 
 
 # --- asking for help, the knowledge base first ------------------------------------------
