@@ -28,6 +28,7 @@ from sportello_runtime.bus import EventBus, Handler, Subscription, Topology
 from sportello_runtime.http import (
     BodySizeLimit,
     HttpMetrics,
+    document_errors,
     install_error_handlers,
     service_token_guard,
 )
@@ -194,6 +195,7 @@ def create_service_app(
     app.include_router(_operations_router(service))
 
     install_error_handlers(app)
+    document_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger=wiring.body_limits)
     app.add_middleware(HttpMetrics, metrics=service.metrics)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sportello_runtime.metrics import ServiceMetrics
@@ -72,8 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "2"},
         )
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's class, not FastAPI's subclass: the framework raises the former too (a
+    # body it cannot parse), and the answer must have the same shape whichever it is.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
                 403: "forbidden"}.get(exc.status_code, "http_error")
         return JSONResponse(
@@ -81,6 +84,57 @@ def install_error_handlers(app: FastAPI) -> None:
             content=_error_body(code, str(exc.detail)),
             headers=getattr(exc, "headers", None),
         )
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "description": "Every error answer: a code, why, and the field at fault when one is.",
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "A stable code, e.g. validation_failed"},
+        "message": {"type": "string", "description": "Why, for a person"},
+        "field": {"type": "string", "description": "The field at fault"},
+        "detail": {"type": "array", "description": "Validation: one entry per field",
+                   "items": {"type": "object", "properties": {
+                       "field": {"type": "string"}, "in": {"type": "string"},
+                       "message": {"type": "string"},
+                       "type": {"type": ["string", "null"]}}}},
+    },
+    "additionalProperties": True,
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """The OpenAPI document says what errors look like: FastAPI documents its own 422
+    shape, which no route here answers, and none of the other error answers (401, 404,
+    409, 413, 429, 503...). Every operation gets the one ``Error`` body, for its 422 and
+    as its ``default`` answer, so a client (and a fuzzer checking answers against the
+    document) knows the shape of whatever error comes back."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if getattr(app.state, "errors_documented", False) and app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                if "422" in responses:
+                    responses["422"] = {"description": "A field is not valid (`detail` names "
+                                        "each one)", "content": error}
+                responses.setdefault("default", {"description": "An error", "content": error})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(unused, None)
+        app.openapi_schema = schema
+        app.state.errors_documented = True
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class BodySizeLimit:
