@@ -78,7 +78,11 @@ async def ticket_facts(ticket_id: Annotated[str, Path(min_length=1, max_length=2
     return found
 
 
-@internal.get("/reports/monthly", tags=["reports"], response_model=None)
+@internal.get("/reports/monthly", tags=["reports"], response_model=None, responses={200: {
+    "description": "The report as a page, a spreadsheet or data, as `format` asks",
+    "content": {"text/html": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}}}}})
 async def monthly(ledger: LedgerDep, knowledge: KnowledgeDep, month: Month,
                   format: Annotated[str, Query(pattern=r"^(html|csv|json)$")] = "html",
                   lang: Annotated[str, Query(pattern=r"^(it|en)$")] = "en",

@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from sportello_contracts import utc_now
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
@@ -65,13 +65,19 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ClockTime = Annotated[time, WithJsonSchema({
+    "type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$",
+    "description": "A local time of day, HH:MM[:SS]"})]
+"""An opening hour: local, so without the offset JSON Schema's `time` format demands."""
+
+
 class CalendarIn(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     timezone: str = Field(default="Europe/Rome", max_length=64)
     always_open: bool = False
     holiday_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     holidays: list[date] = Field(default=[], max_length=400)
-    hours: dict[int, list[tuple[time, time]]] = Field(
+    hours: dict[int, list[tuple[ClockTime, ClockTime]]] = Field(
         default={}, description="Weekday (0 = Monday) -> open intervals, e.g. [['09:00','13:00']]"
     )
 

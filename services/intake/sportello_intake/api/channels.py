@@ -94,6 +94,10 @@ def receipt(outcome: Outcome) -> ChannelReceipt:
 
 # --- web form and JSON API --------------------------------------------------
 
+AGAIN: dict[int | str, dict[str, Any]] = {200: {
+    "model": ChannelReceipt,
+    "description": "Sent before (the same message or call): the same receipt"}}
+
 
 def _fingerprint(body: TicketCreateRequest) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -160,7 +164,8 @@ def mail_limits(settings: IntakeSettings) -> MailLimits:
     status_code=status.HTTP_201_CREATED,
     openapi_extra={"requestBody": {"content": {"message/rfc822": {"schema": {"type": "string"}}},
                                    "required": True}},
-    responses={202: {"description": "a machine wrote it (auto-reply, bounce): not a ticket"},
+    responses={**AGAIN,
+               202: {"description": "a machine wrote it (auto-reply, bounce): not a ticket"},
                422: {"description": "malformed MIME, unknown charset, oversized attachment"}},
 )
 async def inbound_mail(
@@ -209,7 +214,7 @@ class ChatMessageIn(BaseModel):
 
 
 @channels.post("/channels/chat/messages", response_model=ChannelReceipt,
-               status_code=status.HTTP_201_CREATED)
+               status_code=status.HTTP_201_CREATED, responses=AGAIN)
 async def chat_message(
     body: ChatMessageIn,
     response: Response,
@@ -256,7 +261,7 @@ class PhoneCallIn(BaseModel):
 
 
 @channels.post("/channels/phone/calls", response_model=ChannelReceipt,
-               status_code=status.HTTP_201_CREATED)
+               status_code=status.HTTP_201_CREATED, responses=AGAIN)
 async def phone_call(
     body: PhoneCallIn,
     response: Response,
