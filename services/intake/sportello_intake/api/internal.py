@@ -16,7 +16,7 @@ from sportello_contracts.api import (
 )
 from sportello_contracts.enums import Author, TicketStatus, Visibility
 from sportello_contracts.events import LONG, SHORT
-from sportello_intake.api.channels import ChannelReceipt, PhoneCallIn, log_phone_call
+from sportello_intake.api.channels import AGAIN, ChannelReceipt, PhoneCallIn, log_phone_call
 from sportello_intake.api.common import DeskDep, TicketDep, refusals, to_view
 from sportello_intake.domain import (
     SET_BY_ROUTING,
@@ -42,7 +42,8 @@ class StatusChange(BaseModel):
 
     status: TicketStatus
     expected_version: int | None = Field(
-        default=None, ge=1, description="The version you saw; 409 when the ticket changed since"
+        default=None, ge=1, le=2**31 - 1,
+        description="The version you saw; 409 when the ticket changed since"
     )
     reason: str | None = Field(default=None, max_length=200)
     resolution: str | None = Field(default=None, max_length=20_000)
@@ -79,7 +80,7 @@ class MessageIn(BaseModel):
     author_name: str | None = Field(default=None, max_length=SHORT)
     visibility: Visibility = Visibility.PUBLIC
     body: str = Field(min_length=1, max_length=LONG)
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 @internal.post("/tickets/{number}/messages", response_model=TicketView,
@@ -111,7 +112,8 @@ async def get_attachment(
     )
 
 
-@internal.post("/calls", response_model=ChannelReceipt, status_code=status.HTTP_201_CREATED)
+@internal.post("/calls", response_model=ChannelReceipt, status_code=status.HTTP_201_CREATED,
+               responses=AGAIN)
 async def log_call(body: PhoneCallIn, response: Response, desk: DeskDep) -> ChannelReceipt:
     """A call an agent logs through the gateway: the same as the phone door, a new ticket or
     an entry in ``ticket_number``'s conversation."""

@@ -133,8 +133,8 @@ async def article_versions(article_id: ArticleId, library: LibraryDep) -> list[V
 
 @internal.get("/articles/{article_id}/diff", response_model=DiffView, tags=["versions"])
 async def article_diff(article_id: ArticleId, library: LibraryDep,
-                       from_: Annotated[int, Query(alias="from", ge=1)],
-                       to: Annotated[int, Query(ge=1)]) -> DiffView:
+                       from_: Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)],
+                       to: Annotated[int, Query(ge=1, le=2**31 - 1)]) -> DiffView:
     diff = await _guarded(library.diff(article_id, from_, to))
     return DiffView(from_version=diff.from_version, to_version=diff.to_version,
                     fields=diff.fields, body=diff.body)

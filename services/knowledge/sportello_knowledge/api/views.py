@@ -42,14 +42,14 @@ class ArticleIn(ContentIn):
 
 
 class ArticleEdit(ContentIn):
-    expected_version: int = Field(ge=1, description="The version the editor read")
+    expected_version: int = Field(ge=1, le=2**31 - 1, description="The version the editor read")
     author: str = Field(min_length=1, max_length=100)
 
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expected_version: int | None = Field(default=None, ge=1,
+    expected_version: int | None = Field(default=None, ge=1, le=2**31 - 1,
                                          description="Omit to act on the latest version")
     author: str = Field(default="api", min_length=1, max_length=100)
 
@@ -57,8 +57,8 @@ class Step(BaseModel):
 class Revert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to_version: int = Field(ge=1)
-    expected_version: int = Field(ge=1)
+    to_version: int = Field(ge=1, le=2**31 - 1)
+    expected_version: int = Field(ge=1, le=2**31 - 1)
     author: str = Field(min_length=1, max_length=100)
 
 
@@ -165,7 +165,8 @@ class VersionView(BaseModel):
 class DiffView(BaseModel):
     from_version: int
     to_version: int
-    fields: dict[str, tuple[object, object]]
+    fields: dict[str, list[object]] = Field(
+        description="Each changed field: [the value before, the value after]")
     body: list[str]
 
 

@@ -61,7 +61,8 @@ async def list_groups(router: RouterDep) -> list[GroupOut]:
     return [group_out(g) for g in await router.store.groups()]
 
 
-@desk.put("/groups/{group_id}", response_model=GroupOut, tags=["admin"])
+@desk.put("/groups/{group_id}", response_model=GroupOut, tags=["admin"],
+           responses={201: {"model": GroupOut, "description": "The group was created"}})
 async def put_group(group_id: Slug, body: GroupIn, router: RouterDep,
                     response: Response) -> GroupOut:
     """Create or replace a group; refused when its escalation chain is unknown, loops, or
@@ -369,7 +370,8 @@ class Move(Model):
     reason: str = Field(min_length=1, max_length=200)
     actor: str | None = Field(default=None, max_length=100)
     expected_version: int | None = Field(
-        default=None, ge=1, description="The version you saw; 409 when the ticket moved since")
+        default=None, ge=1, le=2**31 - 1,
+        description="The version you saw; 409 when the ticket moved since")
 
 
 class EscalateIn(Move):

@@ -69,7 +69,8 @@ async def models(learner: LearnerDep) -> ModelsOut:
 
 
 @learning.get("/triage/models/{version}", response_model=ModelOut)
-async def one_model(version: Annotated[int, Path(ge=1)], learner: LearnerDep) -> ModelOut:
+async def one_model(version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                    learner: LearnerDep) -> ModelOut:
     record = await learner.store.model_record(version)
     if record is None:
         raise ApiError(404, "not_found", f"no model {version}", field="version")
