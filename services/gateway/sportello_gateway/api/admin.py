@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from sportello_contracts import utc_now
 from sportello_contracts.enums import SupportLevel
@@ -117,6 +117,16 @@ class UserPatch(Model):
     email: EmailStr | None = None
     disabled: bool | None = None
     language: Literal["en", "it"] | None = None
+
+    @field_validator("name", "role", "password", "groups", "disabled", "language",
+                     mode="before")
+    @classmethod
+    def not_null(cls, value: object) -> object:
+        """Only ``level`` and ``email`` can be cleared; a null elsewhere is a mistake (it
+        was a 500, found by fuzzing), not "keep it": leaving the field out keeps it."""
+        if value is None:
+            raise ValueError("may not be null: leave the field out to keep it")
+        return value
 
 
 async def _put_agent(desk: DeskDep, username: str, name: str, level: SupportLevel | None,
@@ -578,7 +588,10 @@ async def audit_log(
     return {"items": [_audit_view(e) for e in page], "next": cursor}
 
 
-@admin.get("/api/admin/audit/export")
+@admin.get("/api/admin/audit/export", responses={200: {
+    "description": "The matching entries, one a line (NDJSON) or as CSV",
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}}}}})
 async def export_audit(
     request: Request, principal: PrincipalDep, accounts: AccountsDep,
     format: Literal["ndjson", "csv"] = "ndjson",
