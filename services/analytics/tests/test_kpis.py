@@ -177,6 +177,17 @@ def test_a_change_of_facts_moves_only_the_difference() -> None:
     assert sorted(c["created"] for c in moved.values() if "created" in c) == [-1, 1]
 
 
+def test_a_corrected_category_is_the_one_the_ticket_counts_under() -> None:
+    stream = Stream("r").triaged(T0, category="general").assigned(T0)
+    before = contribution(facts_of("r", stream.events))
+    stream.add("ticket.recategorised", T0 + H, from_category="general",
+               to_category="printer", reason="a jammed printer", actor="carla")
+    facts = facts_of("r", stream.events)
+    assert facts.category == "printer"
+    moved = delta(before, contribution(facts))
+    assert sorted(c["created"] for c in moved.values() if "created" in c) == [-1, 1]
+
+
 def test_a_ticket_whose_creation_has_not_arrived_adds_nothing_yet() -> None:
     stream = Stream("d").triaged(T0).resolved(T0 + H)
     late = [e for e in stream.events if e.type != "ticket.created"]

@@ -134,6 +134,8 @@ def apply(f: TicketFacts, e: Event) -> TicketFacts:
                 levels_passed=_with(f.levels_passed, p.get("to_level")))
         case "ticket.priority_changed":
             return replace(f, priority=p.get("to_priority") or f.priority)
+        case "ticket.recategorised":  # a coordinator's correction: the category it had
+            return replace(f, category=p.get("to_category") or f.category)
         case "ticket.message_added":
             if (p.get("author") == "agent" and p.get("visibility") == "public"
                     and f.first_response_at is None):
