@@ -344,6 +344,11 @@ class PortalStore:
             upsert=True, return_document=ReturnDocument.AFTER)
         return int(doc["count"]) if doc else 1
 
+    async def counted(self, key: str, window: datetime) -> int:
+        """How many requests ``key``'s window had (0 when none, or long gone)."""
+        doc = await self._quotas.find_one({"_id": f"{key}|{window.isoformat()}"})
+        return int(doc["count"]) if doc else 0
+
     async def add_session(self, session_digest: str, session: PortalSession) -> None:
         await self._sessions.insert_one({
             "_id": session_digest, "email": session.email, "csrf": session.csrf,

@@ -61,6 +61,18 @@ def test_links_are_counted_in_fixed_windows_per_address_and_per_client() -> None
     assert rules.address_key("  Mario.Rossi@Example.IT ") == "mario.rossi@example.it"
 
 
+def test_the_turn_of_a_window_does_not_double_the_quota() -> None:
+    hour = timedelta(hours=1)
+    quota = LinkQuota(per_address=3, per_client=20, window=hour)
+    # Three links at 10:59:59, the fourth at 11:00:01: the last hour holds four.
+    just_after = NOW + hour + timedelta(seconds=1)
+    assert not rules.within_quota(rules.in_the_last_window(1, 3, just_after, hour), 1, quota)
+    # Half an hour on, half of the previous window still counts; an hour on, none.
+    half = NOW + hour + timedelta(minutes=30)
+    assert rules.in_the_last_window(1, 3, half, hour) == 2.5
+    assert rules.in_the_last_window(1, 0, NOW + 2 * hour, hour) == 1
+
+
 @pytest.mark.parametrize(("chosen", "header", "expected"), [
     ("en", "it-IT,it;q=0.9", "en"),               # the requester's choice wins
     (None, "it-IT,it;q=0.9,en;q=0.8", "it"),

@@ -92,7 +92,16 @@ def window_start(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=now.tzinfo)
 
 
-def within_quota(asked_by_address: int, asked_by_client: int, quota: LinkQuota) -> bool:
+def in_the_last_window(current: int, previous: int, now: datetime,
+                       window: timedelta) -> float:
+    """Requests within the last ``window`` before ``now``, estimated from the counts of the
+    current fixed window and the one before (weighted by how much of it still falls
+    within): a burst at the turn of a window does not get twice the quota."""
+    elapsed = (now - window_start(now, window)) / window
+    return current + previous * (1.0 - elapsed)
+
+
+def within_quota(asked_by_address: float, asked_by_client: float, quota: LinkQuota) -> bool:
     """The counts include this request."""
     return asked_by_address <= quota.per_address and asked_by_client <= quota.per_client
 

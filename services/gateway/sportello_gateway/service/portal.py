@@ -92,11 +92,14 @@ class Portal:
             raise NotConfigured("SMTP_RELAY_URL is not set")
         email = rules.address_key(email)
         now = utc_now()
-        window = rules.window_start(now, self.quota.window)
-        ends = window + 2 * self.quota.window
-        by_address = await self.store.count(f"address:{email}", window, ends)
-        by_client = await self.store.count(f"client:{client}", window, ends)
-        if not rules.within_quota(by_address, by_client, self.quota):
+        span = self.quota.window
+        window = rules.window_start(now, span)
+        counts = []
+        for key in (f"address:{email}", f"client:{client}"):
+            current = await self.store.count(key, window, window + 3 * span)
+            previous = await self.store.counted(key, window - span)
+            counts.append(rules.in_the_last_window(current, previous, now, span))
+        if not rules.within_quota(counts[0], counts[1], self.quota):
             self.metrics.portal_links.labels("throttled").inc()
             raise TooManyLinks(email)
         secret = rules.new_secret()
