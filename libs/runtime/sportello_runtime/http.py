@@ -243,15 +243,19 @@ class HttpMetrics:
             )
 
 
+def shows_service_token(request: Request, expected: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <expected>``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected.encode())
+
+
 def service_token_guard(expected: str | None) -> Any:
     """A dependency demanding ``Authorization: Bearer <SERVICE_TOKEN>`` when one is configured."""
 
     async def guard(request: Request) -> None:
         if expected is None:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        if not shows_service_token(request, expected):
             raise ApiError(
                 status.HTTP_401_UNAUTHORIZED,
                 "unauthorized",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from sportello_knowledge.service.archive import Archive
 from sportello_knowledge.service.finder import Finder
 from sportello_knowledge.service.indexing import IndexKeeper
 from sportello_knowledge.service.library import Library
-from sportello_runtime.http import ApiError, from_state
+from sportello_runtime.http import ApiError, from_state, shows_service_token
 from sportello_runtime.ratelimit import RateLimiter
 
 
@@ -24,9 +23,7 @@ def _from_a_service(request: Request) -> bool:
     """The requester portal calls for many requesters from one address, and limits each
     of them itself; it shows the service token."""
     expected = request.app.state.service.settings.service_token
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return (expected is not None and scheme.lower() == "bearer"
-            and hmac.compare_digest(token.encode(), expected.get_secret_value().encode()))
+    return expected is not None and shows_service_token(request, expected.get_secret_value())
 
 
 def rate_limited(request: Request) -> None:
