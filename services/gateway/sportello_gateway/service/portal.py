@@ -75,6 +75,8 @@ class Portal:
         self.quota = rules.LinkQuota(per_address=settings.portal_links_per_address,
                                      per_client=settings.portal_links_per_client,
                                      window=timedelta(hours=1))
+        self._contacts = {rules.address_key(a): d.casefold()
+                          for a, d in settings.portal_organisation_contacts.items()}
         web_key = settings.channel_keys.get("web")
         self._web_key = web_key.get_secret_value() if web_key else None
 
@@ -170,9 +172,7 @@ class Portal:
     def organisation_of(self, email: str) -> str | None:
         """The mail domain whose requests this address may read (a business customer's
         contact, by configuration), or ``None``."""
-        contacts = {rules.address_key(a): d.casefold()
-                    for a, d in self.settings.portal_organisation_contacts.items()}
-        return contacts.get(rules.address_key(email))
+        return self._contacts.get(rules.address_key(email))
 
     async def requests(self, email: str, state: str, *,
                        organisation: bool = False) -> list[dict[str, Any]]:
@@ -233,15 +233,9 @@ class Portal:
     async def reply(self, email: str, number: str, body: str, files: tuple[Upload, ...], *,
                     form_key: str) -> str:
         """The requester's answer; the number it landed in (a follow-up when closed)."""
-        try:
-            receipt = await self.backends["intake"].call(
-                "POST", f"/requesters/tickets/{number}/messages", params={"email": email},
-                json={"body": body, "attachments": [f.as_json() for f in files],
-                      "reply_key": form_key})
-        except Refused as exc:
-            if exc.status == 404:
-                raise NotYours(number) from exc
-            raise
+        receipt = await self._own(
+            "POST", f"/requesters/tickets/{number}/messages", email,
+            {"body": body, "attachments": [f.as_json() for f in files], "reply_key": form_key})
         self.metrics.portal_requests.labels("replied").inc()
         return str(receipt["number"])
 
