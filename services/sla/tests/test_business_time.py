@@ -137,6 +137,22 @@ def test_firing_ids_are_derived_from_clock_and_threshold() -> None:
     assert firing.event_id("c-1") != firing.event_id("c-2")
 
 
+def test_a_firing_announced_twice_is_the_same_event() -> None:
+    """Protection: the derived event id in ``announce``. A replica that fires, publishes
+    and dies before saving leaves the firing due; the next replica announces it again,
+    and consumers must see the same event (their dedupe drops it), not a second breach."""
+    clock = domain.start_clock("t:resolution:0", ticket_id="t", metric=SlaMetric.RESOLUTION,
+                               priority=Priority.P1, policy=DEFAULT_POLICY,
+                               started_at=rome(2026, 1, 1))
+    assert clock is not None
+    late = rome(2026, 1, 3)
+    first = domain.announce(*domain.fire(clock, ROUND_THE_CLOCK, late))
+    again = domain.announce(*domain.fire(clock, ROUND_THE_CLOCK, late))
+    assert [e.type for e in first.events] == ["sla.warning", "sla.warning", "sla.breached"]
+    assert [e.event_id for e in first.events] == [e.event_id for e in again.events]
+    assert len({e.event_id for e in first.events}) == 3
+
+
 def test_pauses_stop_the_clock_and_push_the_due_time() -> None:
     start = rome(2026, 11, 24, 10)
     clock = l1_clock(start)
