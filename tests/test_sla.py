@@ -179,6 +179,60 @@ async def test_two_replicas_one_killed_mid_run_emit_every_due_event_exactly_once
     assert escalations == Counter(tickets)
 
 
+async def test_two_replicas_racing_for_the_same_due_clocks_publish_each_firing_once(
+    system: System, probe: BusProbe
+) -> None:
+    """Protections: the timer lease and the fence on saving a clock, together (each alone
+    is pinned on the store in services/sla/tests/test_timer_fence.py; any one of them is
+    enough to keep this green). Both replicas are frozen while every clock falls due, then
+    thawed together, so each finds the same backlog and they race for every clock. The
+    probe counts raw messages, not distinct ids: without the protections both replicas
+    publish the same (derived) id, which counting ids hides."""
+    await system.start("intake")
+    await system.start("routing")
+    replicas = [await system.start("sla", replica=name, REPLICA_NAME=name, **FAST)
+                for name in ("sla-a", "sla-b")]
+    async with system.client("sla-a") as sla:
+        await shorten_l1(sla, 4)
+        tickets = [t["id"] for t in await post_tickets(system, 15)]
+
+        async def latest_due() -> datetime | None:
+            due = []
+            for tid in tickets:
+                response = await sla.get(f"/tickets/{tid}/sla")
+                boxes = [c for c in response.json().get("clocks", [])
+                         if c["metric"] == "level_time_box" and c["due_at"]]
+                if response.status_code != 200 or not boxes:
+                    return None
+                due.append(datetime.fromisoformat(boxes[0]["due_at"]))
+            return max(due)
+
+        last_due = await eventually(latest_due, what="every L1 clock started")
+    for replica in replicas:
+        replica.pause()
+    try:
+        await eventually(lambda: _true_when(utc_now() > last_due), timeout=30, interval=0.2,
+                         what="every L1 time box past due")
+    finally:
+        for replica in replicas:
+            replica.resume()
+    await probe.wait_for(lambda _: len(expected_ids(firings(probe))) == 15 * 3, timeout=30,
+                         what="every warning and breach")
+    escalated = await probe.wait_for(
+        lambda _: len(probe.of_type("ticket.escalated")) >= 15, timeout=30,
+        what="every ticket escalated")
+    raw = Counter((e.payload["clock_id"], e.type, e.payload.get("threshold_percent"))
+                  for e in firings(probe))
+    assert len(raw) == 15 * 3
+    assert set(raw.values()) == {1}, [k for k, n in raw.items() if n > 1]
+    assert Counter(e.ticket_id for e in escalated if e.type == "ticket.escalated") == Counter(
+        tickets)
+
+
+async def _true_when(value: bool) -> bool:
+    return value
+
+
 async def test_sla_stopped_then_restarted_emits_what_fell_due_meanwhile_once(
     system: System, probe: BusProbe
 ) -> None:
