@@ -461,3 +461,62 @@ async def test_a_publish_awaiting_its_confirm_fails_at_once_when_the_connection_
         await bus.close()
         proxy.close()
         await delete_namespace(amqp_url, namespace, [])
+
+
+async def test_a_message_whose_consumer_dies_mid_handler_comes_back_to_another(
+    amqp_url: str, mongo_url: str,
+) -> None:
+    """Protection: the ack comes after the handler, never on receipt. The first consumer's
+    handler is held at a gate and its connection cut (as when its process dies); the
+    broker must hand the same message to the other consumer of the queue. Acked on
+    receipt, it would be gone with the first consumer."""
+    target = urlsplit(amqp_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy.start()
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    topology = Topology(namespace, "held", DELAYS, delivery_limit=5)
+    store = MongoStore(mongo_url, f"{namespace.replace('-', '_')}_held", app_name="test")
+    gate, entered = asyncio.Event(), asyncio.Event()
+    taken_over: list[EventEnvelope] = []
+
+    async def held(envelope: EventEnvelope) -> None:
+        entered.set()
+        await gate.wait()  # mid-way: the write it was about to make never happens
+
+    async def survivor_handles(envelope: EventEnvelope) -> None:
+        taken_over.append(envelope)
+
+    def consumer(url: str, name: str) -> EventBus:
+        return EventBus(amqp_url=url, topology=topology, metrics=ServiceMetrics(name),
+                        processed=ProcessedEvents(store), max_attempts=3,
+                        reconnect_interval_s=60)
+
+    dying = consumer(through(proxy, amqp_url), "dying")
+    survivor = consumer(amqp_url, "survivor")
+    try:
+        dying.subscribe("ticket.rated", held)
+        dying.start()
+        await dying.wait_connected(10)
+        event = rated("t-held-mid-way")
+        await dying.publish(event)
+        await asyncio.wait_for(entered.wait(), timeout=10)
+
+        survivor.subscribe("ticket.rated", survivor_handles)
+        survivor.start()
+        await survivor.wait_connected(10)
+        assert taken_over == []  # the message is the dying consumer's, unacked
+        proxy.cut()
+
+        async def came_back() -> bool:
+            return [e.event_id for e in taken_over] == [event.event_id]
+
+        await eventually(came_back, what="the message redelivered to the survivor")
+    finally:
+        gate.set()
+        await dying.close()
+        await survivor.close()
+        proxy.close()
+        await store.client.drop_database(store.db.name)
+        await store.close()
+        await _delete_queues(amqp_url, topology)
+        await delete_namespace(amqp_url, namespace, [])
