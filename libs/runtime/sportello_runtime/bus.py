@@ -12,7 +12,9 @@ Topology, per service, under a namespace (default ``sportello``)::
                                in the headers
 
 A handler's exception sends the message to the next retry tier; after
-``max_attempts`` it is parked in the DLQ. A message that can never succeed
+``max_attempts`` it is parked in the DLQ, unless the failure was the database not
+answering: an outage is no fault of the message, so it stays on the last tier, tried
+again at that pace until the database is back. A message that can never succeed
 (bad JSON, a type no contract names, payload failing validation,
 ``PermanentFailure``) is parked at once. Messages are acked only after the
 handler's write and the dedupe record, so a crash means redelivery, never loss.
@@ -53,6 +55,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pamqp.commands import Basic
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from sportello_contracts import EVENT_PAYLOADS, EventEnvelope, UnknownEventType, utc_now
@@ -145,6 +148,11 @@ class Topology:
             self.dead_letter_queue,
             *(self.retry_queue(d) for d in self.retry_delays_ms),
         ]
+
+
+OUTAGES: tuple[type[Exception], ...] = (ConnectionFailure,)
+"""Failures of what the handler depends on, not of the event: retried without a limit
+(pymongo's ``ConnectionFailure`` covers an unreachable server, a timeout and a failover)."""
 
 
 class EventBus:
@@ -520,7 +528,7 @@ class EventBus:
         self, message: AbstractIncomingMessage, event_type: str, exc: Exception
     ) -> None:
         attempt = _attempt_of(message) + 1
-        if attempt >= self._max_attempts:
+        if attempt >= self._max_attempts and not isinstance(exc, OUTAGES):
             await self._park(
                 message, event_type, f"failed {attempt} times, last: {_describe(exc)}", exc
             )

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
+from pymongo.errors import AutoReconnect
 
 from sportello_contracts import EventEnvelope, new_event
 from sportello_contracts.events import TicketRated, TicketReopened
@@ -520,3 +521,29 @@ async def test_a_message_whose_consumer_dies_mid_handler_comes_back_to_another(
         await store.close()
         await _delete_queues(amqp_url, topology)
         await delete_namespace(amqp_url, namespace, [])
+
+
+async def test_a_database_outage_is_retried_past_the_attempt_limit_never_parked(
+    harness: Harness,
+) -> None:
+    """An unreachable database is no fault of the event: the handler is tried again for as
+    long as the outage lasts (here twice the limit of three attempts), then succeeds."""
+    calls: list[int] = []
+
+    async def database_away(envelope: EventEnvelope) -> None:
+        calls.append(1)
+        if len(calls) <= 6:
+            raise AutoReconnect("connection refused")
+
+    harness.bus.subscribe("ticket.rated", database_away)
+    harness.bus.start()
+    await harness.bus.wait_connected(10)
+    await harness.bus.publish(rated("t-outage"))
+
+    async def handled() -> bool:
+        return consumed(harness.metrics, "ticket.rated", "ok") == 1
+
+    await eventually(handled, timeout=30, what="handled once the database is back")
+    assert len(calls) == 7
+    assert consumed(harness.metrics, "ticket.rated", "retried") == 6
+    assert consumed(harness.metrics, "ticket.rated", "dead_lettered") == 0
