@@ -403,16 +403,20 @@ class NoticeStore:
         ).sort("wait_until", ASCENDING).limit(limit)
         return [str(doc["ticket_id"]) async for doc in cursor]
 
-    async def claim(self, notice_id: str, ticket_id: str, kind: str, now: datetime) -> bool:
+    async def claim(self, notice_id: str, ticket_id: str, kind: str, now: datetime,
+                    owner: str) -> bool:
         """Take the notice for sending; False when it is sent or skipped, or another handler
-        is sending it right now (one that died meanwhile loses it after a minute)."""
+        is sending it right now (one that died meanwhile loses it after a minute). A claim
+        made under the same name is taken again: its answer may have been lost with the
+        database's connection after it was written."""
         try:
             await self._notices.update_one(
                 {"_id": notice_id, "$or": [
                     {"status": {"$nin": [*FINAL, NoticeStatus.SENDING]}},
                     {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
+                    {"status": NoticeStatus.SENDING, "claimed_by": owner},
                 ]},
-                {"$set": {"ticket_id": ticket_id, "kind": kind,
+                {"$set": {"ticket_id": ticket_id, "kind": kind, "claimed_by": owner,
                           "status": NoticeStatus.SENDING, "at": now},
                  "$unset": {"wait_until": ""}, "$inc": {"attempts": 1}},
                 upsert=True)

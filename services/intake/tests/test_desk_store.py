@@ -4,6 +4,7 @@ changes that start from this process's copy of a ticket."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -248,3 +249,16 @@ async def test_a_notice_that_cannot_be_written_is_recorded_as_failed_not_retried
     assert record["attempts"] == 1
     assert registry.get_sample_value("failed_total", {"kind": "acknowledged",
                                                       "channel": "email"}) == 1
+
+
+async def test_a_claim_is_taken_again_only_under_the_name_it_was_made(mongo: MongoStore) -> None:
+    """A claim whose answer the database lost may be written: the handler's retry claims
+    again under the same name and gets it; any other handler still finds it taken (and a
+    notice sent is nobody's to claim)."""
+    notices = NoticeStore(mongo)
+    now = datetime.now(UTC)
+    assert await notices.claim("n-1", "t-1", "acknowledged", now, "first")
+    assert not await notices.claim("n-1", "t-1", "acknowledged", now, "second")
+    assert await notices.claim("n-1", "t-1", "acknowledged", now, "first")
+    await notices.sent("n-1", None)
+    assert not await notices.claim("n-1", "t-1", "acknowledged", now, "first")

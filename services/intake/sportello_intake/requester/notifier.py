@@ -11,7 +11,12 @@ configured default; where SLA runs but has said nothing within
 
 A notice is claimed before sending and recorded after: a redelivered event or
 a second handler finds it taken and does not mail twice; a failed send is
-retried with its event and counted.
+retried with its event and counted. A database that stops answering mid-way
+loses nothing and doubles nothing: a claim whose answer was lost may have been
+written, so the retry claims it again under the same name; a notice mailed whose
+record was not written is remembered until it can be (its event is retried
+meanwhile), so it is not mailed again and what follows it (the assignment
+after the acknowledgement) still goes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
+from pymongo.errors import PyMongoError
 
 from sportello_contracts import utc_now
 from sportello_contracts.enums import Channel
@@ -71,6 +77,17 @@ def notice_id(key: str, kind: NoticeKind) -> str:
     return str(uuid.uuid5(NOTICE_NAMESPACE, f"{key}:{kind.value}"))
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A notice that went out, as its record says it."""
+
+    notice_id: str
+    ticket_id: str
+    message_id: str | None
+    with_suggestions: bool
+    sent_as: dict[str, str]
+
+
 class AcknowledgementInFlight(Exception):
     """The acknowledgement is being sent right now: whether it carried the articles is
     known in a moment (the event is retried)."""
@@ -86,6 +103,10 @@ class Notifier:
         self._metrics = metrics
         self._token_secret = token_secret
         self.enabled = bool(settings.smtp_relay_url or settings.chat_callback_url)
+        self._uncertain: dict[str, str] = {}
+        """Claims whose answer the database did not deliver, by notice id."""
+        self._unrecorded: dict[str, Sent] = {}
+        """Notices mailed whose record the database did not take, by notice id."""
 
     # --- the acknowledgement and the first assignment, in that order -------------------
 
@@ -186,9 +207,28 @@ class Notifier:
     async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str, **values: str) -> bool:
         """Send the notice unless it is done or on its way; whether it is done now (sent,
         skipped, or failed and left to the retry)."""
-        if not await self._notices.claim(nid, ticket.id, kind.value, utc_now()):
-            # Sent or skipped before, or being sent by another handler right now.
-            return await self._notices.is_done(nid)
+        if (unrecorded := self._unrecorded.pop(nid, None)) is not None:
+            await self._record(unrecorded)  # mailed already: only the record was missing
+            return True
+        # Taken from the map before the first await: one handler of this process resumes.
+        claim = self._uncertain.pop(nid, None) or uuid.uuid4().hex
+        try:
+            if not await self._notices.claim(nid, ticket.id, kind.value, utc_now(), claim):
+                # Sent or skipped before, or being sent by another handler right now.
+                return await self._notices.is_done(nid)
+            sent = await self._deliver(ticket, kind, nid, values)
+        except PyMongoError:
+            # The claim may be written and the notice not sent: the retry claims it again.
+            self._uncertain[nid] = claim
+            raise
+        if sent is not None:
+            await self._record(sent)
+        return True
+
+    async def _deliver(self, ticket: Ticket, kind: NoticeKind, nid: str,
+                       values: dict[str, str]) -> Sent | None:
+        """Send a claimed notice: what to record, or ``None`` when it was skipped or cannot
+        be built (recorded here)."""
         if kind is NoticeKind.ACKNOWLEDGED:  # articles kept before the claim go with it
             ticket = await self._tickets.by_id(ticket.id) or ticket
             if ticket.suggestions:
@@ -205,7 +245,7 @@ class Notifier:
             self._metrics.skipped.labels(kind.value).inc()
             log.info("notice %s for %s skipped: %s", kind.value, ticket.number, unreachable,
                      extra={"ticket_id": ticket.id})
-            return True
+            return None
         language = language_of(ticket.requester.language)
         status_url = self.requester_link(ticket)
         notice = render(kind, language, {
@@ -227,21 +267,29 @@ class Notifier:
             await self._notices.unsendable(nid, str(exc), **sent_as)
             log.warning("notice %s for %s cannot be sent: %s", kind.value, ticket.number, exc,
                         extra={"ticket_id": ticket.id})
-            return True  # done: retrying would fail the same way, and park the event
+            return None  # done: retrying would fail the same way, and park the event
         except DeliveryFailed as exc:
             self._metrics.failed.labels(kind.value, route[0]).inc()
             await self._notices.failed(nid, str(exc), **sent_as)
             log.warning("notice %s for %s failed: %s", kind.value, ticket.number, exc,
                         extra={"ticket_id": ticket.id})
             raise
-        await self._notices.sent(nid, message_id, with_suggestions=bool(values.get("suggestions")),
-                                 **sent_as)
-        if message_id is not None:
-            await self._tickets.remember_mail_ids([message_id], ticket.id)
         self._metrics.sent.labels(kind.value, route[0]).inc()
         log.info("notice %s sent for %s by %s", kind.value, ticket.number, route[0],
                  extra={"ticket_id": ticket.id})
-        return True
+        return Sent(nid, ticket.id, message_id, bool(values.get("suggestions")), sent_as)
+
+    async def _record(self, sent: Sent) -> None:
+        """Write that the notice went; kept for the event's retry when the database does
+        not take it (which then records it and goes on)."""
+        try:
+            await self._notices.sent(sent.notice_id, sent.message_id,
+                                     with_suggestions=sent.with_suggestions, **sent.sent_as)
+            if sent.message_id is not None:
+                await self._tickets.remember_mail_ids([sent.message_id], sent.ticket_id)
+        except PyMongoError:
+            self._unrecorded[sent.notice_id] = sent
+            raise
 
     async def _too_many_acks(self, address: str, nid: str) -> bool:
         """Automatic answers to one address are capped per hour: an autoresponder that does not
