@@ -6,13 +6,12 @@ names the part at fault; never a 5xx, never a notice parked in the dead-letter q
 
 from __future__ import annotations
 
-import asyncio
-import smtplib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.mailin import smtp_send
 from support.mailsink import MailSink, mail_to, text_of
 from support.metrics import samples
 from support.system import System
@@ -21,25 +20,7 @@ from support.tickets import count_tickets, fetch_ticket
 pytestmark = pytest.mark.e2e
 
 FIXTURES = Path(__file__).resolve().parents[1] / "services/intake/tests/fixtures/mail"
-SUPPORT = "help@sportello.localhost"
 MACHINE_MAIL = {"cpython-msg_16.eml", "cpython-msg_25.eml", "cpython-msg_43.eml"}
-
-
-async def smtp_send(port: int, raw: bytes) -> tuple[int, str]:
-    def send() -> tuple[int, str]:
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
-            smtp.ehlo()
-            options = ["SMTPUTF8"] if any(b > 127 for b in raw.split(b"\r\n\r\n")[0]) else []
-            smtp.mail("relay@example.org", options)
-            smtp.rcpt(SUPPORT)
-            code, reply = smtp.data(raw)
-            return code, reply.decode()
-
-    try:
-        return await asyncio.to_thread(send)
-    except smtplib.SMTPDataError as exc:
-        error = exc.smtp_error
-        return exc.smtp_code, error.decode() if isinstance(error, bytes) else str(error)
 
 
 async def test_every_message_ends_as_a_ticket_a_duplicate_a_drop_or_a_named_refusal(

@@ -29,3 +29,18 @@ async def dead_letters(amqp_url: str, queue_name: str, expected: int,
         return messages
     finally:
         await connection.close()
+
+
+async def queue_depth(amqp_url: str, queue_name: str) -> int:
+    """How many messages wait in the queue now (0 when it was never declared)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        try:
+            queue: Any = await channel.declare_queue(queue_name, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return 0
+        depth: int = queue.declaration_result.message_count
+        return depth
+    finally:
+        await connection.close()

@@ -90,8 +90,17 @@ class TcpProxy:
         self._writers.difference_update({client_w, upstream_w})
 
 
-def through(proxy: TcpProxy, amqp_url: str) -> str:
-    """The same broker URL, but by way of the proxy (which a test can cut)."""
-    parts = urlsplit(amqp_url)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
+def through(proxy: TcpProxy, url: str) -> str:
+    """The same broker or database URL, but by way of the proxy (which a test can cut)."""
+    parts = urlsplit(url)
+    credentials = f"{parts.username}:{parts.password}@" if parts.username else ""
+    netloc = f"{credentials}127.0.0.1:{proxy.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def proxy_for(url: str) -> TcpProxy:
+    """A started proxy in front of the server ``url`` names."""
+    target = urlsplit(url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 0)
+    proxy.start()
+    return proxy

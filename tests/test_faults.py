@@ -1,0 +1,107 @@
+"""Faults injected while tickets flow, through real processes and the real broker; each test
+ends with the independent check over every store and the mail received
+(``support.audit``), and names in its docstring the protection whose removal makes it
+fail."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import make_msgid
+
+import httpx
+import pytest
+
+from support.audit import check_nothing_lost_or_doubled
+from support.dlq import queue_depth
+from support.mailin import SUPPORT, smtp_send
+from support.mailsink import MailSink
+from support.metrics import samples
+from support.proxy import proxy_for, through
+from support.system import System
+from support.tickets import ticket_body, wait_assigned
+from support.wait import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def mail(n: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Requester {n} <requester{n}@example.com>"
+    message["To"] = SUPPORT
+    message["Subject"] = f"Printer {n} jammed"
+    message["Message-ID"] = make_msgid(domain="example.com")
+    message.set_content("The printer on the second floor shows a paper jam.")
+    return message.as_bytes(policy=SMTP)
+
+
+async def consumed(client: httpx.AsyncClient, event_type: str, outcome: str) -> float:
+    found = samples((await client.get("/metrics")).text, "events_consumed_total")
+    return sum(v for labels, v in found.items()
+               if ("type", event_type) in labels and ("outcome", outcome) in labels)
+
+
+async def test_a_database_cut_is_a_503_and_a_451_and_everything_completes_after(
+    system: System,
+) -> None:
+    """Intake's connections to MongoDB are cut through a proxy while routing assigns the
+    tickets it has just taken. Protections: the 503 with Retry-After for an unreachable
+    database (``install_error_handlers``), the SMTP door's 451, and the bus retrying an
+    outage past its attempt limit instead of parking it (``OUTAGES`` in the bus: without
+    it the assignments are parked in intake's DLQ and the tickets stay new), and the
+    notifier resuming a claim or a record the database did not confirm (``_uncertain``,
+    ``_unrecorded``: without them a notice claimed or mailed as the cut came was never
+    sent, or its follower never was, in about every other run)."""
+    proxy = proxy_for(system.mongo_url)
+    try:
+        with MailSink() as relay:
+            await system.start("routing")
+            await system.start("sla")
+            intake = await system.start("intake", MONGO_URL=through(proxy, system.mongo_url),
+                                        MONGO_TIMEOUT_MS="500", SMTP_RELAY_URL=relay.url)
+            acknowledged = []
+            async with system.channel_client("web") as channel, \
+                    system.client("intake") as internal:
+                for n in range(4):
+                    response = await channel.post("/tickets", json=ticket_body(n))
+                    assert response.status_code == 201, response.text
+                    acknowledged.append(response.json()["number"])
+                proxy.cut()  # routing is assigning them now; intake cannot record it
+
+                async def refused() -> httpx.Response | None:
+                    response = await channel.post("/tickets", json=ticket_body(9))
+                    return response if response.status_code == 503 else None
+
+                answer = await eventually(refused, what="a 503 while the database is away")
+                assert answer.headers["Retry-After"] == "2"
+                assert answer.json()["error"] == "unavailable"
+                code, text = await smtp_send(intake.smtp_port, mail(1))
+                assert code == 451, text
+                ready = await internal.get("/health/ready")
+                assert ready.status_code == 503
+
+                async def retried_past_the_limit() -> bool:
+                    # Three attempts park an ordinary failure (BUS_MAX_ATTEMPTS in tests).
+                    return await consumed(internal, "ticket.assigned", "retried") >= 4
+
+                await eventually(retried_past_the_limit, timeout=30,
+                                 what="the assignments retried past the attempt limit")
+                proxy.restore()
+
+                for number in acknowledged:
+                    await wait_assigned(internal, number, timeout=30)
+                code, text = await smtp_send(intake.smtp_port, mail(2))
+                assert code == 250, text
+                acknowledged.append(text.split()[-1])
+                response = await channel.post("/tickets", json=ticket_body(10))
+                assert response.status_code == 201, response.text
+                acknowledged.append(response.json()["number"])
+                for number in acknowledged[-2:]:
+                    await wait_assigned(internal, number, timeout=30)
+                assert await consumed(internal, "ticket.assigned", "dead_lettered") == 0
+            assert await queue_depth(system.amqp_url, f"{system.namespace}.intake.dlq") == 0
+            await relay.wait_for(lambda _: len(relay.messages) >= 2 * len(acknowledged),
+                                 timeout=30, what="acknowledgement and assignment for each")
+            await check_nothing_lost_or_doubled(system, acknowledged, relay)
+    finally:
+        proxy.close()
