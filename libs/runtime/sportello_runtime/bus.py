@@ -192,6 +192,7 @@ class EventBus:
         self._connect_task: asyncio.Task[None] | None = None
         self._want_consuming = False
         self._in_flight = 0
+        self._working: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._connected_listeners: list[Callable[[], None]] = []
@@ -424,14 +425,27 @@ class EventBus:
     # -- consuming --------------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        """Handle the message in a task of its own, shielded from the consumer's: a channel
+        closing under the consumer cancels its callbacks, and a handler cut between two
+        of its writes (a notice claimed and not yet sent, or sent and not yet recorded)
+        leaves what no redelivery can mend. Run to its end instead, its ack fails with
+        the channel, and the message comes again to find the work done."""
         self._in_flight += 1
         self._idle.clear()
-        try:
-            await self._process(message)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+        work = asyncio.create_task(self._process(message))
+        self._working.add(work)
+        work.add_done_callback(self._finished)
+        await asyncio.shield(work)
+
+    def _finished(self, work: asyncio.Task[None]) -> None:
+        self._working.discard(work)
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+        if not work.cancelled() and work.exception() is not None:
+            # Also raised to the consumer, unless the channel's close cancelled it: then
+            # the message is not settled and comes again, which is all there is to say.
+            log.debug("message not settled: %s", work.exception())
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         routing_key = message.routing_key or "unknown"

@@ -467,10 +467,12 @@ async def test_a_publish_awaiting_its_confirm_fails_at_once_when_the_connection_
 async def test_a_message_whose_consumer_dies_mid_handler_comes_back_to_another(
     amqp_url: str, mongo_url: str,
 ) -> None:
-    """Protection: the ack comes after the handler, never on receipt. The first consumer's
-    handler is held at a gate and its connection cut (as when its process dies); the
-    broker must hand the same message to the other consumer of the queue. Acked on
-    receipt, it would be gone with the first consumer."""
+    """Protections: the ack comes after the handler, never on receipt; and a handler is
+    not cut mid-way by its channel closing. The first consumer's handler is held at a
+    gate and its connection cut (as when its process dies); the broker must hand the same
+    message to the other consumer of the queue (acked on receipt, it would be gone with
+    the first consumer). Released, the first handler runs to its end (cancelled with
+    the channel, it would stop between two writes: ``_on_message`` shields it)."""
     target = urlsplit(amqp_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
     proxy.start()
@@ -480,9 +482,12 @@ async def test_a_message_whose_consumer_dies_mid_handler_comes_back_to_another(
     gate, entered = asyncio.Event(), asyncio.Event()
     taken_over: list[EventEnvelope] = []
 
+    completed: list[EventEnvelope] = []
+
     async def held(envelope: EventEnvelope) -> None:
         entered.set()
-        await gate.wait()  # mid-way: the write it was about to make never happens
+        await gate.wait()  # mid-way, between two of its writes
+        completed.append(envelope)
 
     async def survivor_handles(envelope: EventEnvelope) -> None:
         taken_over.append(envelope)
@@ -512,6 +517,12 @@ async def test_a_message_whose_consumer_dies_mid_handler_comes_back_to_another(
             return [e.event_id for e in taken_over] == [event.event_id]
 
         await eventually(came_back, what="the message redelivered to the survivor")
+        gate.set()
+
+        async def ran_to_its_end() -> bool:
+            return [e.event_id for e in completed] == [event.event_id]
+
+        await eventually(ran_to_its_end, what="the cut-off handler finished its work")
     finally:
         gate.set()
         await dying.close()
