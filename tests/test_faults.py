@@ -5,6 +5,10 @@ fail."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
+import subprocess
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
@@ -18,8 +22,8 @@ from support.mailin import SUPPORT, smtp_send
 from support.mailsink import MailSink
 from support.metrics import samples
 from support.proxy import proxy_for, through
-from support.system import System
-from support.tickets import ticket_body, wait_assigned
+from support.system import CHANNEL_SECRETS, System
+from support.tickets import signature, ticket_body, wait_assigned
 from support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +92,11 @@ async def test_a_database_cut_is_a_503_and_a_451_and_everything_completes_after(
                                  what="the assignments retried past the attempt limit")
                 proxy.restore()
 
+                async def database_back() -> bool:
+                    return (await internal.get("/health/ready")).status_code == 200
+
+                await eventually(database_back, what="intake sees the database again")
+
                 for number in acknowledged:
                     await wait_assigned(internal, number, timeout=30)
                 code, text = await smtp_send(intake.smtp_port, mail(2))
@@ -105,3 +114,84 @@ async def test_a_database_cut_is_a_503_and_a_451_and_everything_completes_after(
             await check_nothing_lost_or_doubled(system, acknowledged, relay)
     finally:
         proxy.close()
+
+
+async def rabbitmqctl(*args: str) -> None:
+    """The broker's own control tool (the tests' RabbitMQ is this machine's)."""
+    tool = shutil.which("rabbitmqctl")
+    assert tool is not None, "rabbitmqctl is needed: the broker's faults are made with it"
+    await asyncio.to_thread(subprocess.run, [tool, "-q", *args], check=True, timeout=120,
+                            capture_output=True)
+
+
+async def test_the_broker_closing_connections_and_restarting_while_tickets_flow(
+    system: System,
+) -> None:
+    """Tickets arrive by web, mail and chat, one every few tens of milliseconds, while the
+    broker first closes every connection and then stops its application and starts it
+    again. Protections: the outbox (a ticket is stored with its events and acknowledged
+    to its channel whether or not the broker is there; the relay sends them when it is
+    back), the robust connections with their consumers restored, and acks after the
+    handler."""
+    with MailSink() as relay:
+        await system.start("routing")
+        await system.start("sla")
+        intake = await system.start("intake", SMTP_RELAY_URL=relay.url)
+        acknowledged: list[str] = []
+
+        async def flow() -> None:
+            async with system.channel_client("web") as web, \
+                    httpx.AsyncClient(base_url=intake.url, timeout=10) as chat:
+                for n in range(36):
+                    if n % 3 == 0:
+                        response = await web.post("/tickets", json=ticket_body(n))
+                        assert response.status_code == 201, response.text
+                        acknowledged.append(response.json()["number"])
+                    elif n % 3 == 1:
+                        code, text = await smtp_send(intake.smtp_port, mail(n))
+                        assert code == 250, text
+                        acknowledged.append(text.split()[-1])
+                    else:
+                        body = json.dumps({
+                            "conversation_id": f"conv-{n}", "message_id": f"m-{n}",
+                            "sender": {"name": f"Chat {n}", "email": f"chat{n}@example.com"},
+                            "text": "Teams non si avvia dopo l'aggiornamento."}).encode()
+                        response = await chat.post(
+                            "/channels/chat/messages", content=body,
+                            headers={"X-Sportello-Signature": signature(
+                                CHANNEL_SECRETS["chat"], body),
+                                "Content-Type": "application/json"})
+                        assert response.status_code == 201, response.text
+                        acknowledged.append(response.json()["number"])
+                    await asyncio.sleep(0.05)  # pacing: a steady flow, not one burst
+
+        async def at_least(count: int) -> bool:
+            assert not flowing.done() or flowing.exception() is None
+            return len(acknowledged) >= count
+
+        flowing = asyncio.create_task(flow())
+        await eventually(lambda: at_least(8), what="the first tickets taken")
+        await rabbitmqctl("close_all_connections", "fault test: connections closed")
+        await eventually(lambda: at_least(16), what="tickets taken after the close")
+        await rabbitmqctl("stop_app")
+        try:
+            async with system.client("intake") as internal:
+
+                async def broker_seen_down() -> bool:
+                    ready = (await internal.get("/health/ready")).json()
+                    return ready["checks"]["broker"] is False
+
+                await eventually(broker_seen_down, what="intake sees the broker down")
+            taken_before = len(acknowledged)
+            await eventually(lambda: at_least(taken_before + 4),
+                             what="tickets still taken with the broker stopped")
+        finally:
+            await rabbitmqctl("start_app")
+        await flowing
+
+        async with system.client("intake") as internal:
+            for number in acknowledged:
+                await wait_assigned(internal, number, timeout=60)
+        await relay.wait_for(lambda _: len(relay.messages) >= 2 * len(acknowledged),
+                             timeout=60, what="acknowledgement and assignment for each")
+        await check_nothing_lost_or_doubled(system, acknowledged, relay)
