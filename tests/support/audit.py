@@ -4,8 +4,11 @@ the mail the relay received, not the services' answers, and says what it finds w
 - No ticket acknowledged to a channel is missing, and no number is stored twice.
 - No effect is doubled: intake records each of routing's moves at most once and ends on
   routing's latest; no SLA clock escalated twice; no two level boxes running at once;
-  no notice mailed twice.
+  no notice mailed as two messages (a notice sent again after its sender was killed
+  between the send and its record keeps its Message-ID: mail clients show it once).
 - No clock left running on a closed ticket, nor a resolution clock on a resolved one.
+- Every ticket reached the read models of the services running: analytics' facts, the
+  gateway's desk, knowledge's suggestions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from support.mailsink import MailSink
 from support.system import System
 
 ACTIVE = ("running", "paused")
+READ_MODELS = {"analytics": "facts", "gateway": "desk", "knowledge": "suggestions"}
+"""Per service, the collection that holds one document per ticket, keyed by its id."""
 
 
 async def check_nothing_lost_or_doubled(system: System, acknowledged: Iterable[str],
@@ -36,8 +41,16 @@ async def check_nothing_lost_or_doubled(system: System, acknowledged: Iterable[s
         if "sla" in running:
             clocks = [doc async for doc in client[system.database("sla")]["clocks"].find(
                 {}, {"ticket_id": 1, "metric": 1, "state": 1})]
+        projected = {}
+        for service, collection in READ_MODELS.items():
+            if service in running:
+                projected[service] = {doc["_id"] async for doc in client[system.database(
+                    service)][collection].find({}, {"_id": 1})}
     finally:
         await client.close()
+    for service, ids in projected.items():
+        problems += [f"{t['number']} missing from {service}'s {READ_MODELS[service]}"
+                     for t in tickets if t["_id"] not in ids]
 
     numbers = Counter(t["number"] for t in tickets)
     problems += [f"{n} stored {c} times" for n, c in numbers.items() if c > 1]
@@ -72,6 +85,10 @@ async def check_nothing_lost_or_doubled(system: System, acknowledged: Iterable[s
                             f"{clock['state']}")
 
     if relay is not None:
-        sent = Counter((str(m["To"]), str(m["Subject"])) for m in relay.messages)
-        problems += [f"mailed {n} times: {key}" for key, n in sent.items() if n > 1]
+        messages: dict[tuple[str, str], set[str]] = {}
+        for m in relay.messages:
+            messages.setdefault((str(m["To"]), str(m["Subject"])), set()).add(
+                str(m["Message-ID"]))
+        problems += [f"mailed as {len(ids)} messages: {key}" for key, ids in messages.items()
+                     if len(ids) > 1]
     assert not problems, "\n".join(problems)

@@ -38,13 +38,14 @@ def wire(service: Service) -> ServiceWiring:
         log.warning("STATUS_TOKEN_SECRET is not set: requester links die with this process")
     http = httpx.AsyncClient()
     outbound = Outbound(settings, http)
-    notifier = Notifier(tickets, NoticeStore(service.store), outbound, settings,
-                        NoticeMetrics.registered_on(m), token_secret)
+    notices = NoticeStore(service.store, stale_sending_s=settings.notice_stale_sending_s)
+    notifier = Notifier(tickets, notices, outbound, settings, NoticeMetrics.registered_on(m),
+                        token_secret)
     consumers = IntakeConsumers(desk, notifier)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [
         every(settings.auto_close_interval_s, desk.close_quiet_tickets, what="auto-close sweep",
               at_start=True)]
-    if notifier.enabled and settings.sla_url:
+    if notifier.enabled:  # acknowledgements that waited for SLA too long; abandoned claims
         background.append(every(settings.ack_sweep_interval_s, notifier.sweep_overdue,
                                 what="acknowledgement sweep"))
     if settings.smtp_listen_port:

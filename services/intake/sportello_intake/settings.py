@@ -69,7 +69,10 @@ class IntakeSettings(ServiceSettings):
         "limit before it goes out with the default (SLA down or slow)")
     ack_sweep_interval_s: float = Field(
         default=1.0, gt=0, description="How often acknowledgements that waited SLA_WAIT_S for "
-        "SLA are looked for")
+        "SLA, and notices a stopped process abandoned, are looked for")
+    notice_stale_sending_s: float = Field(
+        default=60.0, gt=0, description="A notice claimed this long ago and not recorded "
+        "was abandoned by a process that died: another handler, or the sweep, sends it")
     default_time_limit_s: int = Field(
         default=8 * 3600, ge=60,
         description="Time limit told to requesters while no SLA service answers")

@@ -403,6 +403,15 @@ class NoticeStore:
         ).sort("wait_until", ASCENDING).limit(limit)
         return [str(doc["ticket_id"]) async for doc in cursor]
 
+    async def abandoned(self, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
+        """(ticket, kind) of acknowledgements and first assignment notices claimed longer
+        ago than a send takes: their sender died with them."""
+        cursor = self._notices.find(
+            {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending},
+             "kind": {"$in": ["acknowledged", "assigned"]}}, {"ticket_id": 1, "kind": 1},
+        ).limit(limit)
+        return [(str(doc["ticket_id"]), str(doc["kind"])) async for doc in cursor]
+
     async def claim(self, notice_id: str, ticket_id: str, kind: str, now: datetime,
                     owner: str) -> bool:
         """Take the notice for sending; False when it is sent or skipped, or another handler

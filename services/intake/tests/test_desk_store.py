@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +18,8 @@ from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatu
 from sportello_contracts.events import TicketAssigned, new_event
 from sportello_intake.consumers import IntakeConsumers
 from sportello_intake.domain import Message
-from sportello_intake.requester.notifier import NoticeMetrics, Notifier
+from sportello_intake.requester.notices import NoticeKind
+from sportello_intake.requester.notifier import NoticeMetrics, Notifier, notice_id
 from sportello_intake.requester.outbound import NoticeNotBuildable, Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
@@ -27,6 +28,7 @@ from sportello_runtime.bus import Outcome
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
+from support.mailsink import MailSink
 
 pytestmark = pytest.mark.e2e
 
@@ -147,8 +149,8 @@ async def test_saves_that_send_only_changes_leave_the_whole_ticket_stored(desk: 
 def notifier_for(desk: Desk, mongo: MongoStore, settings: IntakeSettings,
                  http: httpx.AsyncClient) -> Notifier:
     registry = CollectorRegistry()
-    metrics = NoticeMetrics(*(Counter(n, n, ["kind"], registry=registry)
-                              for n in ("sent", "failed", "skipped")))
+    metrics = NoticeMetrics(*(Counter(n, n, ["kind", "channel"] if n != "skipped" else ["kind"],
+                                      registry=registry) for n in ("sent", "failed", "skipped")))
     return Notifier(desk.tickets, NoticeStore(mongo), Outbound(settings, http), settings,
                     metrics, "s" * 32)
 
@@ -262,3 +264,40 @@ async def test_a_claim_is_taken_again_only_under_the_name_it_was_made(mongo: Mon
     assert await notices.claim("n-1", "t-1", "acknowledged", now, "first")
     await notices.sent("n-1", None)
     assert not await notices.claim("n-1", "t-1", "acknowledged", now, "first")
+
+
+async def test_claims_a_killed_process_left_are_found_once_they_are_stale(
+    mongo: MongoStore,
+) -> None:
+    """Only acknowledgements and first assignment notices: no later event brings them
+    again (the others come with an event of their own, redelivered)."""
+    notices = NoticeStore(mongo, stale_sending_s=60)
+    then = datetime.now(UTC)
+    for nid, kind in (("ack", "acknowledged"), ("first", "assigned"), ("reply", "agent_reply")):
+        assert await notices.claim(nid, "t-1", kind, then, "killed")
+    assert await notices.abandoned(then + timedelta(seconds=30)) == []
+    found = await notices.abandoned(then + timedelta(seconds=61))
+    assert sorted(found) == [("t-1", "acknowledged"), ("t-1", "assigned")]
+    await notices.sent("ack", None)
+    assert await notices.abandoned(then + timedelta(seconds=61)) == [("t-1", "assigned")]
+
+
+async def test_an_acknowledgement_a_killed_process_claimed_is_sent_by_the_sweep_once(
+    desk: Desk, mongo: MongoStore
+) -> None:
+    """Protection: ``resume_abandoned``. No event brings an acknowledgement again once
+    its handler was acked; without the sweep the requester would never hear from us."""
+    ticket, _ = await desk.open(request())
+    nid = notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)
+    notices = NoticeStore(mongo, stale_sending_s=60)
+    assert await notices.claim(nid, ticket.id, "acknowledged",
+                               datetime.now(UTC) - timedelta(minutes=2), "killed")
+    with MailSink() as relay:
+        settings = desk.settings.model_copy(update={"smtp_relay_url": relay.url})
+        async with httpx.AsyncClient() as http:
+            notifier = notifier_for(desk, mongo, settings, http)
+            assert await notifier.resume_abandoned() == 1
+            assert await notifier.resume_abandoned() == 0
+            await notifier.acknowledge(ticket)  # its event, late: nothing more is sent
+    assert [m["To"] for m in relay.messages] == ["Anna <anna@example.com>"]
+    assert relay.messages[0]["Message-ID"].startswith(f"<{nid}@")

@@ -88,6 +88,10 @@ class Sent:
     sent_as: dict[str, str]
 
 
+class NoticeInFlight(Exception):
+    """Another handler holds the notice's claim: its event is retried."""
+
+
 class AcknowledgementInFlight(Exception):
     """The acknowledgement is being sent right now: whether it carried the articles is
     known in a moment (the event is retried)."""
@@ -185,12 +189,35 @@ class Notifier:
     async def sweep_overdue(self) -> None:
         if await self.acknowledge_overdue():
             log.warning("acknowledged without SLA's time limit: is SLA running?")
+        if resumed := await self.resume_abandoned():
+            log.warning("resumed %s notices a stopped process had claimed", resumed)
+
+    async def resume_abandoned(self) -> int:
+        """Acknowledgements and first assignment notices claimed by a process that died
+        before recording them (past ``NOTICE_STALE_SENDING_S``): no event will come for
+        them again, so the sweep sends them. One that was mailed before the crash goes
+        again under the same Message-ID."""
+        resumed = 0
+        for ticket_id, kind in await self._notices.abandoned(utc_now()):
+            ticket = await self._tickets.by_id(ticket_id)
+            if ticket is None:
+                continue
+            if kind == NoticeKind.ACKNOWLEDGED.value:
+                await self.acknowledge(ticket)
+            else:
+                await self.first_assignment(ticket)
+            resumed += 1
+        return resumed
 
     # --- any notice ---------------------------------------------------------------------
 
     async def notify(self, ticket: Ticket, kind: NoticeKind, cause_event_id: str,
                      **values: str) -> None:
-        await self._notify(ticket, kind, notice_id(cause_event_id, kind), **values)
+        """A notice of its own event. Claimed by another handler and not done, it may be
+        a killed process's: the event is retried until the notice is sent or that claim is
+        stale, and then taken over (what the notice says comes with the event alone)."""
+        if not await self._notify(ticket, kind, notice_id(cause_event_id, kind), **values):
+            raise NoticeInFlight(f"{kind.value} for {ticket.number}")
 
     def requester_link(self, ticket: Ticket) -> str:
         token = tokens.issue(self._token_secret, ticket.number, now=utc_now(),
@@ -261,7 +288,7 @@ class Notifier:
         sent_as = {"channel": route[0], "to": route[1], "subject": notice.subject,
                    "language": notice.language}
         try:
-            message_id = await self._send(ticket, route, notice)
+            message_id = await self._send(ticket, route, notice, nid)
         except NoticeNotBuildable as exc:
             self._metrics.failed.labels(kind.value, route[0]).inc()
             await self._notices.unsendable(nid, str(exc), **sent_as)
@@ -310,8 +337,8 @@ class Notifier:
             return None, "no SMTP_RELAY_URL configured"
         return ("email", str(ticket.requester.email)), ""
 
-    async def _send(self, ticket: Ticket, route: tuple[str, str],
-                    notice: Notice) -> str | None:
+    async def _send(self, ticket: Ticket, route: tuple[str, str], notice: Notice,
+                    nid: str) -> str | None:
         channel, address = route
         if channel == "chat":
             await self._outbound.post_chat(address, ticket.number, notice)
@@ -321,5 +348,5 @@ class Notifier:
         return await self._outbound.send_mail(
             ticket.requester.name, address, notice,
             in_reply_to=mail_ids[-1] if mail_ids else None, references=mail_ids[:-1],
-            automatic=notice.kind is not NoticeKind.AGENT_REPLY,
+            automatic=notice.kind is not NoticeKind.AGENT_REPLY, key=nid,
         )

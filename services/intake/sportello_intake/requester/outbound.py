@@ -119,9 +119,11 @@ class Outbound:
 
     async def send_mail(
         self, to_name: str, to_email: str, notice: Notice, *, in_reply_to: str | None,
-        references: Sequence[str], automatic: bool,
+        references: Sequence[str], automatic: bool, key: str | None = None,
     ) -> str:
-        """Send one notice; returns its Message-ID so that replies thread back to the ticket."""
+        """Send one notice; returns its Message-ID so that replies thread back to the ticket.
+        ``key`` names the notice: sent again (after a crash between the send and its
+        record), it is the same message, which mail clients show once."""
         if self.relay is None:
             raise DeliveryFailed("no SMTP_RELAY_URL configured")
         try:
@@ -130,7 +132,7 @@ class Outbound:
             message["To"] = _recipient(to_name, to_email)
             message["Subject"] = _text_header(notice.subject)
             message["Date"] = formatdate(localtime=False, usegmt=True)
-            message_id = make_msgid(domain=self.domain)
+            message_id = f"<{key}@{self.domain}>" if key else make_msgid(domain=self.domain)
             message["Message-ID"] = message_id
             if in_reply_to:
                 message["In-Reply-To"] = f"<{in_reply_to}>"
