@@ -16,7 +16,7 @@ from email.utils import make_msgid
 import httpx
 import pytest
 
-from support.audit import check_nothing_lost_or_doubled
+from support.audit import READ_MODELS, check_nothing_lost_or_doubled
 from support.dlq import queue_depth
 from support.mailin import SUPPORT, smtp_send
 from support.mailsink import MailSink
@@ -195,3 +195,96 @@ async def test_the_broker_closing_connections_and_restarting_while_tickets_flow(
         await relay.wait_for(lambda _: len(relay.messages) >= 2 * len(acknowledged),
                              timeout=60, what="acknowledgement and assignment for each")
         await check_nothing_lost_or_doubled(system, acknowledged, relay)
+
+
+KILLS = [["knowledge"], ["analytics"], ["gateway"], ["routing"], ["sla"], ["intake"],
+         ["routing", "sla"], ["intake", "analytics"]]
+"""One at a time, then two at once: every service, each killed while tickets flow."""
+
+
+async def test_every_service_killed_mid_traffic_alone_and_two_at_once_loses_nothing(
+    system: System,
+) -> None:
+    """SIGKILL, no goodbye: whatever a process held in memory is gone. Protections: the
+    outbox and acks after the handler (events), the claims and their sweep for notices
+    (``resume_abandoned``: an acknowledgement claimed by a killed intake is sent by the
+    restarted one), the channel's Idempotency-Key (a post whose answer was lost with the
+    process is posted again and is the same ticket), and each read model catching up from
+    its queue."""
+    with MailSink() as relay:
+        for name in ("knowledge", "routing", "sla", "analytics"):
+            await system.start(name)
+        await system.start("intake", SMTP_RELAY_URL=relay.url, NOTICE_STALE_SENDING_S="2",
+                           ACK_SWEEP_INTERVAL_S="0.5")
+        await system.start("gateway")
+        acknowledged: list[str] = []
+        total = 8 * len(KILLS)
+
+        async def post(n: int, web: httpx.AsyncClient) -> str:
+            """As a channel does: again, with the same key, until intake answers."""
+
+            async def taken() -> str | None:
+                try:
+                    response = await web.post("/tickets", json=ticket_body(n),
+                                              headers={"Idempotency-Key": f"fault-{n}"})
+                except httpx.TransportError:
+                    return None
+                if response.status_code >= 500:
+                    return None
+                assert response.status_code in (200, 201), response.text
+                number: str = response.json()["number"]
+                return number
+
+            return await eventually(taken, timeout=60, interval=0.1, what=f"ticket {n} taken")
+
+        async def flow() -> None:
+            async with system.channel_client("web") as web:
+                for n in range(total):
+                    acknowledged.append(await post(n, web))
+                    await asyncio.sleep(0.03)  # pacing: a steady flow, not one burst
+
+        flowing = asyncio.create_task(flow())
+        for round_, names in enumerate(KILLS, start=1):
+
+            async def posted(count: int = round_ * 8 - 4) -> bool:
+                assert not flowing.done() or flowing.exception() is None
+                return len(acknowledged) >= count
+
+            await eventually(posted, timeout=60, what=f"tickets flowing before kill {names}")
+            processes = [system.services[name] for name in names]
+            for process in processes:
+                process.kill()
+            for process in processes:
+                process.start()
+            for process in processes:
+                await process.wait_ready(timeout=60)
+        await flowing
+        assert len(set(acknowledged)) == total
+
+        async with system.client("intake") as internal:
+            for number in acknowledged:
+                await wait_assigned(internal, number, timeout=60)
+
+        def notices_in() -> int:
+            return len({(str(m["To"]), str(m["Subject"])) for m in relay.messages})
+
+        await eventually(lambda: _true_when(notices_in() >= 2 * total), timeout=60,
+                         what="acknowledgement and assignment for each")
+        await eventually(lambda: read_models_complete(system, total), timeout=60,
+                         what="every ticket in analytics, the gateway and knowledge")
+        await check_nothing_lost_or_doubled(system, acknowledged, relay)
+
+
+async def _true_when(value: bool) -> bool:
+    return value
+
+
+async def read_models_complete(system: System, tickets: int) -> bool:
+    client = system.mongo()
+    try:
+        for service, collection in READ_MODELS.items():
+            if await client[system.database(service)][collection].count_documents({}) < tickets:
+                return False
+    finally:
+        await client.close()
+    return True
