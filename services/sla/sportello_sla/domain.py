@@ -554,12 +554,28 @@ class SlaTicket:
     """The assignment whose level box is running (``level_clock``)."""
     level: SupportLevel | None = None
     level_clock: str | None = None
+    resolved_at: datetime | None = None
+    """The latest ``ticket.resolved``: a clock whose facts arrive after it (a late
+    assignment) and that started before it stops where the resolution came."""
+    resolved: bool = False
+    """Resolved and not reopened since: nothing starts to run."""
 
 
 def opening_clocks_due(ticket: SlaTicket) -> bool:
     """First response and resolution start at creation, once the priority is known."""
     return (not ticket.opening_clocks and ticket.created_at is not None
             and ticket.policy_version is not None and ticket.priority is not None)
+
+
+def resolution_passed(ticket: SlaTicket, clock: Clock) -> datetime | None:
+    """When a clock that started running after the resolution was handled must stop: at
+    the resolution if it began before it (its facts came late), at its own start if the
+    ticket is resolved still (nothing runs on a resolved ticket), else not at all."""
+    if ticket.resolved_at is None or clock.state == ClockState.STOPPED:
+        return None
+    if clock.started_at < ticket.resolved_at:
+        return ticket.resolved_at
+    return clock.started_at if ticket.resolved else None
 
 
 def level_box_due(ticket: SlaTicket) -> bool:

@@ -118,7 +118,8 @@ class ClockKeeper:
         if ticket is None:
             return
         ticket_id = ticket.id
-        if domain.opening_clocks_due(ticket):
+        opening, box = domain.opening_clocks_due(ticket), domain.level_box_due(ticket)
+        if opening:
             assert ticket.priority
             assert ticket.created_at
             assert ticket.policy_version is not None
@@ -128,8 +129,21 @@ class ClockKeeper:
                 await self._start(clock_id, ticket_id, metric, ticket.priority, policy,
                                   ticket.created_at, None, ticket.triage_tier)
             await self.store.update_ticket(ticket_id, {"opening_clocks": True})
-        if domain.level_box_due(ticket):
+        if box:
             await self._start_level_box(ticket)
+        if opening or box:
+            await self._stop_what_the_resolution_passed(ticket_id)
+
+    async def _stop_what_the_resolution_passed(self, ticket_id: str) -> None:
+        """A clock started from facts that arrived after the ticket was resolved stops at
+        the resolution. Read after starting: ``resolved`` writes its fact before it stops
+        the open clocks, so one of the two sees the other's work."""
+        ticket = await self.store.ticket(ticket_id)
+        if ticket is None or ticket.resolved_at is None:
+            return  # never resolved: the usual case
+        for clock in await self._open_clocks(ticket_id, *SlaMetric):
+            if (at := domain.resolution_passed(ticket, clock)) is not None:
+                await self._stop(clock.id, at)
 
     async def _start_level_box(self, ticket: SlaTicket) -> None:
         level, sequence, at = ticket.assigned_level, ticket.assigned_sequence, ticket.assigned_at
@@ -168,6 +182,7 @@ class ClockKeeper:
             await self._change(clock.id, at, lambda c, _: domain.resume(c, at))
 
     async def resolved(self, ticket_id: str, at: datetime) -> None:
+        await self.store.note_resolved(ticket_id, at)
         for clock in await self._open_clocks(ticket_id, *SlaMetric):
             await self._stop(clock.id, at)
 
@@ -176,7 +191,8 @@ class ClockKeeper:
         assert ticket.priority is not None
         assert ticket.policy_version is not None
         reopens = ticket.reopens + 1
-        if not await self.store.update_ticket(ticket_id, {"reopens": reopens},
+        if not await self.store.update_ticket(ticket_id, {"reopens": reopens,
+                                                          "resolved": False},
                                               only_if={"reopens": ticket.reopens}):
             return
         policy = await self.policy(ticket.policy_version)

@@ -90,6 +90,13 @@ class SlaStore:
             return await self.ticket(ticket_id)
         return ticket_from(doc) if doc else None
 
+    async def note_resolved(self, ticket_id: str, at: datetime) -> None:
+        """Recorded before the clocks are stopped, so that a clock starting meanwhile
+        finds it (``resolution_passed``)."""
+        await self._tickets.update_one(
+            {"_id": ticket_id}, {"$set": {"resolved_at": at, "resolved": True},
+                                 "$setOnInsert": FRESH}, upsert=True)
+
     async def update_ticket(self, ticket_id: str, changes: dict[str, Any],
                             only_if: dict[str, Any] | None = None) -> bool:
         result = await self._tickets.update_one({"_id": ticket_id, **(only_if or {})},
@@ -253,7 +260,8 @@ def ticket_from(d: Document) -> SlaTicket:
         assigned_sequence=int(d.get("assigned_sequence") or 0),
         assigned_at=d.get("assigned_at"), sequence=int(d.get("sequence") or 0),
         level=SupportLevel(d["level"]) if d.get("level") else None,
-        level_clock=d.get("level_clock"),
+        level_clock=d.get("level_clock"), resolved_at=d.get("resolved_at"),
+        resolved=bool(d.get("resolved")),
     )
 
 

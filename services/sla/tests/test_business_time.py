@@ -208,3 +208,21 @@ def test_business_contract_tiers_tighten_targets() -> None:
     assert gold is not None
     assert none is not None
     assert gold < none
+
+
+def test_a_clock_started_after_a_resolution_was_handled_stops_where_it_should() -> None:
+    clock = domain.start_clock("t:level_time_box:L1:1", ticket_id="t",
+                               metric=SlaMetric.LEVEL_TIME_BOX, priority=Priority.P2,
+                               policy=DEFAULT_POLICY, started_at=rome(2026, 1, 1),
+                               level=SupportLevel.L1)
+    assert clock is not None
+    open_ticket = domain.SlaTicket("t")
+    assert domain.resolution_passed(open_ticket, clock) is None
+    resolved_later = domain.SlaTicket("t", resolved_at=rome(2026, 1, 2), resolved=True)
+    assert domain.resolution_passed(resolved_later, clock) == rome(2026, 1, 2)
+    reopened_since = domain.SlaTicket("t", resolved_at=rome(2026, 1, 2), resolved=False)
+    assert domain.resolution_passed(reopened_since, clock) == rome(2026, 1, 2)  # facts late
+    resolved_before = domain.SlaTicket("t", resolved_at=rome(2025, 12, 31), resolved=True)
+    assert domain.resolution_passed(resolved_before, clock) == clock.started_at
+    reopened_before = domain.SlaTicket("t", resolved_at=rome(2025, 12, 31), resolved=False)
+    assert domain.resolution_passed(reopened_before, clock) is None  # a new assignment

@@ -119,6 +119,31 @@ async def test_a_late_older_assignment_changes_nothing(keeper: ClockKeeper) -> N
 
 
 @pytest.mark.e2e
+async def test_an_assignment_heard_after_the_resolution_starts_no_running_box(
+    keeper: ClockKeeper,
+) -> None:
+    """Found by the fault tests: the resolution stopped every open clock, then the
+    assignment (published just before it) started a level box nothing would stop; after
+    a reopening too, the late box stops at the resolution it predates."""
+    await keeper.ticket_created("t", T0, None)
+    await keeper.ticket_triaged("t", Priority.P2, None)
+    resolved_at = T0 + timedelta(minutes=30)
+    await keeper.resolved("t", resolved_at)
+    await keeper.ticket_assigned("t", SupportLevel.L1, 1, T0 + timedelta(seconds=1))
+    found = await keeper.store.clocks_of("t")
+    assert {c.metric: c.state for c in found} == {
+        SlaMetric.FIRST_RESPONSE: ClockState.STOPPED, SlaMetric.RESOLUTION: ClockState.STOPPED,
+        SlaMetric.LEVEL_TIME_BOX: ClockState.STOPPED}
+    box = next(c for c in found if c.metric is SlaMetric.LEVEL_TIME_BOX)
+    assert box.stopped_at == resolved_at
+    await keeper.reopened("t", T0 + timedelta(hours=1))
+    await keeper.ticket_assigned("t", SupportLevel.L1, 2, T0 + timedelta(hours=1))
+    await keeper.ticket_assigned("t", SupportLevel.L1, 1, T0 + timedelta(seconds=1))  # stale
+    running = {c.id for c in await keeper.store.clocks_of("t") if c.state != ClockState.STOPPED}
+    assert running == {"t:resolution:1", "t:level_time_box:L1:2"}
+
+
+@pytest.mark.e2e
 async def test_the_latest_policy_is_read_once_per_max_age_and_again_after_a_save(
     keeper: ClockKeeper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
