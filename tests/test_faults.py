@@ -21,6 +21,7 @@ from support.dlq import queue_depth
 from support.mailin import SUPPORT, smtp_send
 from support.mailsink import MailSink
 from support.metrics import samples
+from support.probe import BusProbe
 from support.proxy import proxy_for, through
 from support.system import CHANNEL_SECRETS, System
 from support.tickets import signature, ticket_body, wait_assigned
@@ -288,3 +289,49 @@ async def read_models_complete(system: System, tickets: int) -> bool:
     finally:
         await client.close()
     return True
+
+
+async def test_a_reopen_delivered_twice_and_an_assignment_delivered_late_change_nothing(
+    system: System, probe: BusProbe
+) -> None:
+    """Protections: the consumers' processed-events record (SLA's reopen counts reopens;
+    a second copy would start a second resolution clock, and nothing else guards it) and
+    intake's sequence check on assignments (a late copy of the first assignment, after
+    the ticket moved on, must not take it back)."""
+    await system.start("intake")
+    await system.start("routing")
+    await system.start("sla")
+    async with system.channel_client("web") as channel:
+        number = (await channel.post("/tickets", json=ticket_body())).json()["number"]
+    async with system.client("intake") as intake, system.client("sla") as sla:
+        ticket = await wait_assigned(intake, number)
+        await probe.wait_for(lambda _: bool(probe.of_type("ticket.assigned", ticket["id"])),
+                             what="the first assignment")
+        first_assignment = probe.of_type("ticket.assigned", ticket["id"])[0]
+        for status, extra in (("resolved", {"resolution": "Driver reinstalled."}),
+                              ("reopened", {})):
+            response = await intake.post(f"/tickets/{number}/status",
+                                         json={"status": status, **extra})
+            assert response.status_code == 200, response.text
+        await probe.wait_for(lambda _: len(probe.of_type("ticket.assigned", ticket["id"])) >= 2,
+                             what="the reopened ticket assigned again")
+        reopened = probe.of_type("ticket.reopened", ticket["id"])[0]
+
+        async def resolution_clocks() -> list[str] | None:
+            clocks = (await sla.get(f"/tickets/{ticket['id']}/sla")).json()["clocks"]
+            ids = sorted(c["clock_id"] for c in clocks if c["metric"] == "resolution")
+            return ids if len(ids) == 2 else None
+
+        before = await eventually(resolution_clocks, what="the reopen's resolution clock")
+        await probe.publish(reopened)  # as after a lost ack
+        await probe.publish(first_assignment)  # late: the ticket has moved on
+
+        async def copies_consumed() -> bool:
+            return (await consumed(sla, "ticket.reopened", "duplicate") == 1
+                    and await consumed(intake, "ticket.assigned", "duplicate") >= 1)
+
+        await eventually(copies_consumed, what="both copies consumed")
+        assert await resolution_clocks() == before
+        current = (await intake.get(f"/tickets/{number}")).json()
+        assert current["status"] == "assigned"  # routing's latest: the check compares
+    await check_nothing_lost_or_doubled(system, [number])
