@@ -28,6 +28,7 @@ from sportello_runtime.bus import EventBus, Handler, Subscription, Topology
 from sportello_runtime.http import (
     BodySizeLimit,
     HttpMetrics,
+    LoadShedding,
     document_errors,
     install_error_handlers,
     service_token_guard,
@@ -198,6 +199,8 @@ def create_service_app(
     document_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger=wiring.body_limits)
+    if settings.max_in_flight_requests:
+        app.add_middleware(LoadShedding, max_in_flight=settings.max_in_flight_requests)
     app.add_middleware(HttpMetrics, metrics=service.metrics)
     return app
 

@@ -194,6 +194,42 @@ class BodySizeLimit:
         await response({"type": "http"}, _no_receive, send)
 
 
+class LoadShedding:
+    """Refuses requests over ``max_in_flight`` at once with 503 and Retry-After.
+
+    Past what the process can serve, every request waits longer and all of them time
+    out together; refused at once, a client knows to come back and the requests taken
+    are served in their usual time. Health and metrics are never refused: an overloaded
+    service must still say so.
+    """
+
+    EXEMPT = ("/health", "/metrics")
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_s)
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(self.EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            response = JSONResponse(
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                content=_error_body("overloaded", f"more than {self.max_in_flight} requests "
+                                    "in progress; try again shortly"),
+                headers={"Retry-After": self.retry_after})
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     pending = list(messages)
 

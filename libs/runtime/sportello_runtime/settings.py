@@ -58,6 +58,9 @@ class ServiceSettings(BaseSettings):
     )
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_in_flight_requests: int = Field(
+        default=64, ge=0, description="Requests served at once before more are refused "
+        "with 503 and Retry-After (0: never); bench/overload_bench.py measured the default")
     http_keep_alive_s: int = Field(
         default=75, ge=1,
         description="How long an idle HTTP connection stays open. Longer than the idle timeouts "
