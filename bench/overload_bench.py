@@ -1,0 +1,174 @@
+"""Overload: far more tickets offered than the system sustains, then the usual rate again.
+
+Intake, routing and SLA start with `make up`'s settings (notices off: this measures the
+doors and the pipeline behind them). Then, open loop (a request every 1/rate seconds,
+whether or not the earlier ones were answered):
+
+1. during: ``--rate`` tickets/s (default 150, five times the ~30/s the whole system
+   sustains on the benchmark machine) for ``--seconds`` (60);
+2. after: ``--after-rate`` (20/s) for ``--after-seconds`` (20), to see it recover alone.
+
+For each phase: offered, accepted (201), refused (503/429, with Retry-After), failed
+(timeouts, errors, anything else), and the p50/p99 answer time of the accepted and of the
+refused; the deepest routing queue seen (sampled each second); finally, that every
+accepted ticket was assigned (nothing taken is lost to the overload).
+
+    .venv/bin/python bench/overload_bench.py [--rate 150 --seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import uvloop
+from common import BenchRun, isolated_system, percentile_ms, write_report
+from system_bench import AS_USERS_RUN_IT
+
+from support.system import CHANNEL_KEYS
+from support.tickets import ticket_body
+from support.wait import eventually
+
+
+class RawClient:
+    """POSTs over plain sockets, one connection per request: an httpx client spent more
+    CPU per request than intake, and at 150/s the bench itself became the queue."""
+
+    def __init__(self, url: str, key: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.key = key
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bool]:
+        """(status, Retry-After given); raises OSError or TimeoutError."""
+        data = json.dumps(body).encode()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                         f"X-Api-Key: {self.key}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                         .encode() + data)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            return status, b"\r\nretry-after:" in head.lower()
+        finally:
+            writer.close()
+
+
+async def offer(client: RawClient, rate: float, seconds: float) -> dict[str, Any]:
+    answers: list[tuple[str, float, bool]] = []  # (outcome, seconds, retry_after given)
+
+    async def one(n: int) -> None:
+        started = time.perf_counter()
+        try:
+            status, retry_after = await asyncio.wait_for(
+                client.post("/tickets", ticket_body(n)), timeout=10)
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+            answers.append(("failed", time.perf_counter() - started, False))
+            return
+        took = time.perf_counter() - started
+        if status == 201:
+            answers.append(("accepted", took, False))
+        elif status in (429, 503):
+            answers.append(("refused", took, retry_after))
+        else:
+            answers.append(("failed", took, False))
+
+    tasks = []
+    started = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        delay = started + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    took = time.perf_counter() - started
+
+    def times(outcome: str) -> dict[str, float | None]:
+        found = sorted(t for o, t, _ in answers if o == outcome)
+        if not found:
+            return {"p50_ms": None, "p99_ms": None}
+        return {"p50_ms": percentile_ms(found, 50), "p99_ms": percentile_ms(found, 99)}
+
+    return {
+        "offered": len(answers), "offered_per_s": rate, "seconds": round(took, 1),
+        "accepted": sum(o == "accepted" for o, _, _ in answers),
+        "refused": sum(o == "refused" for o, _, _ in answers),
+        "refused_with_retry_after": sum(r for o, _, r in answers if o == "refused"),
+        "failed": sum(o == "failed" for o, _, _ in answers),
+        "accepted_answer": times("accepted"), "refused_answer": times("refused"),
+    }
+
+
+async def deepest_queue(amqp_url: str, queue: str, stop: asyncio.Event) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    deepest = 0
+    try:
+        channel = await connection.channel()
+        while not stop.is_set():
+            declared: Any = await channel.declare_queue(queue, passive=True)
+            deepest = max(deepest, declared.declaration_result.message_count)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1)
+            except TimeoutError:
+                pass
+    finally:
+        await connection.close()
+    return deepest
+
+
+async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
+    system = run.system
+    await system.start("sla", **AS_USERS_RUN_IT)
+    await system.start("routing", **AS_USERS_RUN_IT)
+    await system.start("intake", **AS_USERS_RUN_IT)
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(deepest_queue(system.amqp_url,
+                                                f"{system.namespace}.routing", stop))
+    client = RawClient(system.services["intake"].url, CHANNEL_KEYS["web"])
+    during = await offer(client, args.rate, args.seconds)
+    after = await offer(client, args.after_rate, args.after_seconds)
+    stop.set()
+    deepest = await sampler
+    accepted = during["accepted"] + after["accepted"]
+    mongo = system.mongo()
+    try:
+        tickets = mongo[system.database("intake")]["tickets"]
+
+        async def all_assigned() -> bool:
+            return await tickets.count_documents({"status": "assigned"}) >= accepted
+
+        await eventually(all_assigned, timeout=600, interval=1, what="accepted assigned")
+        stored = await tickets.count_documents({})
+        assigned = await tickets.count_documents({"status": "assigned"})
+    finally:
+        await mongo.close()
+    return run.report("overload_bench.py", during=during, after=after,
+                      deepest_routing_queue=deepest,
+                      checks={"accepted": accepted, "stored": stored, "assigned": assigned,
+                              "lost": accepted - assigned})
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=150.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--after-rate", type=float, default=20.0)
+    parser.add_argument("--after-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    async with isolated_system("sportello-overload-bench-") as run:
+        report = await measure(run, args)
+    write_report("overload", report)
+    return 0 if report["checks"]["lost"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(uvloop.run(main()))
