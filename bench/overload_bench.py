@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -115,10 +116,8 @@ async def deepest_queue(amqp_url: str, queue: str, stop: asyncio.Event) -> int:
         while not stop.is_set():
             declared: Any = await channel.declare_queue(queue, passive=True)
             deepest = max(deepest, declared.declaration_result.message_count)
-            try:
+            with contextlib.suppress(TimeoutError):  # a second passed: sample again
                 await asyncio.wait_for(stop.wait(), timeout=1)
-            except TimeoutError:
-                pass
     finally:
         await connection.close()
     return deepest
