@@ -142,7 +142,8 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         tickets = mongo[system.database("intake")]["tickets"]
 
         async def all_assigned() -> bool:
-            return await tickets.count_documents({"status": "assigned"}) >= accepted
+            assigned: int = await tickets.count_documents({"status": "assigned"})
+            return assigned >= accepted
 
         await eventually(all_assigned, timeout=600, interval=1, what="accepted assigned")
         stored = await tickets.count_documents({})
