@@ -136,7 +136,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     after = await offer(client, args.after_rate, args.after_seconds)
     stop.set()
     deepest = await sampler
-    accepted = during["accepted"] + after["accepted"]
+    accepted: int = during["accepted"] + after["accepted"]
     mongo = system.mongo()
     try:
         tickets = mongo[system.database("intake")]["tickets"]
