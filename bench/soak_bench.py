@@ -7,7 +7,8 @@ process's resident memory, open file descriptors and CPU time are read from /pro
 report gives, per process, the first and last readings and the slope of a least-squares
 line over the second half of the run (after warm-up: caches filled, pools grown), per
 hour; a service's resident memory still growing there by more than ``--leak-mb-per-h``
-(20) is reported as a leak (the emulator's and RabbitMQ's grow with the data they hold). Finally every ticket posted must be assigned.
+(20) is reported as a leak (the emulator's and RabbitMQ's grow with the data they
+hold). Finally every ticket posted must be assigned.
 
     .venv/bin/python bench/soak_bench.py [--minutes 30 --rate 10]
 """
