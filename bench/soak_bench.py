@@ -120,7 +120,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         catcher.stop()
 
-    per_process = {}
+    per_process: dict[str, dict[str, Any]] = {}
     for name, points in samples.items():
         later = [(t, r) for t, r in points if t >= duration / 2]
         first, last = points[0][1], points[-1][1]
