@@ -12,11 +12,11 @@ Topology, per service, under a namespace (default ``sportello``)::
                                in the headers
 
 A handler's exception sends the message to the next retry tier; after
-``max_attempts`` it is parked in the DLQ, unless the failure was the database not
-answering: an outage is no fault of the message, so it stays on the last tier, tried
-again at that pace until the database is back. A message that can never succeed
-(bad JSON, a type no contract names, payload failing validation,
-``PermanentFailure``) is parked at once. Messages are acked only after the
+``max_attempts`` it is parked in the DLQ, unless the failure was the database, or a
+dependency the handler names (``DependencyAway``), not answering: an outage is no fault
+of the message, so it stays on the last tier, tried again at that pace until it is back.
+A message that can never succeed (bad JSON, a type no contract names, payload failing
+validation, ``PermanentFailure``) is parked at once. Messages are acked only after the
 handler's write and the dedupe record, so a crash means redelivery, never loss.
 
 Replicas of two versions share a queue during a rolling upgrade, so a replica
@@ -150,7 +150,12 @@ class Topology:
         ]
 
 
-OUTAGES: tuple[type[Exception], ...] = (ConnectionFailure,)
+class DependencyAway(Exception):
+    """What the handler needs (a mail relay, a chat platform) is unreachable or asks to be
+    tried later: no fault of the event, so it is retried as a database outage is."""
+
+
+OUTAGES: tuple[type[Exception], ...] = (ConnectionFailure, DependencyAway)
 """Failures of what the handler depends on, not of the event: retried without a limit
 (pymongo's ``ConnectionFailure`` covers an unreachable server, a timeout and a failover)."""
 

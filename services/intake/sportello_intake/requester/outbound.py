@@ -22,6 +22,7 @@ from sportello_contracts.enums import SlaMetric
 from sportello_intake.doors import signatures
 from sportello_intake.requester.notices import Notice
 from sportello_intake.settings import IntakeSettings
+from sportello_runtime.bus import DependencyAway
 
 MAIL_POLICY = compat32.clone(linesep="\r\n", max_line_length=998, cte_type="8bit")
 """The classic message model: headers we encode ourselves (``Header``, ``formataddr``) are
@@ -53,6 +54,12 @@ def _text_header(value: str) -> str:
 
 class DeliveryFailed(Exception):
     """The relay or the chat platform did not take the notice: the bus retries it."""
+
+
+class DeliveryDeferred(DeliveryFailed, DependencyAway):
+    """The relay or the platform is unreachable, or asked to try later (SMTP 4xx, HTTP
+    5xx): the notice waits for it however long it is away, instead of being parked after
+    the bus's attempts (which a permanent refusal still is)."""
 
 
 class NoticeNotBuildable(Exception):
@@ -151,7 +158,12 @@ class Outbound:
 
         try:
             await self.relay.send(self.sender, [to_email], data)
-        except (OSError, aiosmtplib.SMTPException) as exc:
+        except (OSError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
+            raise DeliveryDeferred(f"SMTP relay unreachable: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            failure = DeliveryDeferred if 400 <= exc.code < 500 else DeliveryFailed
+            raise failure(f"SMTP relay: {exc}") from exc
+        except aiosmtplib.SMTPException as exc:
             raise DeliveryFailed(f"SMTP relay: {exc}") from exc
         return message_id.strip("<>")
 
@@ -169,7 +181,9 @@ class Outbound:
             response = await self.http.post(self.settings.chat_callback_url, content=body,
                                             headers=headers, timeout=10)
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"chat callback: {exc}") from exc
+            raise DeliveryDeferred(f"chat callback unreachable: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise DeliveryDeferred(f"chat callback answered {response.status_code}")
         if response.status_code >= 300:
             raise DeliveryFailed(f"chat callback answered {response.status_code}")
 
