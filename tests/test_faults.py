@@ -335,3 +335,38 @@ async def test_a_reopen_delivered_twice_and_an_assignment_delivered_late_change_
         current = (await intake.get(f"/tickets/{number}")).json()
         assert current["status"] == "assigned"  # routing's latest: the check compares
     await check_nothing_lost_or_doubled(system, [number])
+
+
+async def test_the_mail_relay_down_then_slow_delays_the_notices_and_loses_none(
+    system: System,
+) -> None:
+    """The relay is unreachable while tickets come in, then answers slowly. Protection:
+    an unreachable relay (or one answering 4xx) defers a notice for as long as it is away
+    (``DeliveryDeferred``, an outage to the bus); before, the notice's event was parked
+    after its attempts and the requester never heard from us unless someone replayed it."""
+    relay = MailSink()  # not listening yet: the relay is down
+    await system.start("routing")
+    intake = await system.start("intake", SMTP_RELAY_URL=relay.url)
+    acknowledged = []
+    async with system.channel_client("web") as channel, system.client("intake") as internal:
+        for n in range(3):
+            response = await channel.post("/tickets", json=ticket_body(n))
+            assert response.status_code == 201, response.text
+            acknowledged.append(response.json()["number"])
+
+        async def tried_past_the_limit() -> bool:
+            found = samples((await internal.get("/metrics")).text,
+                            "notifications_failed_total")
+            return sum(found.values()) >= 3 * 4  # each past the 3 attempts that park
+
+        await eventually(tried_past_the_limit, timeout=30, what="notices failing on and on")
+        relay.delay_s = 0.5
+        with relay:
+            for number in acknowledged:
+                await wait_assigned(internal, number)
+            await relay.wait_for(lambda _: len(relay.messages) >= 2 * len(acknowledged),
+                                 timeout=60, what="acknowledgement and assignment for each")
+        assert await consumed(internal, "ticket.created", "dead_lettered") == 0
+    assert intake.process is not None
+    assert await queue_depth(system.amqp_url, f"{system.namespace}.intake.dlq") == 0
+    await check_nothing_lost_or_doubled(system, acknowledged, relay)

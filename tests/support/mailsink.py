@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -28,6 +29,8 @@ class MailSink:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.refuse = False
+        self.delay_s = 0.0
+        """A slow relay: each message is answered this long after its data."""
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     @property
@@ -37,6 +40,8 @@ class MailSink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.refuse:
             return "451 4.3.0 relay is down for the test"
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
         message = email.message_from_bytes(raw, policy=default)
