@@ -26,6 +26,7 @@ from support.proxy import proxy_for, through
 from support.system import CHANNEL_SECRETS, System
 from support.tickets import signature, ticket_body, wait_assigned
 from support.wait import eventually
+from support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -370,3 +371,34 @@ async def test_the_mail_relay_down_then_slow_delays_the_notices_and_loses_none(
     assert intake.process is not None
     assert await queue_depth(system.amqp_url, f"{system.namespace}.intake.dlq") == 0
     await check_nothing_lost_or_doubled(system, acknowledged, relay)
+
+
+async def test_a_chat_platform_that_hangs_delays_the_replies_and_loses_none(
+    system: System,
+) -> None:
+    """The platform holds the first replies past intake's patience, then answers.
+    Protection: a reply that timed out is deferred and tried again, without limit
+    (``DeliveryDeferred``), not parked after the bus's attempts."""
+    with WebhookReceiver() as platform:
+        platform.stalls, platform.stall_s = 5, 1.0
+        await system.start("routing")
+        intake = await system.start("intake", CHAT_CALLBACK_URL=platform.url,
+                                    CHAT_CALLBACK_TIMEOUT_S="0.2")
+        body = json.dumps({"conversation_id": "conv-hang", "message_id": "m-1",
+                           "sender": {"name": "Chat Hang"},
+                           "text": "Il portale HR non carica."}).encode()
+        async with httpx.AsyncClient(base_url=intake.url, timeout=10) as chat:
+            response = await chat.post("/channels/chat/messages", content=body, headers={
+                "X-Sportello-Signature": signature(CHANNEL_SECRETS["chat"], body),
+                "Content-Type": "application/json"})
+        assert response.status_code == 201, response.text
+        number = response.json()["number"]
+        replies = await platform.wait_for(2, timeout=60)
+        assert [r["kind"] for r in replies[:2]] == ["acknowledged", "assigned"]
+        assert all(r["ticket_number"] == number for r in replies)
+        assert platform.stalls == 0  # every stall was waited out and tried again
+        async with system.client("intake") as internal:
+            assert await consumed(internal, "ticket.created", "dead_lettered") == 0
+            assert await consumed(internal, "ticket.created", "retried") >= 5
+    assert await queue_depth(system.amqp_url, f"{system.namespace}.intake.dlq") == 0
+    await check_nothing_lost_or_doubled(system, [number])

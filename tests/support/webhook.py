@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,12 +16,22 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.stalls = 0
+        """A platform that hangs: this many requests are held past the caller's patience
+        (and not recorded: the caller cannot know whether they arrived)."""
+        self.stall_s = 2.0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                if receiver.stalls > 0:
+                    receiver.stalls -= 1
+                    time.sleep(receiver.stall_s)  # the platform hanging, in its own thread
+                    self.send_response(504)
+                    self.end_headers()
+                    return
                 receiver.received.append((dict(self.headers.items()), json.loads(body)))
                 self.send_response(204)
                 self.end_headers()

@@ -52,6 +52,9 @@ class IntakeSettings(ServiceSettings):
     chat_callback_url: str | None = Field(
         default=None, description="The chat platform's endpoint for our replies (signed with "
         "the chat channel's secret when it has one)")
+    chat_callback_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a reply posted to the chat platform may "
+        "take before it is tried again later")
 
     # --- keeping the requester informed
     public_url: str = Field(default="http://127.0.0.1:8001",

@@ -179,7 +179,8 @@ class Outbound:
             headers[signatures.HEADER] = signatures.sign(secret.get_secret_value(), body)
         try:
             response = await self.http.post(self.settings.chat_callback_url, content=body,
-                                            headers=headers, timeout=10)
+                                            headers=headers,
+                                            timeout=self.settings.chat_callback_timeout_s)
         except httpx.HTTPError as exc:
             raise DeliveryDeferred(f"chat callback unreachable: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
