@@ -200,7 +200,8 @@ class LoadShedding:
     Past what the process can serve, every request waits longer and all of them time
     out together; refused at once, a client knows to come back and the requests taken
     are served in their usual time. Health and metrics are never refused: an overloaded
-    service must still say so.
+    service must still say so. A request counts until its response starts, so that the
+    consoles' long-lived event streams (and a long export) do not hold places.
     """
 
     EXEMPT = ("/health", "/metrics")
@@ -224,10 +225,20 @@ class LoadShedding:
             await response(scope, receive, send)
             return
         self.in_flight += 1
+        counted = True
+
+        async def started(message: Message) -> None:
+            nonlocal counted
+            if counted and message["type"] == "http.response.start":
+                counted = False
+                self.in_flight -= 1
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, started)
         finally:
-            self.in_flight -= 1
+            if counted:
+                self.in_flight -= 1
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:

@@ -4,9 +4,12 @@ health and metrics always answer."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from starlette.types import Message
 
 from sportello_runtime.http import LoadShedding, install_error_handlers
 from support.wait import eventually
@@ -44,3 +47,43 @@ async def test_requests_past_the_limit_are_refused_at_once_and_served_again_afte
         assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
         assert shed.in_flight == 0
         assert (await client.get("/slow")).status_code == 200
+
+
+async def test_a_stream_holds_no_place_once_its_response_has_started() -> None:
+    """The consoles' event streams last for hours: counted until they end, they would
+    fill the places and refuse everything else. Driven as the server drives it (ASGI
+    messages), since a test client waits for a response to end."""
+    gate = asyncio.Event()
+    app = FastAPI()
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            yield b"data: hello\n\n"
+            await gate.wait()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    shed = LoadShedding(app, max_in_flight=1)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await gate.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/stream", "headers": [],
+             "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+             "server": ("service", 80), "client": ("test", 1)}
+    streaming = asyncio.create_task(shed(scope, receive, send))
+
+    async def started() -> bool:
+        return any(m["type"] == "http.response.start" for m in sent)
+
+    await eventually(started, what="the stream's response started")
+    assert shed.in_flight == 0  # streaming on, holding no place
+    gate.set()
+    await streaming
+    assert shed.in_flight == 0
