@@ -20,12 +20,12 @@ from support.audit import READ_MODELS, check_nothing_lost_or_doubled
 from support.dlq import queue_depth
 from support.mailin import SUPPORT, smtp_send
 from support.mailsink import MailSink
-from support.metrics import samples
+from support.metrics import metric
 from support.probe import BusProbe
 from support.proxy import proxy_for, through
 from support.system import CHANNEL_SECRETS, System
 from support.tickets import signature, ticket_body, wait_assigned
-from support.wait import eventually
+from support.wait import eventually, true_when
 from support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +42,7 @@ def mail(n: int) -> bytes:
 
 
 async def consumed(client: httpx.AsyncClient, event_type: str, outcome: str) -> float:
-    found = samples((await client.get("/metrics")).text, "events_consumed_total")
-    return sum(v for labels, v in found.items()
-               if ("type", event_type) in labels and ("outcome", outcome) in labels)
+    return await metric(client, "events_consumed_total", type=event_type, outcome=outcome)
 
 
 async def test_a_database_cut_is_a_503_and_a_451_and_everything_completes_after(
@@ -270,15 +268,11 @@ async def test_every_service_killed_mid_traffic_alone_and_two_at_once_loses_noth
         def notices_in() -> int:
             return len({(str(m["To"]), str(m["Subject"])) for m in relay.messages})
 
-        await eventually(lambda: _true_when(notices_in() >= 2 * total), timeout=60,
+        await eventually(lambda: true_when(notices_in() >= 2 * total), timeout=60,
                          what="acknowledgement and assignment for each")
         await eventually(lambda: read_models_complete(system, total), timeout=60,
                          what="every ticket in analytics, the gateway and knowledge")
         await check_nothing_lost_or_doubled(system, acknowledged, relay)
-
-
-async def _true_when(value: bool) -> bool:
-    return value
 
 
 async def read_models_complete(system: System, tickets: int) -> bool:
@@ -356,9 +350,8 @@ async def test_the_mail_relay_down_then_slow_delays_the_notices_and_loses_none(
             acknowledged.append(response.json()["number"])
 
         async def tried_past_the_limit() -> bool:
-            found = samples((await internal.get("/metrics")).text,
-                            "notifications_failed_total")
-            return sum(found.values()) >= 3 * 4  # each past the 3 attempts that park
+            failed = await metric(internal, "notifications_failed_total")
+            return failed >= 3 * 4  # each past the 3 attempts that park
 
         await eventually(tried_past_the_limit, timeout=30, what="notices failing on and on")
         relay.delay_s = 0.5

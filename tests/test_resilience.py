@@ -6,26 +6,19 @@ import asyncio
 import json
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from sportello_contracts import EventEnvelope, new_event, utc_now
 from sportello_contracts.events import Requester, TicketCreated
 from support.dlq import dead_letters
-from support.metrics import samples
+from support.metrics import metric
 from support.probe import BusProbe
 from support.proxy import TcpProxy, through
 from support.system import System
 from support.tickets import post_tickets, ticket_body, wait_assigned
-from support.wait import eventually
+from support.wait import eventually, true_when
 
 pytestmark = pytest.mark.e2e
-
-
-async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    found = samples((await client.get("/metrics")).text, name)
-    wanted = set(labels.items())
-    return sum((value for have, value in found.items() if wanted <= set(have)), 0.0)
 
 
 async def test_ticket_posted_while_the_broker_is_down_is_assigned_once_it_is_back(
@@ -146,7 +139,7 @@ async def test_routing_killed_while_tickets_flow_loses_nothing(
                 await asyncio.sleep(0.02)  # pacing: a steady flow, not a single burst
 
     poster = asyncio.create_task(post_all())
-    await eventually(lambda: _true_when(len(posted) >= 15), what="15 tickets posted")
+    await eventually(lambda: true_when(len(posted) >= 15), what="15 tickets posted")
     routing.kill()
     await poster
     routing.start()
@@ -170,10 +163,6 @@ async def test_routing_killed_while_tickets_flow_loses_nothing(
     finally:
         await client.close()
     assert {e.ticket_id for e in probe.of_type("ticket.assigned")} == set(posted)
-
-
-async def _true_when(value: bool) -> bool:
-    return value
 
 
 async def test_invalid_events_are_parked_with_the_reason_and_routing_keeps_going(

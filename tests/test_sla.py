@@ -14,7 +14,7 @@ from sportello_contracts import EventEnvelope, utc_now
 from support.probe import BusProbe
 from support.system import STATUS_TOKEN_SECRET, System
 from support.tickets import post_tickets, ticket_body, wait_assigned
-from support.wait import eventually
+from support.wait import eventually, true_when
 
 pytestmark = pytest.mark.e2e
 
@@ -211,7 +211,7 @@ async def test_two_replicas_racing_for_the_same_due_clocks_publish_each_firing_o
     for replica in replicas:
         replica.pause()
     try:
-        await eventually(lambda: _true_when(utc_now() > last_due), timeout=30, interval=0.2,
+        await eventually(lambda: true_when(utc_now() > last_due), timeout=30, interval=0.2,
                          what="every L1 time box past due")
     finally:
         for replica in replicas:
@@ -227,10 +227,6 @@ async def test_two_replicas_racing_for_the_same_due_clocks_publish_each_firing_o
     assert set(raw.values()) == {1}, [k for k, n in raw.items() if n > 1]
     assert Counter(e.ticket_id for e in escalated if e.type == "ticket.escalated") == Counter(
         tickets)
-
-
-async def _true_when(value: bool) -> bool:
-    return value
 
 
 async def test_sla_stopped_then_restarted_emits_what_fell_due_meanwhile_once(

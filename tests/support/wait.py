@@ -27,3 +27,8 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s (last value: {last!r})")
         await asyncio.sleep(interval)
+
+
+async def true_when(value: bool) -> bool:
+    """For ``eventually`` over a condition that needs no I/O."""
+    return value
