@@ -1,9 +1,14 @@
 """The learned model behind triage: TF-IDF over word and character n-grams into a linear
 SVM (scikit-learn), calibrated so that a confidence of 0.8 is right about 8 times in 10.
 
-Character n-grams read what words miss in tickets (typos, Italian inflections, error
-codes); the class weights are balanced so that a rare category is not drowned by the
-general one. A model is saved as plain arrays (``numpy.savez``, no pickle: a model read
+Words decide most: their 1-2-grams are kept down to those seen once (a rare product or
+error name is often the whole clue) and counted plainly. Character n-grams read what words
+miss in tickets (typos, Italian inflections, error codes), at a smaller weight: at full
+weight they drown the words on tickets that are already clean. The class weights are
+balanced so that a rare category is not drowned by the general one. The measurements
+behind these choices: ``bench/triage_quality.py`` and docs/performance.md.
+
+A model is saved as plain arrays (``numpy.savez``, no pickle: a model read
 from the database cannot run code) and predicts with one sparse product and one sigmoid
 per class, well under a millisecond for a ticket.
 
@@ -29,10 +34,10 @@ from sklearn.svm import LinearSVC
 
 from sportello_routing.domain.learning import Quality, TrainingSet
 
-FORMAT = 1
+FORMAT = 2
 """Bumped when the saved arrays change meaning; an older model is then trained again."""
 
-_SHARED: dict[str, Any] = {"sublinear_tf": True, "strip_accents": "unicode", "lowercase": True,
+_SHARED: dict[str, Any] = {"sublinear_tf": False, "strip_accents": "unicode", "lowercase": True,
                            "dtype": np.float32}
 WORDS: dict[str, Any] = {**_SHARED, "analyzer": "word", "ngram_range": (1, 2)}
 CHARACTERS: dict[str, Any] = {**_SHARED, "analyzer": "char_wb", "ngram_range": (2, 5)}
@@ -41,12 +46,14 @@ CHARACTERS: dict[str, Any] = {**_SHARED, "analyzer": "char_wb", "ngram_range": (
 @dataclass(frozen=True)
 class Settings:
     """How a head is trained. ``max_terms`` bounds each vocabulary and so the model's size
-    (classes x 2 x max_terms weights)."""
+    (classes x 2 x max_terms weights); ``character_weight`` scales the character n-grams'
+    features against the words' while the SVM learns."""
 
-    max_terms: int = 50_000
-    min_df: int = 2
-    c: float = 0.5
+    max_terms: int = 400_000
+    min_df: int = 1
+    c: float = 0.3
     folds: int = 3
+    character_weight: float = 0.3
 
 
 class UnusableModel(ValueError):
@@ -65,6 +72,12 @@ class Head:
     intercept: np.ndarray
     calibration: np.ndarray
     """Per score column, (a, b) of ``1 / (1 + exp(a * score + b))``."""
+
+    def __post_init__(self) -> None:
+        # Laid out a row per term (``coef`` stays classes x terms, as a view): a ticket's few
+        # terms are then a few whole rows to read, not a scattered column in every class.
+        self._by_term = np.ascontiguousarray(self.coef.T)
+        self.coef = self._by_term.T
 
     def features(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.hstack([self.words.transform(texts), self.characters.transform(texts)],
@@ -93,7 +106,7 @@ class Head:
         for analyze, vectorizer in self._analyzers:
             indices, values = _tfidf(analyze(text), vectorizer.vocabulary_, vectorizer.idf_)
             if len(indices):
-                scores = scores + self.coef[:, offset + indices] @ values
+                scores = scores + values @ self._by_term[offset + indices]
             offset += len(vectorizer.vocabulary_)
         row = self._calibrated(scores[np.newaxis, :])[0]
         best = int(row.argmax())
@@ -115,14 +128,13 @@ class Head:
 
 def _tfidf(terms: list[str], vocabulary: Mapping[str, int], idf: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
-    """A document's known terms and their weights as the vectorizer computes them:
-    1 + log(count), times the term's idf, scaled to unit length."""
+    """A document's known terms and their weights as the vectorizer computes them (plain
+    counts, ``sublinear_tf`` off): count times the term's idf, scaled to unit length."""
     counts = Counter(index for term in terms if (index := vocabulary.get(term)) is not None)
     if not counts:
         return np.empty(0, dtype=np.intp), np.empty(0)
     indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-    values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
-                                       count=len(counts)))) * idf[indices]
+    values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[indices]
     norm = float(np.sqrt(values @ values))
     return indices, (values / norm if norm else values)
 
@@ -135,18 +147,23 @@ def train_head(training: TrainingSet, settings: Settings = Settings()) -> Head:
     texts, labels = list(training.texts), list(training.labels)
     words = _vectorizer(WORDS, settings)
     characters = _vectorizer(CHARACTERS, settings)
-    features = sp.hstack([words.fit_transform(texts), characters.fit_transform(texts)],
+    weight = settings.character_weight
+    features = sp.hstack([words.fit_transform(texts), weight * characters.fit_transform(texts)],
                          format="csr")
     smallest = min(Counter(labels).values())
     calibrated = CalibratedClassifierCV(
-        LinearSVC(C=settings.c, class_weight="balanced"),
+        LinearSVC(C=settings.c, class_weight="balanced", random_state=0),
         method="sigmoid", cv=max(2, min(settings.folds, smallest)), ensemble=False,
     ).fit(features, labels)
     fitted = calibrated.calibrated_classifiers_[0]
     svm: LinearSVC = fitted.estimator
     calibration = np.array([[c.a_, c.b_] for c in fitted.calibrators], dtype=np.float64)
+    # The weight goes into the coefficients: a guess then multiplies the plain features and
+    # gets the scores the SVM learned with, and the saved model needs no extra number.
+    coef = svm.coef_.astype(np.float32)
+    coef[:, len(words.vocabulary_):] *= weight
     return Head(np.asarray(calibrated.classes_).astype(str), words, characters,
-                svm.coef_.astype(np.float32), svm.intercept_.astype(np.float32), calibration)
+                coef, svm.intercept_.astype(np.float32), calibration)
 
 
 def measure(head: Head, held_back: TrainingSet) -> Quality:

@@ -40,6 +40,6 @@ class RoutingSettings(ServiceSettings):
         description="How often the schedule counts the closed tickets since the last training",
     )
     triage_max_terms: int = Field(
-        default=50_000, ge=100,
+        default=400_000, ge=100,
         description="Words and character n-grams a model keeps (each): bounds its size",
     )

@@ -327,6 +327,33 @@ def test_the_quick_guess_equals_the_batch_one() -> None:
         assert confidence == pytest.approx(row.max(), abs=1e-5)
 
 
+def test_the_character_weight_is_learned_with_and_kept_in_the_coefficients() -> None:
+    """The head's guesses on plain features are those of an SVM trained and calibrated on
+    the weighted ones (scikit-learn's own pipeline), and the weight changes the model."""
+    import scipy.sparse as sp
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    training = desk_tickets(3)
+    weighted = replace(SMALL, character_weight=0.3)
+    head = train_head(training, weighted)
+    texts = ["toner low", "port dead", "forgot my login", "something else entirely"]
+
+    def scaled(chosen: list[str]) -> sp.csr_matrix:
+        return sp.hstack([head.words.transform(chosen),
+                          0.3 * head.characters.transform(chosen)], format="csr")
+
+    reference = CalibratedClassifierCV(
+        LinearSVC(C=weighted.c, class_weight="balanced", random_state=0),
+        method="sigmoid", cv=3, ensemble=False,
+    ).fit(scaled(list(training.texts)), list(training.labels))
+    assert np.allclose(head.probabilities(texts), reference.predict_proba(scaled(texts)),
+                       atol=1e-3)
+    unweighted = train_head(training, replace(SMALL, character_weight=1.0))
+    assert not np.allclose(head.probabilities(texts), unweighted.probabilities(texts),
+                           atol=1e-3)
+
+
 def test_a_saved_model_loads_to_the_same_guesses_and_refuses_anything_else() -> None:
     model = TriageModel({"category": train_head(desk_tickets(3), SMALL)})
     again = TriageModel.from_bytes(model.to_bytes())
