@@ -16,9 +16,9 @@ stored, and the latency of one ticket's guess (the path a new ticket takes) p50/
 - ``ticket-assignment-groups`` (6,326 tickets, 74 groups): published baseline the
   majority class, 0.436 accuracy; the target is 0.15 above it. The text read is
   ``Full_Description`` (the short description followed by the description): in the shared
-  file the ``Description`` column is out of step with its row for most tickets (a job
-  scheduler's failure described by a German printer complaint), while ``Full_Description``
-  matches the row's short description in all but 14 of 6,326.
+  file the ``Description`` column is out of step with its row for about 97% of tickets
+  (a job scheduler's failure described by a German complaint about a PC), while
+  ``Full_Description`` begins with the row's short description in all but 14 of 6,326.
 """
 
 from __future__ import annotations
