@@ -8,7 +8,9 @@ report gives, per process, the first and last readings and the slope of a least-
 line over the second half of the run (after warm-up: caches filled, pools grown), per
 hour; a service's resident memory still growing there by more than ``--leak-mb-per-h``
 (20) is reported as a leak (the emulator's and RabbitMQ's grow with the data they
-hold). Finally every ticket posted must be assigned.
+hold). Each round of readings is also printed as it is taken (standard error), so a run
+cut short still shows its curves. Finally every ticket posted must be assigned; the report
+says how many were if they were not all within ten minutes.
 
     .venv/bin/python bench/soak_bench.py [--minutes 30 --rate 10]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -92,6 +95,10 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
             while (now := time.perf_counter() - started) < duration:
                 for name, pid in pids.items():
                     samples[name].append((now, reading(pid)))
+                print(f"{now:7.0f} s, {n:,} posted: " + "; ".join(
+                    f"{name} {points[-1][1]['rss_mb']:.0f} MB {points[-1][1]['fds']:.0f} fd "
+                    f"{points[-1][1]['cpu_s']:.0f} cpu-s" for name, points in samples.items()),
+                    file=sys.stderr, flush=True)
                 await asyncio.sleep(args.every)
 
         sampler = asyncio.create_task(sample())
@@ -114,7 +121,10 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                 assigned: int = await tickets.count_documents({"status": "assigned"})
                 return assigned >= accepted
 
-            await eventually(all_assigned, timeout=600, interval=1, what="all assigned")
+            # Not all in time is said in the report: the figures stand, the shortfall is one.
+            with contextlib.suppress(AssertionError):
+                await eventually(all_assigned, timeout=600, interval=1, what="all assigned")
+            assigned = await tickets.count_documents({"status": "assigned"})
         finally:
             await mongo.close()
     finally:
@@ -136,7 +146,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     leaks = sorted(name for name, p in per_process.items() if name not in HOLD_THE_DATA
                    and p["second_half_slope_per_h"]["rss_mb"] > args.leak_mb_per_h)
     return run.report("soak_bench.py", minutes=args.minutes, rate=args.rate,
-                      posted=n, answers=outcomes, processes=per_process,
+                      posted=n, answers=outcomes, assigned=assigned, processes=per_process,
                       leaks_over_mb_per_h={"threshold": args.leak_mb_per_h, "found": leaks})
 
 
@@ -151,7 +161,8 @@ async def main() -> int:
     async with isolated_system("sportello-soak-bench-") as run:
         report = await measure(run, args)
     write_report("soak", report)
-    return 0 if not report["leaks_over_mb_per_h"]["found"] else 1
+    complete = report["assigned"] >= report["answers"].get(201, 0)
+    return 0 if complete and not report["leaks_over_mb_per_h"]["found"] else 1
 
 
 if __name__ == "__main__":
