@@ -199,8 +199,9 @@ def create_service_app(
     document_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger=wiring.body_limits)
-    if settings.max_in_flight_requests:
-        app.add_middleware(LoadShedding, max_in_flight=settings.max_in_flight_requests)
+    if settings.max_in_flight_requests or settings.max_loop_lag_ms:
+        app.add_middleware(LoadShedding, max_in_flight=settings.max_in_flight_requests,
+                           max_loop_lag_s=settings.max_loop_lag_ms / 1000)
     app.add_middleware(HttpMetrics, metrics=service.metrics)
     return app
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
@@ -194,33 +196,76 @@ class BodySizeLimit:
         await response({"type": "http"}, _no_receive, send)
 
 
+class LoopLag:
+    """How late this process's event loop runs what is due, read by a timer that asks to
+    wake every ``interval_s``. Short of CPU, a process answers everything that late,
+    refusals included: the lag is what the clients feel before any request is counted."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self.late_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._measure())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval_s
+            await asyncio.sleep(self.interval_s)
+            self.late_s = max(0.0, loop.time() - due)
+
+
 class LoadShedding:
-    """Refuses requests over ``max_in_flight`` at once with 503 and Retry-After.
+    """Refuses requests with 503 and Retry-After past ``max_in_flight`` at once (0: no
+    count), or while the event loop runs more than ``max_loop_lag_s`` late (0: never).
 
     Past what the process can serve, every request waits longer and all of them time
     out together; refused at once, a client knows to come back and the requests taken
-    are served in their usual time. Health and metrics are never refused: an overloaded
-    service must still say so. A request counts until its response starts, so that the
-    consoles' long-lived event streams (and a long export) do not hold places.
+    are served in their usual time. The count bounds the work taken; the lag catches the
+    process short of CPU (its consumers busy, a neighbour on the same cores), when even
+    the requests under the count wait, and so does every refusal. Health and metrics are
+    never refused: an overloaded service must still say so. A request counts until its
+    response starts, so that the consoles' long-lived event streams (and a long export)
+    do not hold places. The lag is measured while the application runs (its lifespan).
     """
 
     EXEMPT = ("/health", "/metrics")
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after_s: int = 1) -> None:
+    def __init__(self, app: ASGIApp, max_in_flight: int, max_loop_lag_s: float = 0.0,
+                 retry_after_s: int = 1) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
+        self.max_loop_lag_s = max_loop_lag_s
         self.retry_after = str(retry_after_s)
         self.in_flight = 0
+        self.lag = LoopLag()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.max_loop_lag_s:
+            self.lag.start()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await self.lag.stop()
+            return
         if scope["type"] != "http" or scope.get("path", "").startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        refusal = self._refusal()
+        if refusal is not None:
             response = JSONResponse(
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                content=_error_body("overloaded", f"more than {self.max_in_flight} requests "
-                                    "in progress; try again shortly"),
+                content=_error_body("overloaded", f"{refusal}; try again shortly"),
                 headers={"Retry-After": self.retry_after})
             await response(scope, receive, send)
             return
@@ -239,6 +284,13 @@ class LoadShedding:
         finally:
             if counted:
                 self.in_flight -= 1
+
+    def _refusal(self) -> str | None:
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            return f"more than {self.max_in_flight} requests in progress"
+        if self.max_loop_lag_s and self.lag.late_s > self.max_loop_lag_s:
+            return f"running {self.lag.late_s * 1000:.0f} ms behind"
+        return None
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:

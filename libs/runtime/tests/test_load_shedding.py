@@ -4,6 +4,7 @@ health and metrics always answer."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -87,3 +88,64 @@ async def test_a_stream_holds_no_place_once_its_response_has_started() -> None:
     gate.set()
     await streaming
     assert shed.in_flight == 0
+
+
+async def test_a_loop_running_late_refuses_until_it_catches_up() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/quick")
+    async def quick() -> dict[str, bool]:
+        return {"served": True}
+
+    @app.get("/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    shed = LoadShedding(app, max_in_flight=0, max_loop_lag_s=0.2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shed),
+                                 base_url="http://service") as client:
+        assert (await client.get("/quick")).status_code == 200  # no count: 0 is none
+        shed.lag.late_s = 0.5
+        refused = await client.get("/quick")
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert "500 ms behind" in refused.json()["message"]
+        assert (await client.get("/health/live")).status_code == 200
+        shed.lag.late_s = 0.1
+        assert (await client.get("/quick")).status_code == 200
+
+
+async def test_the_lag_is_how_late_the_loop_ran_and_is_measured_for_the_apps_lifetime(
+) -> None:
+    """The lag is measured from the application's start to its end (the ASGI lifespan),
+    and a loop kept busy is seen late by about as long as it was kept."""
+    app = FastAPI()
+    shed = LoadShedding(app, max_in_flight=0, max_loop_lag_s=0.2)
+    stopping = asyncio.Event()
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if not sent:
+            return {"type": "lifespan.startup"}
+        await stopping.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    lifetime = asyncio.create_task(shed({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                        receive, send))
+
+    async def measuring() -> bool:
+        return bool(sent) and shed.lag.late_s < 0.05 and shed.lag._task is not None
+
+    await eventually(measuring, what="the lag measured, and small")
+    time.sleep(0.3)  # the loop kept busy, as by a burst of CPU work  # noqa: ASYNC251
+    await asyncio.sleep(0.02)  # the lag's timer, long due, runs first
+    assert shed.lag.late_s >= 0.2
+    stopping.set()
+    await lifetime
+    assert shed.lag._task is None
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
+                                         "lifespan.shutdown.complete"]
