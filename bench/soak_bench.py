@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 from common import BenchRun, isolated_system, processes, write_report
@@ -42,12 +43,30 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def reading(pid: int) -> dict[str, float]:
-    """Resident MB, open descriptors, CPU seconds so far."""
+def sockets_to(port: int) -> set[str]:
+    """The inodes of this machine's TCP sockets whose far end is ``port`` (/proc/net/tcp)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def reading(pid: int, mongo: set[str]) -> dict[str, float]:
+    """Resident MB, open descriptors (and how many are connections to MongoDB, whose pools
+    grow while the database answers slowly), CPU seconds so far."""
     proc = Path(f"/proc/{pid}")
     rss_pages = int((proc / "statm").read_text().split()[1])
     fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-    return {"rss_mb": rss_pages * PAGE / 1e6, "fds": len(os.listdir(proc / "fd")),
+    links = []
+    for fd in os.listdir(proc / "fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            links.append(os.readlink(proc / "fd" / fd))
+    to_mongo = sum(link.startswith("socket:[") and link[8:-1] in mongo for link in links)
+    return {"rss_mb": rss_pages * PAGE / 1e6, "fds": len(links), "mongo_fds": to_mongo,
             "cpu_s": (int(fields[11]) + int(fields[12])) / TICKS}
 
 
@@ -79,6 +98,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         pids = processes(system, run.emulator)
         pids.pop("bench")
         samples: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in pids}
+        mongo_port = urlsplit(system.mongo_url).port or 27017
         client = RawClient(system.services["intake"].url, CHANNEL_KEYS["web"])
         outcomes: dict[int, int] = {}
         started = time.perf_counter()
@@ -93,10 +113,12 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
 
         async def sample() -> None:
             while (now := time.perf_counter() - started) < duration:
+                mongo = sockets_to(mongo_port)
                 for name, pid in pids.items():
-                    samples[name].append((now, reading(pid)))
+                    samples[name].append((now, reading(pid, mongo)))
                 print(f"{now:7.0f} s, {n:,} posted: " + "; ".join(
                     f"{name} {points[-1][1]['rss_mb']:.0f} MB {points[-1][1]['fds']:.0f} fd "
+                    f"({points[-1][1]['mongo_fds']:.0f} to MongoDB) "
                     f"{points[-1][1]['cpu_s']:.0f} cpu-s" for name, points in samples.items()),
                     file=sys.stderr, flush=True)
                 await asyncio.sleep(args.every)
@@ -137,11 +159,12 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         per_process[name] = {
             "rss_mb": [round(first["rss_mb"], 1), round(last["rss_mb"], 1)],
             "fds": [int(first["fds"]), int(last["fds"])],
+            "mongo_fds": [int(first["mongo_fds"]), int(last["mongo_fds"])],
             "cpu_share": round((last["cpu_s"] - first["cpu_s"])
                                / max(points[-1][0] - points[0][0], 1e-9), 3),
             "second_half_slope_per_h": {
                 key: round(slope_per_hour([(t, r[key]) for t, r in later]), 2)
-                for key in ("rss_mb", "fds")},
+                for key in ("rss_mb", "fds", "mongo_fds")},
         }
     leaks = sorted(name for name, p in per_process.items() if name not in HOLD_THE_DATA
                    and p["second_half_slope_per_h"]["rss_mb"] > args.leak_mb_per_h)
