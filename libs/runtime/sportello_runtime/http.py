@@ -197,21 +197,33 @@ class BodySizeLimit:
 
 
 class LoopLag:
-    """How late this process's event loop runs what is due, read by a timer that asks to
-    wake every ``interval_s``. Short of CPU, a process answers everything that late,
-    refusals included: the lag is what the clients feel before any request is counted."""
+    """How late this process's event loop runs, from a timer that wakes every
+    ``interval_s``: ``late_s`` is how long ago it should have woken while it still has not
+    (the loop is behind right now), ``last_s`` how late it woke last time. Short of CPU, a
+    process answers everything that late, refusals included: the lag is what the clients
+    feel before any request is counted."""
 
     def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
-        self.late_s = 0.0
+        self.last_s = 0.0
+        self._due: float | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def late_s(self) -> float:
+        if self._due is None:
+            return 0.0
+        return max(0.0, asyncio.get_running_loop().time() - self._due)
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._measure())
+            loop = asyncio.get_running_loop()
+            self._due = loop.time() + self.interval_s
+            self._task = loop.create_task(self._measure())
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._due, self.last_s = None, 0.0
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -219,10 +231,11 @@ class LoopLag:
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + self.interval_s
-            await asyncio.sleep(self.interval_s)
-            self.late_s = max(0.0, loop.time() - due)
+        while self._due is not None:
+            await asyncio.sleep(max(0.0, self._due - loop.time()))
+            now = loop.time()
+            self.last_s = max(0.0, now - self._due)
+            self._due = now + self.interval_s
 
 
 class LoadShedding:
@@ -288,8 +301,13 @@ class LoadShedding:
     def _refusal(self) -> str | None:
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             return f"more than {self.max_in_flight} requests in progress"
-        if self.max_loop_lag_s and self.lag.late_s > self.max_loop_lag_s:
-            return f"running {self.lag.late_s * 1000:.0f} ms behind"
+        if self.max_loop_lag_s:
+            # The last reading counts while other requests are in progress: the loop is
+            # late between two readings too. With none, a late reading was one long
+            # computation, over now, and refuses nothing after it.
+            late = max(self.lag.late_s, self.lag.last_s if self.in_flight else 0.0)
+            if late > self.max_loop_lag_s:
+                return f"running {late * 1000:.0f} ms behind"
         return None
 
 
