@@ -10,8 +10,9 @@ whether or not the earlier ones were answered):
 
 For each phase: offered, accepted (201), refused (503/429, with Retry-After), failed
 (timeouts, errors, anything else), and the p50/p99 answer time of the accepted and of the
-refused; the deepest routing queue seen (sampled each second); finally, that every
-accepted ticket was assigned (nothing taken is lost to the overload).
+refused, with how late the bench's own loop ran (its share of those times); the deepest
+routing queue seen (sampled each second); finally, that every accepted ticket was
+assigned (nothing taken is lost to the overload).
 
     .venv/bin/python bench/overload_bench.py [--rate 150 --seconds 60]
 """
@@ -63,8 +64,23 @@ class RawClient:
             writer.close()
 
 
+async def own_lateness(stop: asyncio.Event, interval_s: float = 0.05) -> list[float]:
+    """How late the bench's own loop woke, every ``interval_s``: on two cores the bench
+    shares the CPU with the system it loads, and an answer time includes the bench's own
+    wait to read it."""
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    while not stop.is_set():
+        due = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        late.append(max(0.0, loop.time() - due))
+    return late
+
+
 async def offer(client: RawClient, rate: float, seconds: float) -> dict[str, Any]:
     answers: list[tuple[str, float, bool]] = []  # (outcome, seconds, retry_after given)
+    stop = asyncio.Event()
+    lateness = asyncio.create_task(own_lateness(stop))
 
     async def one(n: int) -> None:
         started = time.perf_counter()
@@ -91,6 +107,8 @@ async def offer(client: RawClient, rate: float, seconds: float) -> dict[str, Any
         tasks.append(asyncio.create_task(one(n)))
     await asyncio.gather(*tasks)
     took = time.perf_counter() - started
+    stop.set()
+    late = sorted(await lateness)
 
     def times(outcome: str) -> dict[str, float | None]:
         found = sorted(t for o, t, _ in answers if o == outcome)
@@ -105,6 +123,8 @@ async def offer(client: RawClient, rate: float, seconds: float) -> dict[str, Any
         "refused_with_retry_after": sum(r for o, _, r in answers if o == "refused"),
         "failed": sum(o == "failed" for o, _, _ in answers),
         "accepted_answer": times("accepted"), "refused_answer": times("refused"),
+        "bench_loop_late": {"p50_ms": percentile_ms(late, 50), "p99_ms": percentile_ms(late, 99),
+                            "max_ms": round(late[-1] * 1000, 1) if late else None},
     }
 
 
