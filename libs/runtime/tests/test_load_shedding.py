@@ -16,8 +16,8 @@ from sportello_runtime.http import LoadShedding, install_error_handlers
 from support.wait import eventually
 
 
-async def test_requests_past_the_limit_are_refused_at_once_and_served_again_after() -> None:
-    gate = asyncio.Event()
+def served(gate: asyncio.Event) -> FastAPI:
+    """An application with a request held at ``gate``, a quick one and a health check."""
     app = FastAPI()
     install_error_handlers(app)
 
@@ -26,11 +26,20 @@ async def test_requests_past_the_limit_are_refused_at_once_and_served_again_afte
         await gate.wait()
         return {"served": True}
 
+    @app.get("/quick")
+    async def quick() -> dict[str, bool]:
+        return {"served": True}
+
     @app.get("/health/live")
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    shed = LoadShedding(app, max_in_flight=2)
+    return app
+
+
+async def test_requests_past_the_limit_are_refused_at_once_and_served_again_after() -> None:
+    gate = asyncio.Event()
+    shed = LoadShedding(served(gate), max_in_flight=2)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shed),
                                  base_url="http://service") as client:
         held = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
@@ -93,18 +102,7 @@ async def test_a_stream_holds_no_place_once_its_response_has_started() -> None:
 async def test_a_loop_running_late_refuses_until_it_catches_up() -> None:
     """Asked while the loop is behind, refused; asked once it has caught up (the timer has
     run), served: one long computation refuses nothing after it."""
-    app = FastAPI()
-    install_error_handlers(app)
-
-    @app.get("/quick")
-    async def quick() -> dict[str, bool]:
-        return {"served": True}
-
-    @app.get("/health/live")
-    async def live() -> dict[str, bool]:
-        return {"live": True}
-
-    shed = LoadShedding(app, max_in_flight=0, max_loop_lag_s=0.2)
+    shed = LoadShedding(served(asyncio.Event()), max_in_flight=0, max_loop_lag_s=0.2)
     shed.lag.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shed),
@@ -162,15 +160,7 @@ async def test_while_other_requests_are_in_progress_the_last_late_reading_refuse
     """Under load the loop is late between two readings too: the last reading counts as
     long as other requests are in progress; with none in progress it is forgiven."""
     gate = asyncio.Event()
-    app = FastAPI()
-    install_error_handlers(app)
-
-    @app.get("/slow")
-    async def slow() -> dict[str, bool]:
-        await gate.wait()
-        return {"served": True}
-
-    shed = LoadShedding(app, max_in_flight=0, max_loop_lag_s=0.2)
+    shed = LoadShedding(served(gate), max_in_flight=0, max_loop_lag_s=0.2)
     shed.lag.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shed),
