@@ -10,9 +10,12 @@ whether or not the earlier ones were answered):
 
 For each phase: offered, accepted (201), refused (503/429, with Retry-After), failed
 (timeouts, errors, anything else), and the p50/p99 answer time of the accepted and of the
-refused, with how late the bench's own loop ran (its share of those times); the deepest
-routing queue seen (sampled each second); finally, that every accepted ticket was
-assigned (nothing taken is lost to the overload).
+refused, with how late the bench's own loop ran (its share of those times), and the same
+counts and times for every five seconds of sending (``timeline``); the deepest routing
+queue seen (sampled each second); finally, that every accepted ticket was assigned
+(nothing taken is lost to the overload). Intake runs with its defaults, its admission
+included; ``ADMISSION_*``, ``MAX_IN_FLIGHT_REQUESTS`` and ``MAX_LOOP_LAG_MS`` in the
+bench's environment are passed to it, to try others.
 
     .venv/bin/python bench/overload_bench.py [--rate 150 --seconds 60]
 """
@@ -23,8 +26,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +38,7 @@ import uvloop
 from common import BenchRun, isolated_system, percentile_ms, write_report
 from system_bench import AS_USERS_RUN_IT
 
+from sportello_intake.settings import IntakeSettings
 from support.system import CHANNEL_KEYS
 from support.tickets import ticket_body
 from support.wait import eventually
@@ -78,7 +84,8 @@ async def own_lateness(stop: asyncio.Event, interval_s: float = 0.05) -> list[fl
 
 
 async def offer(client: RawClient, rate: float, seconds: float) -> dict[str, Any]:
-    answers: list[tuple[str, float, bool]] = []  # (outcome, seconds, retry_after given)
+    # (outcome, seconds to the answer, Retry-After given, sent this long after the start)
+    answers: list[tuple[str, float, bool, float]] = []
     stop = asyncio.Event()
     lateness = asyncio.create_task(own_lateness(stop))
 
@@ -88,44 +95,66 @@ async def offer(client: RawClient, rate: float, seconds: float) -> dict[str, Any
             status, retry_after = await asyncio.wait_for(
                 client.post("/tickets", ticket_body(n)), timeout=10)
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
-            answers.append(("failed", time.perf_counter() - started, False))
+            answers.append(("failed", time.perf_counter() - started, False, started - first))
             return
         took = time.perf_counter() - started
         if status == 201:
-            answers.append(("accepted", took, False))
+            answers.append(("accepted", took, False, started - first))
         elif status in (429, 503):
-            answers.append(("refused", took, retry_after))
+            answers.append(("refused", took, retry_after, started - first))
         else:
-            answers.append(("failed", took, False))
+            answers.append(("failed", took, False, started - first))
 
     tasks = []
-    started = time.perf_counter()
+    first = time.perf_counter()
     for n in range(int(rate * seconds)):
-        delay = started + n / rate - time.perf_counter()
+        delay = first + n / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(n)))
     await asyncio.gather(*tasks)
-    took = time.perf_counter() - started
+    took = time.perf_counter() - first
     stop.set()
     late = sorted(await lateness)
 
-    def times(outcome: str) -> dict[str, float | None]:
-        found = sorted(t for o, t, _ in answers if o == outcome)
+    def times(outcome: str, among: list[tuple[str, float, bool, float]] = answers,
+              ) -> dict[str, float | None]:
+        found = sorted(t for o, t, _, _ in among if o == outcome)
         if not found:
             return {"p50_ms": None, "p99_ms": None}
         return {"p50_ms": percentile_ms(found, 50), "p99_ms": percentile_ms(found, 99)}
 
+    def timeline(step_s: int = 5) -> list[dict[str, Any]]:
+        """Each ``step_s`` of sending: the admission steers once a second, and a p99 over
+        the minute does not say whether the refusals were late throughout or for a while."""
+        steps: dict[int, list[tuple[str, float, bool, float]]] = {}
+        for answer in answers:
+            steps.setdefault(int(answer[3] // step_s) * step_s, []).append(answer)
+        return [{"from_s": at, "accepted": sum(a[0] == "accepted" for a in among),
+                 "refused": sum(a[0] == "refused" for a in among),
+                 "failed": sum(a[0] == "failed" for a in among),
+                 "accepted_answer": times("accepted", among),
+                 "refused_answer": times("refused", among)}
+                for at, among in sorted(steps.items())]
+
     return {
         "offered": len(answers), "offered_per_s": rate, "seconds": round(took, 1),
-        "accepted": sum(o == "accepted" for o, _, _ in answers),
-        "refused": sum(o == "refused" for o, _, _ in answers),
-        "refused_with_retry_after": sum(r for o, _, r in answers if o == "refused"),
-        "failed": sum(o == "failed" for o, _, _ in answers),
+        "accepted": sum(o == "accepted" for o, _, _, _ in answers),
+        "refused": sum(o == "refused" for o, _, _, _ in answers),
+        "refused_with_retry_after": sum(r for o, _, r, _ in answers if o == "refused"),
+        "failed": sum(o == "failed" for o, _, _, _ in answers),
         "accepted_answer": times("accepted"), "refused_answer": times("refused"),
         "bench_loop_late": {"p50_ms": percentile_ms(late, 50), "p99_ms": percentile_ms(late, 99),
                             "max_ms": round(late[-1] * 1000, 1) if late else None},
+        "timeline": timeline(),
     }
+
+
+def tried(environment: Mapping[str, str]) -> dict[str, str]:
+    """Intake's admission and shedding settings from the bench's environment, to try others
+    than the defaults (``ADMISSION_TARGET_S=5 .venv/bin/python bench/overload_bench.py``)."""
+    return {k: v for k, v in environment.items()
+            if k.startswith(("ADMISSION_", "MAX_IN_FLIGHT", "MAX_LOOP_LAG"))}
 
 
 async def deepest_queue(amqp_url: str, queue: str, stop: asyncio.Event) -> int:
@@ -145,10 +174,13 @@ async def deepest_queue(amqp_url: str, queue: str, stop: asyncio.Event) -> int:
 
 async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
     system = run.system
-    # Shedding on the loop's lag is off by default (see MAX_LOOP_LAG_MS): measured on.
-    await system.start("sla", MAX_LOOP_LAG_MS="200", **AS_USERS_RUN_IT)
-    await system.start("routing", MAX_LOOP_LAG_MS="200", **AS_USERS_RUN_IT)
-    await system.start("intake", MAX_LOOP_LAG_MS="200", **AS_USERS_RUN_IT)
+    await system.start("sla", **AS_USERS_RUN_IT)
+    await system.start("routing", **AS_USERS_RUN_IT)
+    # The tests turn the admission off (FAST_TEST_SETTINGS); users have it on.
+    as_users: dict[str, Any] = {
+        "ADMISSION_TARGET_S": str(IntakeSettings.model_fields["admission_target_s"].default)}
+    intake: dict[str, Any] = {**AS_USERS_RUN_IT, **as_users, **tried(os.environ)}
+    await system.start("intake", **intake)
     stop = asyncio.Event()
     sampler = asyncio.create_task(deepest_queue(system.amqp_url,
                                                 f"{system.namespace}.routing", stop))

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import IndexModel
+from starlette.types import Scope
 
 from sportello_runtime.bus import EventBus, Handler, Subscription, Topology
 from sportello_runtime.http import (
@@ -92,6 +93,9 @@ class ServiceWiring:
     state: Mapping[str, Any] = field(default_factory=dict)
     body_limits: Mapping[str, int] = field(default_factory=dict)
     """Path prefix -> body limit above MAX_BODY_BYTES, for doors that carry files."""
+    refused_early: Callable[[Scope], str | None] | None = None
+    """Why a request is refused (503, Retry-After) before it is even read: a door the
+    service knows it would refuse now, cheaply (see ``LoadShedding``)."""
 
 
 def build_service(settings: ServiceSettings) -> Service:
@@ -199,9 +203,10 @@ def create_service_app(
     document_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        larger=wiring.body_limits)
-    if settings.max_in_flight_requests or settings.max_loop_lag_ms:
+    if settings.max_in_flight_requests or settings.max_loop_lag_ms or wiring.refused_early:
         app.add_middleware(LoadShedding, max_in_flight=settings.max_in_flight_requests,
-                           max_loop_lag_s=settings.max_loop_lag_ms / 1000)
+                           max_loop_lag_s=settings.max_loop_lag_ms / 1000,
+                           refused_early=wiring.refused_early)
     app.add_middleware(HttpMetrics, metrics=service.metrics)
     return app
 

@@ -255,10 +255,12 @@ class LoadShedding:
     EXEMPT = ("/health", "/metrics")
 
     def __init__(self, app: ASGIApp, max_in_flight: int, max_loop_lag_s: float = 0.0,
-                 retry_after_s: int = 1) -> None:
+                 retry_after_s: int = 1,
+                 refused_early: Callable[[Scope], str | None] | None = None) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_loop_lag_s = max_loop_lag_s
+        self.refused_early = refused_early
         self.retry_after = str(retry_after_s)
         self.in_flight = 0
         self.lag = LoopLag()
@@ -274,7 +276,7 @@ class LoadShedding:
         if scope["type"] != "http" or scope.get("path", "").startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal()
+        refusal = self._refusal(scope)
         if refusal is not None:
             response = JSONResponse(
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -298,7 +300,11 @@ class LoadShedding:
             if counted:
                 self.in_flight -= 1
 
-    def _refusal(self) -> str | None:
+    def _refusal(self, scope: Scope) -> str | None:
+        if self.refused_early is not None:
+            early = self.refused_early(scope)
+            if early is not None:
+                return early
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             return f"more than {self.max_in_flight} requests in progress"
         if self.max_loop_lag_s:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
-from starlette.types import Message
+from starlette.types import Message, Scope
 
 from sportello_runtime.http import LoadShedding, install_error_handlers
 from support.wait import eventually
@@ -185,3 +185,39 @@ async def test_while_other_requests_are_in_progress_the_last_late_reading_refuse
             assert (await held).status_code == 200
     finally:
         await shed.lag.stop()
+
+
+async def test_a_door_the_service_refuses_early_is_refused_before_its_body_is_read() -> None:
+    """A service that knows it would refuse a door (intake while its desk is behind) says
+    so before the request reaches the routes: nothing of the body is read, and every
+    other door is served."""
+    asked: list[str] = []
+
+    def refused_early(scope: Scope) -> str | None:
+        asked.append(scope["path"])
+        return "the desk is behind" if scope["path"] == "/slow" else None
+
+    read = 0
+    app = served(asyncio.Event())
+    shed = LoadShedding(app, max_in_flight=0, refused_early=refused_early)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal read
+        read += 1
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await shed({"type": "http", "method": "GET", "path": "/slow", "headers": [],
+                "query_string": b""}, receive, send)
+    assert sent[0]["status"] == 503
+    assert (b"retry-after", b"1") in sent[0]["headers"]
+    assert b"the desk is behind" in sent[1]["body"]
+    assert read == 0
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shed),
+                                 base_url="http://service") as client:
+        assert (await client.get("/quick")).status_code == 200
+        assert (await client.get("/health/live")).status_code == 200
+    assert asked == ["/slow", "/quick"]  # health is never asked about

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from starlette.types import Scope
 
 from sportello_intake import api
 from sportello_intake.consumers import IntakeConsumers
@@ -19,9 +20,24 @@ from sportello_intake.service import Desk, DeskMetrics
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import INDEXES, TICKETS, NoticeStore, TicketStore
 from sportello_runtime.app import Service, ServiceWiring, create_service_app
+from sportello_runtime.http import LoopLag
 from sportello_runtime.periodic import every
 
 log = logging.getLogger(__name__)
+
+
+
+def at_a_channel_door(scope: Scope) -> bool:
+    """Where tickets come in: ``POST /tickets`` (only ever a new one) and the mail, chat and
+    phone doors (replies too, refused alike while the desk is behind)."""
+    path: str = scope["path"]
+    return scope["method"] == "POST" and (path == "/tickets" or path.startswith("/channels/"))
+
+
+def started(lag: LoopLag) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def start() -> None:
+        lag.start()
+    return start
 
 
 def wire(service: Service) -> ServiceWiring:
@@ -30,7 +46,8 @@ def wire(service: Service) -> ServiceWiring:
     m = service.metrics
     tickets = TicketStore(service.store, service.relay, recent_capacity=settings.recent_tickets,
                           numbers_ahead_s=settings.ticket_numbers_ahead_s)
-    desk = Desk(tickets, settings, DeskMetrics.registered_on(m))
+    loop_lag = LoopLag()  # measured while the app runs: started and stopped with it
+    desk = Desk(tickets, settings, DeskMetrics.registered_on(m), loop_lag)
     if settings.status_token_secret is not None:
         token_secret = settings.status_token_secret.get_secret_value()
     else:
@@ -42,6 +59,15 @@ def wire(service: Service) -> ServiceWiring:
     notifier = Notifier(tickets, notices, outbound, settings, NoticeMetrics.registered_on(m),
                         token_secret)
     consumers = IntakeConsumers(desk, notifier)
+
+    def channels_refused(scope: Scope) -> str | None:
+        """What the channel doors bring is refused before it is read, authenticated and
+        validated: under overload that is most of what comes in, and a refusal that cost
+        as much as an acceptance would come as late."""
+        if at_a_channel_door(scope) and desk.refuses_more():
+            return "more is coming in than the help desk assigns in time"
+        return None
+
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [
         every(settings.auto_close_interval_s, desk.close_quiet_tickets, what="auto-close sweep",
               at_start=True)]
@@ -67,7 +93,9 @@ def wire(service: Service) -> ServiceWiring:
         indexes=INDEXES,
         outbox_collections=[TICKETS],
         background=background,
-        on_shutdown=[outbound.close],
+        on_startup=[started(loop_lag)],
+        on_shutdown=[loop_lag.stop, outbound.close],
+        refused_early=channels_refused,
         body_limits={"/tickets": settings.max_upload_bytes,
                      "/requesters/": settings.max_upload_bytes,
                      "/channels/": max(settings.max_upload_bytes, settings.mail_max_bytes)},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,11 +25,13 @@ from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
 from sportello_contracts.enums import Author, Channel, TicketStatus, Visibility
 from sportello_contracts.events import LONG, SHORT, Requester, SlaTimeLimitSet, TicketAssigned
 from sportello_intake import domain
+from sportello_intake.admission import Admission
 from sportello_intake.domain import AttachmentRef, Message, Ticket
 from sportello_intake.doors.mail import InboundMail, ticket_number_in
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import DuplicateOrigin, TicketStore
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
+from sportello_runtime.http import LoopLag
 from sportello_runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class TicketMissing(LookupError):
 @dataclass(frozen=True)
 class DeskMetrics:
     tickets_created: Counter
+    tickets_refused: Counter
     messages: Counter
     mail_ignored: Counter
 
@@ -58,6 +62,9 @@ class DeskMetrics:
         return cls(
             tickets_created=m.counter("tickets_created_total", "Tickets opened, by channel",
                                       ["channel"]),
+            tickets_refused=m.counter(
+                "tickets_refused_total", "What channels brought, refused (503, SMTP 451) "
+                "while more came than was assigned within ADMISSION_TARGET_S"),
             messages=m.counter("messages_total", "Conversation messages, by channel and author",
                                ["channel", "author"]),
             mail_ignored=m.counter("mail_ignored_total",
@@ -98,12 +105,26 @@ class TicketNotFound(Exception):
 
 class Desk:
     def __init__(self, tickets: TicketStore, settings: IntakeSettings,
-                 metrics: DeskMetrics) -> None:
+                 metrics: DeskMetrics, loop_lag: LoopLag | None = None) -> None:
         self.tickets = tickets
         self.settings = settings
         self.metrics = metrics
+        self.admission = Admission(settings.admission_target_s, settings.admission_interval_s,
+                                   settings.admission_max_loop_lag_ms / 1000)
+        self.loop_lag = loop_lag
 
     # --- opening and joining -------------------------------------------------
+
+    def refuses_more(self) -> bool:
+        """Refuse what a channel brings now (counted)? Asked by the doors before they read
+        it (see ``admission``): refusing costs nothing then."""
+        lag = self.loop_lag
+        if self.admission.admit(time.monotonic(), overdue_s=lag.late_s if lag else 0.0,
+                                last_late_s=lag.last_s if lag else 0.0):
+            return False
+        self.metrics.tickets_refused.inc()
+        return True
+
 
     async def open(
         self,
@@ -345,6 +366,9 @@ class Desk:
             if change is None:
                 return None
             await self.tickets.save(change.record, previous=ticket, events=change.events)
+            if assigned.sequence == 1:  # the first: how long a ticket taken waits for it
+                self.admission.heard((change.record.updated_at - ticket.created_at)
+                                 .total_seconds(), time.monotonic())
             log.info("ticket %s assigned to %s (%s)", ticket.number, assigned.group_id,
                      assigned.level.value, extra={"ticket_id": ticket.id})
             return change.record

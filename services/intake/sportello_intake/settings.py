@@ -87,6 +87,21 @@ class IntakeSettings(ServiceSettings):
         default=10, ge=1, description="Acknowledgements to one address per hour, at most: the "
         "last guard against mail loops with autoresponders that do not say they are one")
 
+    # --- admission: past what the system sustains, refuse quickly rather than queue
+    admission_target_s: float = Field(
+        default=1.0, ge=0, description="The wait from acceptance to assignment intake steers "
+        "to when more is offered than assigned: past it, what the channel doors bring is "
+        "refused (503 with Retry-After, SMTP 451) before it is read. 0: nothing is refused "
+        "for it (bench/overload_bench.py measures it)")
+    admission_max_loop_lag_ms: int = Field(
+        default=200, ge=0, description="While intake's event loop runs more than this late, "
+        "the channel doors refuse what they bring (with ADMISSION_TARGET_S on): intake "
+        "itself is behind. 0: the lateness refuses nothing")
+    admission_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the admission is steered: each interval "
+        "takes as many new tickets as the one before assigned, scaled by the target over its "
+        "shortest wait (see sportello_intake.admission)")
+
     recent_tickets: int = Field(
         default=2000, ge=0,
         description="Tickets this process opened last, kept in memory (as last written) as "

@@ -63,8 +63,8 @@ async def desk(mongo: MongoStore) -> Desk:
         return Counter(name, name, list(labels), registry=registry)
 
     return Desk(TicketStore(store, relay), IntakeSettings(status_token_secret="s" * 32),
-                DeskMetrics(counter("created", "channel"), counter("messages", "channel",
-                                                                   "author"),
+                DeskMetrics(counter("created", "channel"), counter("refused"),
+                            counter("messages", "channel", "author"),
                             counter("ignored", "reason")))
 
 

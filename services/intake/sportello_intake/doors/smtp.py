@@ -33,6 +33,16 @@ class SupportMailbox:
         self.addresses = {a.lower() for a in addresses}
         self.refused = refused
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        """While the desk is behind, refused before the message is even sent: the sender's
+        server keeps it and tries again later."""
+        if self.desk.refuses_more():
+            return "451 4.3.2 the help desk is busy, try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if address.lower() not in self.addresses:
