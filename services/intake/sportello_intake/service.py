@@ -348,12 +348,28 @@ class Desk:
     # --- lifecycle -----------------------------------------------------------
 
     async def change_status(self, ticket: Ticket, status: TicketStatus, *, reason: str | None,
-                            actor: str | None, resolution: str | None) -> Ticket:
-        change = domain.change_status(ticket, status, reason=reason, actor=actor,
-                                      resolution=resolution, now=utc_now())
-        await self.tickets.save(change.record, previous=ticket,
-                                events=change.events)
-        return change.record
+                            actor: str | None, resolution: str | None,
+                            pinned: bool = False) -> Ticket:
+        """Move the ticket. ``pinned``: the caller decided on this version of it (an agent's
+        expected version), and a change meanwhile is theirs to see (ConcurrencyConflict).
+        Otherwise a change that landed meanwhile (routing's assignment of a ticket being
+        resolved at once) is read and the move tried again on it."""
+        current = ticket
+
+        async def step() -> Ticket:
+            nonlocal current
+            change = domain.change_status(current, status, reason=reason, actor=actor,
+                                          resolution=resolution, now=utc_now())
+            try:
+                await self.tickets.save(change.record, previous=current, events=change.events)
+            except ConcurrencyConflict:
+                current = await self.tickets.by_id(ticket.id) or current
+                raise
+            return change.record
+
+        if pinned:
+            return await step()
+        return await retry_on_conflict(step, what=f"ticket {ticket.number}")
 
     # --- what other services decided -------------------------------------------
 

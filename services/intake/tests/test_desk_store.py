@@ -25,6 +25,7 @@ from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
 from sportello_intake.store import INDEXES, NoticeStore, TicketStore
 from sportello_runtime.bus import Outcome
+from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.outbox import OutboxRelay
 from sportello_runtime.store import MongoStore
@@ -301,3 +302,25 @@ async def test_an_acknowledgement_a_killed_process_claimed_is_sent_by_the_sweep_
             await notifier.acknowledge(ticket)  # its event, late: nothing more is sent
     assert [m["To"] for m in relay.messages] == ["Anna <anna@example.com>"]
     assert relay.messages[0]["Message-ID"].startswith(f"<{nid}@")
+
+
+async def test_a_status_change_not_pinned_to_a_version_is_tried_again_on_the_changed_ticket(
+    desk: Desk,
+) -> None:
+    """Resolved at the moment routing's assignment lands: without an expected version the
+    caller asked for the move, not for that version, so the move is made on the ticket as
+    it now is. With one (an agent's), the change meanwhile is theirs to see."""
+    opened, _ = await desk.open(request())
+    note = Message(id=uuid.uuid4().hex, author=Author.AGENT, visibility=Visibility.INTERNAL,
+                   channel=None, body="visto", at=opened.created_at)
+    meanwhile, _ = await desk.post(opened, note)  # the copy in hand is now one version old
+    with pytest.raises(ConcurrencyConflict):
+        await desk.change_status(opened, TicketStatus.RESOLVED, reason=None, actor="lucia",
+                                 resolution="riavviato", pinned=True)
+    resolved = await desk.change_status(opened, TicketStatus.RESOLVED, reason=None,
+                                        actor="lucia", resolution="riavviato")
+    assert resolved.status is TicketStatus.RESOLVED
+    assert resolved.version == meanwhile.version + 1
+    stored = await desk.tickets.by_id(opened.id)
+    assert stored is not None
+    assert (stored.status, len(stored.messages)) == (TicketStatus.RESOLVED, 2)

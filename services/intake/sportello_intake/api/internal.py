@@ -66,7 +66,8 @@ async def change_ticket_status(body: StatusChange, ticket: TicketDep, desk: Desk
     _check_version(ticket, body.expected_version)
     async with refusals():
         changed = await desk.change_status(ticket, body.status, reason=body.reason,
-                                           actor=body.actor, resolution=body.resolution)
+                                           actor=body.actor, resolution=body.resolution,
+                                           pinned=body.expected_version is not None)
     return to_view(changed)
 
 
