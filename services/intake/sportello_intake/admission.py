@@ -16,10 +16,12 @@ grows with every queue behind intake, so the rule steers on it, one interval at 
   were assigned while the waits are at the target, fewer above it (the queue drains),
   more below it. Under overload the waits settle at the target and the rest is refused,
   at once and cheaply;
-- and while intake's own event loop runs more than ``max_late_s`` behind, nothing is
-  taken: on two cores shared with the pipeline, intake is one of the queues, and a
-  refusal waits for the loop like everything else. Quiet, only the loop overdue right
-  now counts; a single long computation (a huge mail parsed) is over by the next request.
+- and while steering, nothing is taken while intake's own event loop runs more than
+  ``max_late_s`` behind: on two cores shared with the pipeline, intake is one of the
+  queues, and a refusal waits for the loop like everything else. Not steering, the
+  loop's lateness refuses nothing: one long computation (a huge mail parsed) or a pause
+  of the machine is over by the next request, and refusing for it would refuse a lone
+  requester.
 """
 
 from __future__ import annotations
@@ -63,10 +65,9 @@ class Admission:
         self._offered += 1
         if not self.target_s:
             return True
-        late = max(overdue_s, last_late_s) if self._quota is not None else overdue_s
-        if self.max_late_s and late > self.max_late_s:
-            return False
         if self._quota is not None:
+            if self.max_late_s and max(overdue_s, last_late_s) > self.max_late_s:
+                return False
             # Spread over the interval: the quota's share of it gone by, and one more. All
             # at its start would be a burst of the very work the quota keeps out.
             gone_by = now / self.interval_s - self._interval

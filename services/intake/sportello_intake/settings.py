@@ -94,9 +94,9 @@ class IntakeSettings(ServiceSettings):
         "refused (503 with Retry-After, SMTP 451) before it is read. 0: nothing is refused "
         "for it (bench/overload_bench.py measures it)")
     admission_max_loop_lag_ms: int = Field(
-        default=200, ge=0, description="While intake's event loop runs more than this late, "
-        "the channel doors refuse what they bring (with ADMISSION_TARGET_S on): intake "
-        "itself is behind. 0: the lateness refuses nothing")
+        default=200, ge=0, description="While the admission steers (more offered than "
+        "assigned) and intake's event loop runs more than this late, the channel doors "
+        "refuse everything: intake itself is behind. 0: the lateness refuses nothing")
     admission_interval_s: float = Field(
         default=1.0, gt=0, description="How often the admission is steered: each interval "
         "takes as many new tickets as the one before assigned, scaled by the target over its "
