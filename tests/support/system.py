@@ -41,7 +41,7 @@ FAST_TEST_SETTINGS = {
     "OUTBOX_STALE_AFTER_S": "0.5",
     "SHUTDOWN_GRACE_S": "5",
     "LOG_LEVEL": "INFO",
-    # Intake's admission refuses new tickets once they wait past a second to be assigned
+    # Intake's admission refuses new tickets once they wait past 0.3 s to be assigned
     # while more come than are assigned: a slow minute of a CI machine, a test posting a
     # burst and asserting 201s. It is tested on its own (tests/test_admission.py) and
     # measured by bench/overload_bench.py; elsewhere it would only make tests flaky.

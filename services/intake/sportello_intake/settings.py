@@ -89,7 +89,7 @@ class IntakeSettings(ServiceSettings):
 
     # --- admission: past what the system sustains, refuse quickly rather than queue
     admission_target_s: float = Field(
-        default=1.0, ge=0, description="The wait from acceptance to assignment intake steers "
+        default=0.3, ge=0, description="The wait from acceptance to assignment intake steers "
         "to when more is offered than assigned: past it, what the channel doors bring is "
         "refused (503 with Retry-After, SMTP 451) before it is read. 0: nothing is refused "
         "for it (bench/overload_bench.py measures it)")
