@@ -7,7 +7,9 @@ mailed through SMTP), routing, SLA (clocks, the time limit each acknowledgement
 waits for), the gateway (every event folded into its queue lines; ``--no-gateway``
 leaves it out, as runs before it existed did), the mail catcher as the relay
 (`python -m sportello_mailcatcher`, one line per message), and every service logging
-at INFO to a file. Then:
+at INFO to a file. Intake's admission is off, as in the tests (``FAST_TEST_SETTINGS``): this
+measures what the pipeline sustains and costs with every ticket taken, and the burst would
+otherwise be refused in part; ``bench/overload_bench.py`` measures the admission. Then:
 
 1. sustained: posts --tickets tickets with --concurrency clients as fast as they
    are accepted and reports tickets/s from the first POST to the last ticket
