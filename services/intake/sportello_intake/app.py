@@ -26,7 +26,6 @@ from sportello_runtime.periodic import every
 log = logging.getLogger(__name__)
 
 
-
 def at_a_channel_door(scope: Scope) -> bool:
     """Where tickets come in: ``POST /tickets`` (only ever a new one) and the mail, chat and
     phone doors (replies too, refused alike while the desk is behind)."""
@@ -35,6 +34,8 @@ def at_a_channel_door(scope: Scope) -> bool:
 
 
 def started(lag: LoopLag) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The lateness is measured on the running loop, which exists from the app's start."""
+
     async def start() -> None:
         lag.start()
     return start
