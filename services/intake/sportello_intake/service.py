@@ -125,7 +125,6 @@ class Desk:
         self.metrics.tickets_refused.inc()
         return True
 
-
     async def open(
         self,
         request: TicketCreateRequest,
@@ -383,8 +382,8 @@ class Desk:
                 return None
             await self.tickets.save(change.record, previous=ticket, events=change.events)
             if assigned.sequence == 1:  # the first: how long a ticket taken waits for it
-                self.admission.heard((change.record.updated_at - ticket.created_at)
-                                 .total_seconds(), time.monotonic())
+                waited = change.record.updated_at - ticket.created_at
+                self.admission.heard(waited.total_seconds(), time.monotonic())
             log.info("ticket %s assigned to %s (%s)", ticket.number, assigned.group_id,
                      assigned.level.value, extra={"ticket_id": ticket.id})
             return change.record
