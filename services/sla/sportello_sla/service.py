@@ -28,7 +28,7 @@ from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_sla import domain
 from sportello_sla.domain import Clock, ClockState, SlaPolicy, SlaTicket
-from sportello_sla.store import SlaStore
+from sportello_sla.store import SlaStore, StartedClock
 
 log = logging.getLogger(__name__)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
@@ -119,33 +119,38 @@ class ClockKeeper:
             return
         ticket_id = ticket.id
         opening, box = domain.opening_clocks_due(ticket), domain.level_box_due(ticket)
+        after: SlaTicket | None = None
+        """The ticket as it stood once the clocks started, when the last write answered it."""
         if opening:
             assert ticket.priority
             assert ticket.created_at
             assert ticket.policy_version is not None
             policy = await self.policy(ticket.policy_version)
-            for metric, clock_id in ((SlaMetric.FIRST_RESPONSE, f"{ticket_id}:first_response"),
-                                     (SlaMetric.RESOLUTION, f"{ticket_id}:resolution:0")):
-                await self._start(clock_id, ticket_id, metric, ticket.priority, policy,
-                                  ticket.created_at, None, ticket.triage_tier)
-            await self.store.update_ticket(ticket_id, {"opening_clocks": True})
+            await self.store.add_clocks([started for started in (
+                self._starting(f"{ticket_id}:{clock}", ticket_id, metric, ticket.priority,
+                               policy, ticket.created_at, None, ticket.triage_tier)
+                for metric, clock in ((SlaMetric.FIRST_RESPONSE, "first_response"),
+                                      (SlaMetric.RESOLUTION, "resolution:0"))) if started])
+            after = await self.store.note_started(ticket_id, {"opening_clocks": True})
         if box:
-            await self._start_level_box(ticket)
+            after = await self._start_level_box(ticket)
         if opening or box:
-            await self._stop_what_the_resolution_passed(ticket_id)
+            await self._stop_what_the_resolution_passed(ticket_id, after)
 
-    async def _stop_what_the_resolution_passed(self, ticket_id: str) -> None:
+    async def _stop_what_the_resolution_passed(self, ticket_id: str,
+                                               after: SlaTicket | None) -> None:
         """A clock started from facts that arrived after the ticket was resolved stops at
-        the resolution. Read after starting: ``resolved`` writes its fact before it stops
-        the open clocks, so one of the two sees the other's work."""
-        ticket = await self.store.ticket(ticket_id)
+        the resolution. Read after starting (``after``, or again): ``resolved`` writes its
+        fact before it stops the open clocks, so one of the two sees the other's work."""
+        ticket = after or await self.store.ticket(ticket_id)
         if ticket is None or ticket.resolved_at is None:
             return  # never resolved: the usual case
         for clock in await self._open_clocks(ticket_id, *SlaMetric):
             if (at := domain.resolution_passed(ticket, clock)) is not None:
                 await self._stop(clock.id, at)
 
-    async def _start_level_box(self, ticket: SlaTicket) -> None:
+    async def _start_level_box(self, ticket: SlaTicket) -> SlaTicket | None:
+        """The ticket as it stands after, or ``None`` when another handler moved it on."""
         level, sequence, at = ticket.assigned_level, ticket.assigned_sequence, ticket.assigned_at
         assert level
         assert at
@@ -154,16 +159,15 @@ class ClockKeeper:
         current = await self.store.clock(ticket.level_clock) if ticket.level_clock else None
         still_running = current is not None and current.state != ClockState.STOPPED
         if current is not None and current.level is level and still_running:
-            await self.store.update_ticket(ticket.id, {"sequence": sequence},
-                                           only_if={"sequence": ticket.sequence})
-            return
+            return await self.store.note_started(ticket.id, {"sequence": sequence},
+                                                 only_if={"sequence": ticket.sequence})
         if current is not None:
             await self._stop(current.id, at)
         policy = await self.policy(ticket.policy_version)
         clock_id = f"{ticket.id}:level_time_box:{level.value}:{sequence}"
         await self._start(clock_id, ticket.id, SlaMetric.LEVEL_TIME_BOX, ticket.priority,
                           policy, at, level, ticket.requester_tier)
-        await self.store.update_ticket(
+        return await self.store.note_started(
             ticket.id, {"sequence": sequence, "level": level.value, "level_clock": clock_id},
             only_if={"sequence": ticket.sequence},
         )
@@ -291,15 +295,25 @@ class ClockKeeper:
     async def _start(self, clock_id: str, ticket_id: str, metric: SlaMetric, priority: Priority,
                      policy: SlaPolicy, at: datetime, level: SupportLevel | None,
                      tier: ContractTier | None) -> None:
+        started = self._starting(clock_id, ticket_id, metric, priority, policy, at, level, tier)
+        if started is not None:
+            await self.store.add_clocks([started])
+
+    @staticmethod
+    def _starting(clock_id: str, ticket_id: str, metric: SlaMetric, priority: Priority,
+                  policy: SlaPolicy, at: datetime, level: SupportLevel | None,
+                  tier: ContractTier | None) -> StartedClock | None:
+        """A new clock, when its next firing and the time limit it tells; ``None`` when
+        the policy sets no target for it (e.g. vendors' own contracts)."""
         clock = domain.start_clock(clock_id, ticket_id=ticket_id, metric=metric,
                                    priority=priority, policy=policy, started_at=at, level=level,
                                    contract_tier=tier)
         if clock is None:
-            return  # no target for this one (e.g. vendors' own contracts)
+            return None
         calendar = policy.calendars[clock.calendar]
         told = [domain.time_limit_told(clock, calendar, at)] if domain.time_limit_moved(
             None, clock, calendar) else []
-        await self.store.add_clock(clock, domain.next_fire_at(clock, calendar), told)
+        return clock, domain.next_fire_at(clock, calendar), told
 
     async def _stop(self, clock_id: str, at: datetime) -> None:
         def stopped(c: Clock, cal: domain.Calendar) -> Change[Clock] | None:

@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
@@ -28,6 +28,9 @@ TICKETS = "tickets"
 POLICIES = "policies"
 COUNTERS = "counters"
 ACTIVE = "active-clocks"
+DUPLICATE_KEY = 11000
+StartedClock = tuple[Clock, datetime | None, Sequence[EventEnvelope]]
+"""A clock to add, its first firing, and what its start tells (a time limit)."""
 FRESH = {"sequence": 0, "reopens": 0}
 """A ticket's counters as its first fact creates it: later writes are fenced on them."""
 
@@ -103,21 +106,48 @@ class SlaStore:
                                                 {"$set": changes})
         return result.matched_count == 1
 
+    async def note_started(self, ticket_id: str, changes: dict[str, Any],
+                           only_if: dict[str, Any] | None = None) -> SlaTicket | None:
+        """Record which clocks run now and answer the ticket as it stands after (one round
+        trip for both); ``None`` when ``only_if`` no longer holds."""
+        doc = await self._tickets.find_one_and_update(
+            {"_id": ticket_id, **(only_if or {})}, {"$set": changes},
+            return_document=ReturnDocument.AFTER)
+        return ticket_from(doc) if doc else None
+
     # -- clocks ---------------------------------------------------------------------
 
     async def add_clock(self, clock: Clock, next_fire: datetime | None,
                         events: Sequence[EventEnvelope] = ()) -> bool:
         """Clock ids are derived from the ticket: a redelivered event cannot start two."""
-        entries = [outbox_entry(e) for e in events]
+        return bool(await self.add_clocks([(clock, next_fire, events)]))
+
+    async def add_clocks(self, started: Sequence[StartedClock]) -> int:
+        """Clocks that start together (a ticket's first response and resolution) in one
+        write; one already there (a redelivered event, or the other handler of a ticket's
+        events got there first) is left as it is. Returns how many were added."""
+        documents, entries = [], []
+        for clock, next_fire, events in started:
+            told = [outbox_entry(e) for e in events]
+            entries.append(told)
+            documents.append({**clock_document(clock), "next_fire_at": next_fire,
+                              "lease_owner": None, "lease_until": None, **outbox_fields(told)})
+        refused: set[int] = set()
         try:
-            await self._clocks.insert_one({**clock_document(clock), "next_fire_at": next_fire,
-                                           "lease_owner": None, "lease_until": None,
-                                           **outbox_fields(entries)})
-        except DuplicateKeyError:
-            return False
-        self._relay.publish_soon(self._clocks, clock.id, entries)
-        await self.count_active(clock.metric, +1)
-        return True
+            await self._clocks.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            refused = {e["index"] for e in errors}
+        added = 0
+        for index, (clock, _, _) in enumerate(started):
+            if index in refused:
+                continue
+            self._relay.publish_soon(self._clocks, clock.id, entries[index])
+            await self.count_active(clock.metric, +1)
+            added += 1
+        return added
 
     async def count_active(self, metric: SlaMetric, delta: int) -> None:
         """Active clocks are counted as they start and stop: counting a large collection

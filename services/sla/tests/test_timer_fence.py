@@ -113,3 +113,21 @@ async def test_a_clock_changed_since_it_was_read_is_not_overwritten(store: SlaSt
     assert saved is not None
     assert saved.state == domain.ClockState.PAUSED
     assert not saved.breached
+
+
+async def test_clocks_started_together_skip_the_one_already_there_and_add_the_rest(
+    store: SlaStore,
+) -> None:
+    """Protection: ``add_clocks`` writes unordered and treats only a duplicate id as done;
+    the other handler of a ticket's events may have started one of them first."""
+    first = await due_clock(store, "t-2")
+    second = domain.start_clock("t-2:first_response", ticket_id="t-2",
+                                metric=SlaMetric.FIRST_RESPONSE, priority=Priority.P1,
+                                policy=DEFAULT_POLICY, started_at=T0)
+    assert second is not None
+    again = replace(first, target_s=first.target_s + 1)
+    assert await store.add_clocks([(again, None, ()), (second, None, ())]) == 1
+    kept = await store.clock(first.id)
+    assert kept is not None and kept.target_s == first.target_s  # left as it was
+    assert {c.id for c in await store.clocks_of("t-2")} == {first.id, second.id}
+    assert await store.add_clocks([(again, None, ()), (second, None, ())]) == 0
