@@ -11,13 +11,23 @@ from typing import Any
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from sportello_contracts import utc_now
 
 log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+def duplicates_in(error: BulkWriteError) -> set[int]:
+    """The writes of an unordered batch refused only because their ``_id`` (or another
+    unique key) was taken, by position; the error again when any failed otherwise."""
+    refused = error.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in refused):
+        raise error
+    return {int(e["index"]) for e in refused}
 
 
 class MongoStore:

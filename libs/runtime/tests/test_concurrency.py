@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pymongo.errors import BulkWriteError
 
 from sportello_runtime.concurrency import ConcurrencyConflict, retry_on_conflict
+from sportello_runtime.store import duplicates_in
 
 
 def test_a_step_that_conflicts_is_run_again_until_it_succeeds() -> None:
@@ -52,3 +54,18 @@ def test_at_least_one_try() -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         asyncio.run(retry_on_conflict(step, tries=0))
+
+
+def test_an_unordered_batch_names_the_writes_refused_as_duplicates() -> None:
+    refused = BulkWriteError({"writeErrors": [
+        {"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"},
+        {"index": 2, "code": 11000, "errmsg": "E11000 duplicate key"}]})
+    assert duplicates_in(refused) == {0, 2}
+
+
+def test_an_unordered_batch_with_another_failure_raises_it_again() -> None:
+    failed = BulkWriteError({"writeErrors": [
+        {"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"},
+        {"index": 1, "code": 2, "errmsg": "bad value"}]})
+    with pytest.raises(BulkWriteError):
+        duplicates_in(failed)

@@ -7,16 +7,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from sportello_contracts.enums import SupportLevel
 from sportello_gateway.domain.access import Role, Scope
 from sportello_gateway.domain.accounts import ApiKey, User
 from sportello_gateway.domain.desk import SORT_KEYS, LineUpdate, QueueQuery
 from sportello_gateway.domain.portal import PortalSession, SignInLink
+from sportello_runtime.batching import Batcher
 from sportello_runtime.concurrency import ConcurrencyConflict
-from sportello_runtime.store import Document, MongoStore
+from sportello_runtime.store import Document, MongoStore, duplicates_in
 
 USERS = "users"
 SESSIONS = "sessions"
@@ -30,6 +31,8 @@ NOTICES = "notices"
 PORTAL_LINKS = "portal_links"
 PORTAL_SESSIONS = "portal_sessions"
 PORTAL_QUOTAS = "portal_quotas"
+LineWrite = tuple[Document, Document, bool]
+"""A queue line's filter, its change, and whether it may create the line."""
 
 
 def indexes(event_retention: timedelta) -> dict[str, list[IndexModel]]:
@@ -66,6 +69,7 @@ class GatewayStore:
         self._webhooks = store.collection(WEBHOOKS)
         self._deliveries = store.collection(DELIVERIES)
         self._notices = store.collection(NOTICES)
+        self._line_writes: Batcher[str, LineWrite, bool] = Batcher(self._write_lines)
 
     # -- users ---------------------------------------------------------------------------
 
@@ -197,9 +201,7 @@ class GatewayStore:
             change["$set"] = update.set
             for name in update.set:
                 change["$setOnInsert"].pop(name, None)
-        try:
-            await self._desk.update_one(query, change, upsert=True)
-        except DuplicateKeyError:
+        if await self._line_writes.submit(DESK, (query, change, True)):
             # Either the line holds a newer value (this event is stale), or another event
             # of the same new ticket inserted the line a moment before: write again into
             # the line that now exists, still fenced.
@@ -208,11 +210,23 @@ class GatewayStore:
             result = await self._desk.update_one(query, {"$set": update.set})
             if result.matched_count == 0:
                 return False
-        if update.set_if_missing:
-            for name, value in update.set_if_missing.items():
-                await self._desk.update_one({"_id": update.ticket_id, name: None},
-                                            {"$set": {name: value}})
+        for name, value in update.set_if_missing.items():
+            # After the write above: the line exists now.
+            await self._line_writes.submit(
+                DESK, ({"_id": update.ticket_id, name: None}, {"$set": {name: value}}, False))
         return True
+
+    async def _write_lines(self, _: str, writes: list[LineWrite]) -> list[bool]:
+        """Line writes that arrive while one is on its way go together in one unordered
+        write: a ticket's first events reach the desk within milliseconds of each other,
+        and every ticket's. Per write, whether its upsert was refused as a duplicate."""
+        try:
+            await self._desk.bulk_write([UpdateOne(query, change, upsert=upsert)
+                                         for query, change, upsert in writes], ordered=False)
+        except BulkWriteError as exc:
+            refused = duplicates_in(exc)
+            return [index in refused for index in range(len(writes))]
+        return [False] * len(writes)
 
     async def line(self, ticket_id: str) -> Document | None:
         return await self._desk.find_one({"_id": ticket_id})
