@@ -43,6 +43,7 @@ def wire(service: Service) -> ServiceWiring:
         indexes=INDEXES,
         outbox_collections=[CLOCKS],
         on_startup=[seed],
+        on_shutdown=[store.flush_active_counts],
         background=[
             every(settings.timer_poll_interval_s, timers, what="timer tick", at_start=True),
             every(settings.gauge_interval_s, keeper.refresh_gauges,

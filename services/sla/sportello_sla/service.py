@@ -109,16 +109,20 @@ class ClockKeeper:
 
     async def ticket_assigned(self, ticket_id: str, level: SupportLevel, sequence: int,
                               at: datetime) -> None:
-        """A new level (or the same level again after the clock stopped) restarts its box."""
+        """A new level (or the same level again after the clock stopped) restarts its box.
+        Never the opening clocks: of creation and triage, whichever wrote its fact second
+        read both, and started them (or its event is redelivered until it has)."""
         await self._start_what_is_due(
-            await self.store.note_assignment(ticket_id, level, sequence, at))
+            await self.store.note_assignment(ticket_id, level, sequence, at), opening=False)
 
-    async def _start_what_is_due(self, ticket: SlaTicket | None) -> None:
+    async def _start_what_is_due(self, ticket: SlaTicket | None, *,
+                                 opening: bool = True) -> None:
         """Start the clocks whose facts are all known now, whichever event completed them."""
         if ticket is None:
             return
         ticket_id = ticket.id
-        opening, box = domain.opening_clocks_due(ticket), domain.level_box_due(ticket)
+        opening = opening and domain.opening_clocks_due(ticket)
+        box = domain.level_box_due(ticket)
         after: SlaTicket | None = None
         """The ticket as it stood once the clocks started, when the last write answered it."""
         if opening:
@@ -275,6 +279,7 @@ class ClockKeeper:
             pass
 
     async def refresh_gauges(self) -> None:
+        await self.store.flush_active_counts()
         for metric, count in (await self.store.active_counts()).items():
             self.metrics.active.labels(metric).set(count)
 
@@ -359,7 +364,7 @@ class ClockKeeper:
             )
             self._count(change)
             if new.state == ClockState.STOPPED and clock.state != ClockState.STOPPED:
-                await self.store.count_active(new.metric, -1)
+                self.store.count_active(new.metric, -1)
 
         await retry_on_conflict(step, what=f"clock {clock_id}")
 

@@ -11,7 +11,6 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from sportello_contracts import EventEnvelope
 from sportello_contracts.enums import ContractTier, Priority, SlaMetric, SupportLevel
-from sportello_runtime.batching import Batcher
 from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.outbox import (
     OUTBOX_FIELD,
@@ -20,7 +19,7 @@ from sportello_runtime.outbox import (
     outbox_fields,
     with_outbox,
 )
-from sportello_runtime.store import Document, MongoStore
+from sportello_runtime.store import Document, MongoStore, duplicates_in
 from sportello_sla.domain import MICROSECOND, Calendar, Clock, SlaPolicy, SlaTicket, Targets
 
 CLOCKS = "clocks"
@@ -28,7 +27,6 @@ TICKETS = "tickets"
 POLICIES = "policies"
 COUNTERS = "counters"
 ACTIVE = "active-clocks"
-DUPLICATE_KEY = 11000
 StartedClock = tuple[Clock, datetime | None, Sequence[EventEnvelope]]
 """A clock to add, its first firing, and what its start tells (a time limit)."""
 FRESH = {"sequence": 0, "reopens": 0}
@@ -51,8 +49,7 @@ class SlaStore:
         self._policies = store.collection(POLICIES)
         self._counters = store.collection(COUNTERS)
         self._relay = relay
-        self._active_counts: Batcher[str, tuple[SlaMetric, int], None] = Batcher(
-            self._count_together)
+        self._pending_counts: dict[str, int] = {}
 
     # -- what SLA knows of each ticket -------------------------------------------------
     # Each event writes only its own fact (see domain.SlaTicket): they arrive in any order.
@@ -136,31 +133,33 @@ class SlaStore:
         try:
             await self._clocks.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            refused = {e["index"] for e in errors}
+            refused = duplicates_in(exc)
         added = 0
         for index, (clock, _, _) in enumerate(started):
             if index in refused:
                 continue
             self._relay.publish_soon(self._clocks, clock.id, entries[index])
-            await self.count_active(clock.metric, +1)
+            self.count_active(clock.metric, +1)
             added += 1
         return added
 
-    async def count_active(self, metric: SlaMetric, delta: int) -> None:
+    def count_active(self, metric: SlaMetric, delta: int) -> None:
         """Active clocks are counted as they start and stop: counting a large collection
-        every few seconds would cost far more than it tells. Counts arriving while one is
-        being written go together in the next write (three clocks start per ticket)."""
-        await self._active_counts.submit(ACTIVE, (metric, delta))
+        every few seconds would cost far more than it tells. The counts are kept here and
+        written together when the gauge is refreshed (``flush_active_counts``), not once a
+        clock (three start a ticket); what a crash loses, the recount at start-up heals."""
+        self._pending_counts[metric.value] = self._pending_counts.get(metric.value, 0) + delta
 
-    async def _count_together(self, key: str, deltas: list[tuple[SlaMetric, int]]) -> list[None]:
-        total: dict[str, int] = {}
-        for metric, delta in deltas:
-            total[metric.value] = total.get(metric.value, 0) + delta
-        await self._counters.update_one({"_id": key}, {"$inc": total}, upsert=True)
-        return [None] * len(deltas)
+    async def flush_active_counts(self) -> None:
+        counts, self._pending_counts = self._pending_counts, {}
+        if not any(counts.values()):
+            return
+        try:
+            await self._counters.update_one({"_id": ACTIVE}, {"$inc": counts}, upsert=True)
+        except BaseException:
+            for metric, delta in counts.items():  # written with the next refresh
+                self._pending_counts[metric] = self._pending_counts.get(metric, 0) + delta
+            raise
 
     async def clock(self, clock_id: str) -> Clock | None:
         doc = await self._clocks.find_one({"_id": clock_id}, {OUTBOX_FIELD: 0})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -97,6 +98,11 @@ async def test_created_triaged_and_assigned_start_the_same_clocks_in_every_order
 
         for step in order:
             await step_of(step)
+        found = await clocks(keeper, ticket_id)
+        results.append([(cid.removeprefix(ticket_id), *rest) for cid, *rest in found])
+        # And all three at once, as the work queue's prefetch hands them over.
+        ticket_id = f"{ticket_id}-together"
+        await asyncio.gather(*(step_of(name, ticket_id) for name in order))
         found = await clocks(keeper, ticket_id)
         results.append([(cid.removeprefix(ticket_id), *rest) for cid, *rest in found])
     assert all(r == results[0] for r in results), results

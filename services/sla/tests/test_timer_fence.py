@@ -128,6 +128,7 @@ async def test_clocks_started_together_skip_the_one_already_there_and_add_the_re
     again = replace(first, target_s=first.target_s + 1)
     assert await store.add_clocks([(again, None, ()), (second, None, ())]) == 1
     kept = await store.clock(first.id)
-    assert kept is not None and kept.target_s == first.target_s  # left as it was
+    assert kept is not None
+    assert kept.target_s == first.target_s  # left as it was
     assert {c.id for c in await store.clocks_of("t-2")} == {first.id, second.id}
     assert await store.add_clocks([(again, None, ()), (second, None, ())]) == 0
