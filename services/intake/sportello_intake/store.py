@@ -49,7 +49,8 @@ INDEXES = {
     ],
     ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
     NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)]),
-                    IndexModel([("status", ASCENDING), ("wait_until", ASCENDING)])],
+                    IndexModel([("status", ASCENDING), ("wait_until", ASCENDING)]),
+                    IndexModel([("message_id", ASCENDING)])],
     ACK_WINDOWS: [IndexModel([("opened_at", ASCENDING)], expireAfterSeconds=2 * 3600)],
 }
 
@@ -179,6 +180,7 @@ class TicketStore:
         self._tickets = store.collection(TICKETS)
         self._counters = store.collection(COUNTERS)
         self._threads = store.collection(THREADS)
+        self._notices_sent = store.collection(NOTIFICATIONS)
         self._attachments = store.collection(ATTACHMENTS)
         self._relay = relay
         self._numbers = TicketNumbers(self._counters, ahead_s=numbers_ahead_s)
@@ -277,6 +279,8 @@ class TicketStore:
         return [doc async for doc in cursor]
 
     # --- mail threads: Message-ID -> ticket, for replies that lost the [number] tag
+    # Mail received is remembered here; the notices we sent keep their Message-ID in their
+    # own record (``NoticeStore.sent``), so a notice costs no second write.
 
     async def remember_mail_ids(self, message_ids: Sequence[str], ticket_id: str) -> None:
         for message_id in message_ids:
@@ -287,15 +291,20 @@ class TicketStore:
             )
 
     async def ticket_for_mail_ids(self, message_ids: Sequence[str]) -> str | None:
-        """The ticket of the nearest known message in the thread (ids come nearest first)."""
-        keys = [f"mail:{m}" for m in message_ids if isinstance(m, str)]
-        if not keys:
+        """The ticket of the nearest known message in the thread (ids come nearest first):
+        a mail received, or a notice we sent."""
+        ids = [m for m in message_ids if isinstance(m, str)]
+        if not ids:
             return None
-        found = {doc["_id"]: doc["ticket_id"]
-                 async for doc in self._threads.find({"_id": {"$in": keys}})}
-        for key in keys:
-            if key in found:
-                return str(found[key])
+        found = {doc["_id"].removeprefix("mail:"): doc["ticket_id"] async for doc in
+                 self._threads.find({"_id": {"$in": [f"mail:{m}" for m in ids]}})}
+        if not all(m in found for m in ids):
+            async for doc in self._notices_sent.find({"message_id": {"$in": ids}},
+                                                     {"message_id": 1, "ticket_id": 1}):
+                found.setdefault(doc["message_id"], doc["ticket_id"])
+        for message_id in ids:
+            if message_id in found:
+                return str(found[message_id])
         return None
 
     # --- attachments: written before the message that names them, by a deterministic id

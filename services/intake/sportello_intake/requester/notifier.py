@@ -310,10 +310,10 @@ class Notifier:
         """Write that the notice went; kept for the event's retry when the database does
         not take it (which then records it and goes on)."""
         try:
+            # The record keeps the Message-ID: a reply that lost the [number] tag is
+            # threaded by it (``TicketStore.ticket_for_mail_ids``).
             await self._notices.sent(sent.notice_id, sent.message_id,
                                      with_suggestions=sent.with_suggestions, **sent.sent_as)
-            if sent.message_id is not None:
-                await self._tickets.remember_mail_ids([sent.message_id], sent.ticket_id)
         except PyMongoError:
             self._unrecorded[sent.notice_id] = sent
             raise
