@@ -15,19 +15,23 @@ import mailbox
 import signal
 import sys
 import time
-from email import message_from_bytes
 from email.header import decode_header, make_header
-from email.policy import default
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+HEADERS = BytesHeaderParser(policy=compat32)
+
 
 def one_line(raw: bytes, recipients: list[str]) -> str:
-    """``to a@b, c@d: <decoded subject>``: what a person watching `make up` wants to see."""
-    headers = message_from_bytes(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", policy=default)
-    subject = str(make_header(decode_header(headers.get("Subject", "") or "")))
+    """``to a@b, c@d: <decoded subject>``: what a person watching `make up` wants to see.
+    Headers only, as plain strings (compat32): the default policy's header objects cost
+    this process most of its CPU, for one header."""
+    headers = HEADERS.parsebytes(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    subject = str(make_header(decode_header(str(headers.get("Subject", "") or ""))))
     return f"to {', '.join(recipients)}: {' '.join(subject.split())}"
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 from sportello_mailcatcher.__main__ import one_line
@@ -18,6 +19,16 @@ def test_one_line_decodes_the_subject_and_names_the_recipients() -> None:
     raw = (b"From: help@x\r\nTo: a@b\r\nSubject: =?utf-8?q?Richiesta_ricevuta_=C3=A8?=\r\n"
            b"\r\nbody\r\n")
     assert one_line(raw, ["a@b", "c@d"]) == "to a@b, c@d: Richiesta ricevuta è"
+
+
+def test_a_long_subject_folded_over_lines_comes_back_whole() -> None:
+    subject = "[HD-2026-000042] Richiesta ricevuta: la stampante del terzo piano è " * 3
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "help@x", "a@b", subject
+    message.set_content("body")
+    raw = message.as_bytes(policy=SMTP)
+    assert b"\r\n " in raw.split(b"\r\n\r\n")[0]  # folded, as relays see it
+    assert one_line(raw, ["a@b"]) == f"to a@b: {' '.join(subject.split())}"
 
 
 def test_a_running_catcher_prints_each_message_and_keeps_it(tmp_path: Path) -> None:
