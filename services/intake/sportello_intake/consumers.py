@@ -61,13 +61,19 @@ class IntakeConsumers:
         return {**decisions, **self._notices()}
 
     def unsubscribed(self) -> list[str]:
-        """With notices off, their types are unbound: the queue no longer collects them."""
-        return [] if self._notifier.enabled else sorted(self._notices())
+        """Notice types not handled here are unbound, and the queue no longer collects
+        them: all of them with notices off, and the creation where the acknowledgement
+        waits for SLA (the hold is saved with the ticket)."""
+        handled = self.subscriptions()
+        return sorted({*self._notices(), TicketCreated.event_type} - set(handled))
 
     def _notices(self) -> dict[str, Handler | Subscription]:
-        return {
-            # Holding the acknowledgement is an insert-if-absent; sending it is claimed.
+        at_once: dict[str, Handler | Subscription] = {
+            # No SLA to wait for: acknowledged when opened (sending it is claimed).
             TicketCreated.event_type: Subscription(self.on_ticket_created, idempotent=True),
+        } if self._notifier.acknowledges_at_once else {}
+        return {
+            **at_once,
             TicketEscalated.event_type: self.on_ticket_escalated,
             # Most status changes and messages tell the requester nothing new: acked
             # without the dedupe records' two round trips.
@@ -100,7 +106,7 @@ class IntakeConsumers:
 
     async def on_ticket_created(self, envelope: EventEnvelope) -> None:
         created = parse_payload(envelope, TicketCreated)
-        await self._notifier.ticket_opened(created.ticket_id, created.created_at)
+        await self._notifier.ticket_opened(created.ticket_id)
 
     async def on_ticket_escalated(self, envelope: EventEnvelope) -> None:
         escalated = parse_payload(envelope, TicketEscalated)

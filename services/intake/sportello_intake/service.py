@@ -153,7 +153,8 @@ class Desk:
             fingerprint=fingerprint, first_message=message,
         )
         try:
-            await self.tickets.add(change.record, change.events)
+            await self.tickets.add(change.record, change.events,
+                                   ack_wait_until=self.settings.acknowledgement_waits_until(now))
         except DuplicateOrigin:
             await self._forget_files(ticket_id, message.id, files)  # the winner kept its own
             assert origin_key is not None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from pydantic import Field, SecretStr
 
 from sportello_runtime.settings import ServiceSettings
@@ -119,3 +121,15 @@ class IntakeSettings(ServiceSettings):
     auto_close_after_s: float = Field(default=7 * 24 * 3600, gt=0,
                                       description="Quiet period after which resolved tickets close")
     auto_close_interval_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def notifies(self) -> bool:
+        """Whether requesters can be told anything (a relay, or a chat callback)."""
+        return bool(self.smtp_relay_url or self.chat_callback_url)
+
+    def acknowledgement_waits_until(self, created_at: datetime) -> datetime | None:
+        """Until when a new ticket's acknowledgement waits for SLA's time limit; ``None``
+        where nobody is told or no SLA service runs (it goes at once)."""
+        if not (self.notifies and self.sla_url):
+            return None
+        return created_at + timedelta(seconds=self.sla_wait_s)

@@ -37,6 +37,9 @@ THREADS = "threads"
 ATTACHMENTS = "attachments"
 NOTIFICATIONS = "notifications"
 ACK_WINDOWS = "ack_windows"
+ACK_WAIT_UNTIL = "ack_wait_until"
+"""On a new ticket: until when its acknowledgement waits for SLA's time limit. Removed
+when the time limit comes; the sweep acknowledges what is still waiting past it."""
 
 INDEXES = {
     TICKETS: [
@@ -46,6 +49,7 @@ INDEXES = {
         IndexModel([("resolved_at", ASCENDING)]),
         IndexModel([("requester_email", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("requester_domain", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([(ACK_WAIT_UNTIL, ASCENDING)], sparse=True),
     ],
     ATTACHMENTS: [IndexModel([("ticket_id", ASCENDING)])],
     NOTIFICATIONS: [IndexModel([("ticket_id", ASCENDING)]),
@@ -189,11 +193,15 @@ class TicketStore:
     async def next_sequence(self, prefix: str, year: int) -> int:
         return await self._numbers.next(f"ticket-number:{prefix}:{year}")
 
-    async def add(self, ticket: Ticket, events: Sequence[EventEnvelope]) -> None:
-        """Insert a new ticket; ``DuplicateOrigin`` when its origin was taken meanwhile."""
+    async def add(self, ticket: Ticket, events: Sequence[EventEnvelope], *,
+                  ack_wait_until: datetime | None = None) -> None:
+        """Insert a new ticket; ``DuplicateOrigin`` when its origin was taken meanwhile.
+        ``ack_wait_until``: hold its acknowledgement for SLA's time limit until then."""
         entries = [outbox_entry(e) for e in events]
+        held = {ACK_WAIT_UNTIL: ack_wait_until} if ack_wait_until is not None else {}
         try:
-            await self._tickets.insert_one({**to_document(ticket), **outbox_fields(entries)})
+            await self._tickets.insert_one({**to_document(ticket), **held,
+                                            **outbox_fields(entries)})
         except DuplicateKeyError as exc:
             if await self._tickets.find_one({"origin_key": ticket.origin_key}, {"_id": 1}):
                 raise DuplicateOrigin(ticket.origin_key) from exc
@@ -227,9 +235,19 @@ class TicketStore:
         doc = await self._tickets.find_one_and_update(
             {"_id": ticket_id, "$or": [{"time_limit_as_of": None},
                                        {"time_limit_as_of": {"$lte": as_of}}]},
-            {"$set": {"time_limit": due_at, "time_limit_as_of": as_of}},
+            {"$set": {"time_limit": due_at, "time_limit_as_of": as_of},
+             "$unset": {ACK_WAIT_UNTIL: ""}},  # SLA answered: the acknowledgement waits no more
             projection=LIGHT, return_document=ReturnDocument.AFTER)
         return from_document(doc) if doc else None
+
+    async def waiting_for_sla(self, now: datetime, limit: int = 100) -> list[str]:
+        """Tickets whose acknowledgement waited for SLA's time limit past its time."""
+        cursor = self._tickets.find({ACK_WAIT_UNTIL: {"$lte": now}}, {"_id": 1}).sort(
+            ACK_WAIT_UNTIL, ASCENDING).limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def stop_waiting_for_sla(self, ticket_id: str) -> None:
+        await self._tickets.update_one({"_id": ticket_id}, {"$unset": {ACK_WAIT_UNTIL: ""}})
 
     async def note_suggestions(self, ticket_id: str,
                                suggestions: list[tuple[str, str | None]]) -> Ticket | None:
@@ -396,17 +414,9 @@ class NoticeStore:
         doc = await self._notices.find_one({"_id": notice_id}, {"with_suggestions": 1})
         return bool(doc and doc.get("with_suggestions"))
 
-    async def await_time_limit(self, notice_id: str, ticket_id: str, kind: str,
-                               until: datetime) -> None:
-        """Hold an acknowledgement for SLA's time limit; the sweep sends it with the default
-        one at ``until`` if SLA has said nothing by then. A notice already on its way or sent
-        is left as it is."""
-        await self._notices.update_one({"_id": notice_id}, {"$setOnInsert": {
-            "ticket_id": ticket_id, "kind": kind, "status": NoticeStatus.WAITING,
-            "wait_until": until, "at": utc_now()}}, upsert=True)
-
     async def overdue(self, now: datetime, limit: int = 100) -> list[str]:
-        """Tickets whose acknowledgement waited for SLA past its time: SLA is down or slow."""
+        """Tickets whose acknowledgement waited for SLA past its time, held as a notice by
+        versions before the hold moved onto the ticket (``ACK_WAIT_UNTIL``)."""
         cursor = self._notices.find(
             {"status": NoticeStatus.WAITING, "wait_until": {"$lte": now}}, {"ticket_id": 1}
         ).sort("wait_until", ASCENDING).limit(limit)

@@ -219,6 +219,14 @@ async def test_with_notices_off_their_event_types_are_unsubscribed_not_left_boun
         notifying = IntakeConsumers(desk, notifier_for(desk, mongo, settings, http))
     assert notifying.unsubscribed() == []
     assert {"ticket.assigned", "ticket.status_changed"} <= set(notifying.subscriptions())
+    # With SLA to wait for, the ticket is saved holding its acknowledgement: intake's own
+    # creation event has nothing left to do here, and is not collected.
+    async with httpx.AsyncClient() as http:
+        waiting = settings.model_copy(update={"sla_url": "http://sla"})
+        for_sla = IntakeConsumers(desk, notifier_for(desk, mongo, waiting, http))
+    assert for_sla.unsubscribed() == ["ticket.created"]
+    assert "ticket.created" not in for_sla.subscriptions()
+    assert "ticket.status_changed" in for_sla.subscriptions()
 
 
 class UnwritableMail(Outbound):

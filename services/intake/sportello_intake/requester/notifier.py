@@ -106,7 +106,9 @@ class Notifier:
         self._settings = settings
         self._metrics = metrics
         self._token_secret = token_secret
-        self.enabled = bool(settings.smtp_relay_url or settings.chat_callback_url)
+        self.enabled = settings.notifies
+        self.acknowledges_at_once = self.enabled and not settings.sla_url
+        """No SLA service to wait for: the acknowledgement goes when the ticket is opened."""
         self._uncertain: dict[str, str] = {}
         """Claims whose answer the database did not deliver, by notice id."""
         self._unrecorded: dict[str, Sent] = {}
@@ -114,18 +116,13 @@ class Notifier:
 
     # --- the acknowledgement and the first assignment, in that order -------------------
 
-    async def ticket_opened(self, ticket_id: str, created_at: datetime) -> None:
-        """Acknowledge now when no SLA service runs, else wait (bounded) for its time limit:
-        the hold is insert-if-absent, so an acknowledgement already on its way or sent (SLA
-        was faster than this event) is left as it is, and the ticket need not be read."""
-        if not self._settings.sla_url:
-            ticket = await self._tickets.by_id(ticket_id)
-            if ticket is not None:
-                await self.acknowledge(ticket)
-            return
-        until = created_at + timedelta(seconds=self._settings.sla_wait_s)
-        await self._notices.await_time_limit(notice_id(ticket_id, NoticeKind.ACKNOWLEDGED),
-                                             ticket_id, NoticeKind.ACKNOWLEDGED.value, until)
+    async def ticket_opened(self, ticket_id: str) -> None:
+        """Where no SLA service runs: acknowledge at once, with the default time limit.
+        (Where one runs, the ticket was saved holding its acknowledgement until
+        ``SLA_WAIT_S`` after creation: SLA's time limit, or the sweep past that, sends it.)"""
+        ticket = await self._tickets.by_id(ticket_id)
+        if ticket is not None:
+            await self.acknowledge(ticket)
 
     async def time_limit_known(self, ticket: Ticket) -> None:
         """SLA announced the time limit: the acknowledgement can say it."""
@@ -177,9 +174,17 @@ class Notifier:
                                                           language_of(ticket.requester.language)))
 
     async def acknowledge_overdue(self) -> int:
-        """Acknowledge, with the default time limit, what waited for SLA too long."""
+        """Acknowledge, with the default time limit, what waited for SLA too long: tickets
+        holding their acknowledgement, and the holds kept as notices by earlier versions."""
         done = 0
-        for ticket_id in await self._notices.overdue(utc_now()):
+        now = utc_now()
+        for ticket_id in await self._tickets.waiting_for_sla(now):
+            ticket = await self._tickets.by_id(ticket_id)
+            if ticket is not None:
+                await self.acknowledge(ticket)
+                done += 1
+            await self._tickets.stop_waiting_for_sla(ticket_id)
+        for ticket_id in await self._notices.overdue(now):
             ticket = await self._tickets.by_id(ticket_id)
             if ticket is not None:
                 await self.acknowledge(ticket)
