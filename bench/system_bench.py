@@ -19,9 +19,11 @@ otherwise be refused in part; ``bench/overload_bench.py`` measures the admission
    the bench), and CPU per ticket over every process (the bench, the services,
    the mail catcher, the MongoDB emulator, RabbitMQ) until the last notice of the
    phase was mailed;
-3. checks: every ticket assigned in intake's store; every requester received the
+3. idle: --idle-s seconds with nothing offered, CPU and MongoDB commands a second (the
+   timers and sweeps every rate pays);
+4. checks: every ticket assigned in intake's store; every requester received the
    acknowledgement, then the assignment notice, and nothing twice;
-4. says whether the run met issue 14's targets (``targets``): at least 80
+5. says whether the run met issue 14's targets (``targets``): at least 80
    tickets/s sustained, p99 under 250 ms at 50/s, at most 25 ms of CPU per ticket
    (in the burst, and at the steady rate).
 
@@ -31,6 +33,7 @@ otherwise be refused in part; ``bench/overload_bench.py`` measures the admission
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import subprocess
 import sys
@@ -185,6 +188,18 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                 name: round(lat["cpu_ms_per_ticket"].get(name, 0.0) + tail.get(name, 0.0), 2)
                 for name in {*lat["cpu_ms_per_ticket"], *tail}}
 
+            # 3. Nothing offered: what the system costs a second, every ticket kept (timers,
+            # sweeps, the emulator's scans over what they find), which the steady rate pays
+            # per ticket and the burst spreads thin.
+            await until_quiet(meter.cpu.pids)
+            await meter.start()
+            await asyncio.sleep(args.idle_s)
+            await meter.stop()
+            per_second = meter.per_ticket(args.idle_s)
+            idle = {"seconds": args.idle_s,
+                    "cpu_ms_per_s": per_second["cpu_ms_per_ticket"],
+                    "mongo_commands_per_s": per_second["mongo_commands_per_ticket"]}
+
         tickets = mongo[system.database("intake")]["tickets"]
         expected = set(tp.pop("ids")) | set(lat.pop("ids"))
         assigned = await tickets.count_documents({"status": "assigned"})
@@ -194,6 +209,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
             "system_bench.py",
             sustained=tp,
             latency_at_rate=lat,
+            idle=idle,
             checks={"accepted": len(expected), "assigned_in_store": assigned, "lost": lost,
                     **await outbox_drained(tickets), "notices": notices},
             targets={
@@ -224,6 +240,8 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--latency-tickets", type=int, default=1500)
+    parser.add_argument("--idle-s", type=int, default=10,
+                        help="how long the idle system is measured after the run")
     parser.add_argument("--no-gateway", dest="gateway", action="store_false",
                         help="leave the gateway out (the system before it existed)")
     parser.add_argument("--cpus", type=float, default=None,
