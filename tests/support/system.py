@@ -18,6 +18,7 @@ import aio_pika
 import httpx
 from pymongo import AsyncMongoClient
 
+from sportello_runtime.settings import ServiceSettings
 from support.proxy import free_port
 from support.wait import eventually
 
@@ -25,6 +26,8 @@ MODULES = {"intake": "sportello_intake", "routing": "sportello_routing", "sla": 
            "gateway": "sportello_gateway", "knowledge": "sportello_knowledge",
            "analytics": "sportello_analytics"}
 RETRY_DELAYS_MS = [200, 400]
+SERVICE_DEFAULT_RETRY_DELAYS_MS: list[int] = ServiceSettings.model_fields[
+    "bus_retry_delays_ms"].default
 SERVICE_TOKEN = secrets.token_urlsafe(24)
 CHANNEL_KEYS = {channel: secrets.token_urlsafe(18) for channel in ("web", "email", "chat",
                                                                    "phone", "api")}
@@ -234,8 +237,10 @@ async def delete_namespace(amqp_url: str, namespace: str, services: list[str]) -
     connection = await aio_pika.connect(amqp_url)
     try:
         for service in services:
+            # The tests' quick retry delays, and the defaults the benchmarks run with.
+            delays = {*RETRY_DELAYS_MS, *SERVICE_DEFAULT_RETRY_DELAYS_MS}
             names = [f"{namespace}.{service}", f"{namespace}.{service}.dlq",
-                     *(f"{namespace}.{service}.retry.{d}ms" for d in RETRY_DELAYS_MS)]
+                     *(f"{namespace}.{service}.retry.{d}ms" for d in sorted(delays))]
             for queue in names:
                 channel = await connection.channel()
                 try:
