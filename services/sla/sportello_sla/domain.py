@@ -417,7 +417,14 @@ def _fires_by(firing: Firing, now: datetime) -> bool:
 
 def next_fire_at(clock: Clock, calendar: Calendar) -> datetime | None:
     """When the timer engine should look at the clock next: a breach one microsecond
-    after the due instant, the first instant at which it is late."""
+    after the due instant, the first instant at which it is late. Warnings come before the
+    breach (thresholds are below 100 %), so only the lowest one still to give is computed:
+    every instant costs a walk through the calendar, and every clock written asks."""
+    if clock.breached or clock.state != ClockState.RUNNING or clock.running_since is None:
+        return None
+    still_to_warn = [t for t in clock.thresholds if t not in clock.warned]
+    if still_to_warn and min(still_to_warn) < 100:
+        return instant_at(clock, calendar, clock.target * min(still_to_warn) // 100)
     pending = pending_firings(clock, calendar)
     if not pending:
         return None

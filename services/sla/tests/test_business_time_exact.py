@@ -251,6 +251,14 @@ def test_a_clock_is_met_at_its_due_instant_and_breached_just_after(
         return
     due = domain.due_at(clock, calendar)
     assert due == expected
+    # The timer's next look is the earliest firing still pending, warnings to give or
+    # only the breach left (``next_fire_at`` computes that one instant alone).
+    for state in (clock, domain.fire(clock, calendar, due)[0]):
+        pending = domain.pending_firings(state, calendar)
+        assert pending
+        first = pending[0]
+        assert domain.next_fire_at(state, calendar) == (
+            first.fire_at + US if first.kind == "breach" else first.fire_at)
     stopped, met = domain.stop(clock, calendar, due)
     assert stopped.met is True
     assert met is not None
