@@ -118,6 +118,7 @@ def build_service(settings: ServiceSettings) -> Service:
         metrics=metrics,
         processed=processed,
         prefetch=settings.bus_prefetch,
+        ack_linger_s=settings.bus_ack_linger_ms / 1000,
         max_attempts=settings.bus_max_attempts,
         publish_timeout_s=settings.bus_publish_timeout_s,
         reconnect_interval_s=settings.bus_reconnect_interval_s,

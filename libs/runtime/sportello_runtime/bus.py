@@ -59,6 +59,7 @@ from pymongo.errors import ConnectionFailure
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from sportello_contracts import EVENT_PAYLOADS, EventEnvelope, UnknownEventType, utc_now
+from sportello_runtime.acks import Acks
 from sportello_runtime.logs import log_context
 from sportello_runtime.metrics import ServiceMetrics
 from sportello_runtime.store import ProcessedEvents
@@ -171,6 +172,7 @@ class EventBus:
         metrics: ServiceMetrics,
         processed: ProcessedEvents | None,
         prefetch: int = 32,
+        ack_linger_s: float = 0.0,
         max_attempts: int = 6,
         publish_timeout_s: float = 30.0,
         reconnect_interval_s: float = 1.0,
@@ -180,6 +182,7 @@ class EventBus:
         self._metrics = metrics
         self._processed = processed
         self._prefetch = prefetch
+        self._acks = Acks(ack_linger_s)
         self._max_attempts = max_attempts
         self._publish_timeout = publish_timeout_s
         self._reconnect_interval = reconnect_interval_s
@@ -347,12 +350,21 @@ class EventBus:
             await asyncio.wait_for(self._idle.wait(), timeout=grace_s)
         except TimeoutError:
             log.warning("%s handlers still running after %ss", self._in_flight, grace_s)
+        await self._settled()
+
+    async def _settled(self) -> None:
+        """The acks of what finished are written before the channel closes."""
+        try:
+            await asyncio.wait_for(self._acks.drained(), timeout=2)
+        except TimeoutError:
+            log.warning("acks not written in time: those messages come again")
 
     async def close(self) -> None:
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
             await asyncio.gather(self._connect_task, return_exceptions=True)
         if self._connection is not None:
+            await self._settled()
             await self._connection.close()
         self._connection = None
         self._exchange = None
@@ -435,6 +447,7 @@ class EventBus:
         of its writes (a notice claimed and not yet sent, or sent and not yet recorded)
         leaves what no redelivery can mend. Run to its end instead, its ack fails with
         the channel, and the message comes again to find the work done."""
+        self._acks.taken(message)
         self._in_flight += 1
         self._idle.clear()
         work = asyncio.create_task(self._process(message))
@@ -479,7 +492,7 @@ class EventBus:
 
         if subscription is None:
             if envelope.type in self._unsubscribed:
-                await message.ack()
+                self._acks.finished(message)
                 self._metrics.events_consumed.labels(envelope.type, Outcome.IGNORED.value).inc()
             else:
                 await self._retry_or_park(message, envelope.type, NoHandlerHere(
@@ -487,7 +500,7 @@ class EventBus:
                     "in this version"))
             return
         if not wanted:
-            await message.ack()
+            self._acks.finished(message)
             self._metrics.events_consumed.labels(envelope.type, Outcome.IGNORED.value).inc()
             return
         dedupe = None if subscription.idempotent else self._processed
@@ -535,7 +548,7 @@ class EventBus:
                 self._metrics.handler_duration.labels(envelope.type).observe(
                     time.perf_counter() - started
                 )
-            await message.ack()
+            self._acks.finished(message)
             outcome = outcome or Outcome.OK
             self._metrics.events_consumed.labels(envelope.type, outcome.value).inc()
             # At DEBUG: a ticket's journey is a dozen deliveries, each counted in
@@ -615,8 +628,9 @@ class EventBus:
         except Exception:
             log.exception("could not move %s to %s; requeueing", event_type, queue_name)
             await message.nack(requeue=True)
+            self._acks.forget(message)  # after the nack is written: no ack batch covers it
             return
-        await message.ack()
+        self._acks.finished(message)
         self._metrics.events_consumed.labels(event_type, outcome).inc()
 
 
