@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,15 @@ class Acks:
 
     def taken(self, message: AbstractIncomingMessage) -> None:
         """Called as a message arrives, before its handler runs (tags arrive in order)."""
-        if message.channel is not self._channel:
-            self._start_over(message.channel)
+        channel = _channel_of(message)
+        if channel is not self._channel:
+            self._start_over(channel)
         self._running.add(message.delivery_tag or 0)
 
     def finished(self, message: AbstractIncomingMessage) -> None:
         """The message is done with: acknowledge it with the next batch."""
-        if message.channel is not self._channel:
-            self._send_soon([(message, False)])  # its channel is gone: it will fail
-            return
+        if _channel_of(message) is not self._channel or self._channel is None:
+            return  # its channel closed: it cannot be acknowledged, and comes again
         tag = message.delivery_tag or 0
         self._running.discard(tag)
         self._finished[tag] = message
@@ -58,7 +59,7 @@ class Acks:
 
     def forget(self, message: AbstractIncomingMessage) -> None:
         """Settled otherwise (requeued): no longer waited for."""
-        if message.channel is self._channel:
+        if _channel_of(message) is self._channel:
             self._running.discard(message.delivery_tag or 0)
 
     def flush(self) -> None:
@@ -103,3 +104,12 @@ class Acks:
             except Exception as exc:  # the channel closed: the messages come again
                 log.debug("ack not sent: %s", exc)
                 return
+
+
+def _channel_of(message: AbstractIncomingMessage) -> Any:
+    """The channel the message came on; ``None`` once it is closed (aio-pika refuses to
+    name a closed one)."""
+    try:
+        return message.channel
+    except ChannelInvalidStateError:
+        return None

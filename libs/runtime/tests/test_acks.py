@@ -8,6 +8,7 @@ import asyncio
 from typing import Any, cast
 
 from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from sportello_runtime.acks import Acks
 
@@ -22,14 +23,19 @@ class Channel:
 
 class Delivery:
     def __init__(self, channel: Channel, tag: int) -> None:
-        self.channel = channel
+        self._channel = channel
         self.delivery_tag = tag
 
+    @property
+    def channel(self) -> Channel:
+        if self._channel.closed:  # as aio-pika does
+            raise ChannelInvalidStateError
+        return self._channel
+
     async def ack(self, multiple: bool = False) -> None:
-        if self.channel.closed:
-            raise RuntimeError("channel closed")
+        channel = self.channel
         await asyncio.sleep(0)  # the writer's turn comes later
-        self.channel.frames.append((self.delivery_tag, multiple))
+        channel.frames.append((self.delivery_tag, multiple))
 
 
 def delivered(channel: Channel, *tags: int) -> list[AbstractIncomingMessage]:
@@ -108,7 +114,7 @@ async def test_after_a_reconnect_the_old_channels_messages_are_not_counted() -> 
     old.closed = True
     (fresh,) = delivered(new, 1)  # tags start again on the new channel
     acks.taken(fresh)
-    acks.finished(stale)  # its ack fails with its channel: the message comes again
+    acks.finished(stale)  # its channel is closed: nothing to send, the message comes again
     acks.finished(fresh)
     await acks.drained()
     assert old.frames == []
@@ -126,3 +132,15 @@ async def test_without_a_linger_each_ack_goes_at_once() -> None:
     acks.finished(messages[1])
     await acks.drained()
     assert acked(channel) == {1, 2}
+
+
+async def test_a_message_whose_channel_closed_meanwhile_is_left_to_come_again() -> None:
+    channel, acks = Channel(), Acks(linger_s=60)
+    first, second = delivered(channel, 1, 2)
+    acks.taken(first)
+    acks.taken(second)
+    acks.finished(first)
+    channel.closed = True
+    acks.finished(second)  # no error: the broker delivers both again on a new channel
+    await acks.drained()  # the batch's ack fails quietly with the channel
+    assert channel.frames == []
