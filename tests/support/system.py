@@ -235,10 +235,10 @@ class System:
 async def delete_namespace(amqp_url: str, namespace: str, services: list[str]) -> None:
     """Remove a test's queues and exchange so that runs leave nothing behind on the broker."""
     connection = await aio_pika.connect(amqp_url)
+    # The tests' quick retry delays, and the defaults the benchmarks run with.
+    delays = {*RETRY_DELAYS_MS, *SERVICE_DEFAULT_RETRY_DELAYS_MS}
     try:
         for service in services:
-            # The tests' quick retry delays, and the defaults the benchmarks run with.
-            delays = {*RETRY_DELAYS_MS, *SERVICE_DEFAULT_RETRY_DELAYS_MS}
             names = [f"{namespace}.{service}", f"{namespace}.{service}.dlq",
                      *(f"{namespace}.{service}.retry.{d}ms" for d in sorted(delays))]
             for queue in names:

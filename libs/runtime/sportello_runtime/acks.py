@@ -47,7 +47,8 @@ class Acks:
 
     def finished(self, message: AbstractIncomingMessage) -> None:
         """The message is done with: acknowledge it with the next batch."""
-        if _channel_of(message) is not self._channel or self._channel is None:
+        channel = _channel_of(message)
+        if channel is None or channel is not self._channel:
             return  # its channel closed: it cannot be acknowledged, and comes again
         tag = message.delivery_tag or 0
         self._running.discard(tag)

@@ -114,15 +114,11 @@ class SlaStore:
 
     # -- clocks ---------------------------------------------------------------------
 
-    async def add_clock(self, clock: Clock, next_fire: datetime | None,
-                        events: Sequence[EventEnvelope] = ()) -> bool:
-        """Clock ids are derived from the ticket: a redelivered event cannot start two."""
-        return bool(await self.add_clocks([(clock, next_fire, events)]))
-
     async def add_clocks(self, started: Sequence[StartedClock]) -> int:
         """Clocks that start together (a ticket's first response and resolution) in one
-        write; one already there (a redelivered event, or the other handler of a ticket's
-        events got there first) is left as it is. Returns how many were added."""
+        write. Clock ids are derived from the ticket: one already there (a redelivered
+        event, or the other handler of a ticket's events got there first) is left as it
+        is. Returns how many were added."""
         documents, entries = [], []
         for clock, next_fire, events in started:
             told = [outbox_entry(e) for e in events]

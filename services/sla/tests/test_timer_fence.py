@@ -46,7 +46,7 @@ async def due_clock(store: SlaStore, ticket_id: str = "t-1") -> domain.Clock:
                                metric=SlaMetric.RESOLUTION, priority=Priority.P1,
                                policy=DEFAULT_POLICY, started_at=T0 - timedelta(hours=1))
     assert clock is not None
-    assert await store.add_clock(clock, next_fire=T0 - timedelta(seconds=1))
+    assert await store.add_clocks([(clock, T0 - timedelta(seconds=1), ())]) == 1
     return clock
 
 

@@ -120,9 +120,7 @@ class Notifier:
         """Where no SLA service runs: acknowledge at once, with the default time limit.
         (Where one runs, the ticket was saved holding its acknowledgement until
         ``SLA_WAIT_S`` after creation: SLA's time limit, or the sweep past that, sends it.)"""
-        ticket = await self._tickets.by_id(ticket_id)
-        if ticket is not None:
-            await self.acknowledge(ticket)
+        await self._acknowledge_by_id(ticket_id)
 
     async def time_limit_known(self, ticket: Ticket) -> None:
         """SLA announced the time limit: the acknowledgement can say it."""
@@ -179,17 +177,19 @@ class Notifier:
         done = 0
         now = utc_now()
         for ticket_id in await self._tickets.waiting_for_sla(now):
-            ticket = await self._tickets.by_id(ticket_id)
-            if ticket is not None:
-                await self.acknowledge(ticket)
-                done += 1
+            done += await self._acknowledge_by_id(ticket_id)
             await self._tickets.stop_waiting_for_sla(ticket_id)
         for ticket_id in await self._notices.overdue(now):
-            ticket = await self._tickets.by_id(ticket_id)
-            if ticket is not None:
-                await self.acknowledge(ticket)
-                done += 1
+            done += await self._acknowledge_by_id(ticket_id)
         return done
+
+    async def _acknowledge_by_id(self, ticket_id: str) -> bool:
+        """Whether the ticket was there to acknowledge."""
+        ticket = await self._tickets.by_id(ticket_id)
+        if ticket is None:
+            return False
+        await self.acknowledge(ticket)
+        return True
 
     async def sweep_overdue(self) -> None:
         if await self.acknowledge_overdue():
