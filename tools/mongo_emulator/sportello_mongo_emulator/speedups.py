@@ -30,6 +30,9 @@ narrows the documents it is asked about:
   type still goes through ``copy.deepcopy``. Its walk that turns datetimes
   into naive UTC milliseconds decides by exact type the same way.
 
+- a collection is taken from mongomock's own map by name, rather than through
+  ``with_options`` comparing every option on every command to return it.
+
 The hash maps stay exact because every change to a document passes through
 one of three places: the store's ``__setitem__`` (inserts, restores),
 ``__delitem__`` (deletes, TTL expiry), or ``Collection._update`` (in-place
@@ -52,6 +55,7 @@ from typing import Any
 
 import bson
 from mongomock import collection as mm_collection
+from mongomock import database as mm_database
 from mongomock import helpers, store
 from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError
@@ -407,6 +411,21 @@ def _patch_datetimes(value: Any) -> Any:
 
 _original_patch_datetimes: Callable[[Any], Any] = helpers.patch_datetime_awareness_in_document
 _original_iter_documents = mm_collection.Collection._iter_documents
+def _get_collection(self: Any, name: str, codec_options: Any = None,
+                    read_preference: Any = None, write_concern: Any = None,
+                    read_concern: Any = None) -> Any:
+    """The collection object mongomock keeps for the name, which ``with_options`` returns
+    when nothing different is asked of it, without comparing every option on every
+    command (a twentieth of the emulator's time)."""
+    asked = (codec_options, read_preference, write_concern, read_concern)
+    kept = self._collection_accesses.get(name)
+    if kept is not None and asked == (None, None, None, None):
+        return kept
+    return _original_get_collection(self, name, codec_options, read_preference,
+                                    write_concern, read_concern)
+
+
+_original_get_collection = mm_database.Database.get_collection
 _original_ensure_uniques = mm_collection.Collection._ensure_uniques
 _original_update = mm_collection.Collection._update
 _original_remove_expired = store.CollectionStore._remove_expired_documents
@@ -420,6 +439,7 @@ def apply() -> None:
     if _applied:
         return
     mm_collection.Collection._iter_documents = _iter_documents
+    mm_database.Database.get_collection = _get_collection
     mm_collection.copy = types.SimpleNamespace(  # type: ignore[assignment,attr-defined]
         copy=copy.copy, deepcopy=_copy_document)
     helpers.patch_datetime_awareness_in_document = _patch_datetimes
