@@ -40,6 +40,13 @@ class Catcher:
         self.box = mailbox.Maildir(maildir, create=True) if maildir else None
         self.count = 0
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        """Offers PIPELINING, as the relays it stands in for do (Postfix, Exim): aiosmtpd
+        answers commands in order whether they come one at a time or together."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         recipients = [str(r) for r in envelope.rcpt_tos]

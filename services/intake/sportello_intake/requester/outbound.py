@@ -3,7 +3,6 @@ and the SLA service asked for a ticket's time limit (by the status page)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,12 +14,17 @@ from email.policy import compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
-import aiosmtplib
 import httpx
 
 from sportello_contracts.enums import SlaMetric
 from sportello_intake.doors import signatures
 from sportello_intake.requester.notices import Notice
+from sportello_intake.requester.relay import (
+    RelayCannot,
+    RelayConnections,
+    RelayRefused,
+    RelayUnreachable,
+)
 from sportello_intake.settings import IntakeSettings
 from sportello_runtime.bus import DependencyAway
 
@@ -67,57 +71,18 @@ class NoticeNotBuildable(Exception):
     unsendable with the reason, never retried (it would fail the same way)."""
 
 
-class RelayConnections:
-    """Connections to the SMTP relay, kept open between notices and shared by at most
-    ``size`` sends at once. A session per notice (connect, EHLO, QUIT) cost more than the
-    notice itself, in a thread of its own, and as much again on the relay."""
-
-    def __init__(self, url: str, *, size: int, timeout_s: float = 10.0) -> None:
-        relay = urlsplit(url)
-        self.host = relay.hostname or "127.0.0.1"
-        self.port = relay.port or 25
-        self.timeout_s = timeout_s
-        self._idle: list[aiosmtplib.SMTP] = []
-        self._slots = asyncio.Semaphore(size)
-
-    async def send(self, sender: str, recipients: list[str], data: bytes) -> None:
-        # An internationalised address needs the relay's SMTPUTF8 (RFC 6531).
-        options = [] if all(a.isascii() for a in (sender, *recipients)) else ["SMTPUTF8"]
-        async with self._slots:
-            smtp = self._idle.pop() if self._idle else None
-            for last in (False, True):
-                if smtp is None or not smtp.is_connected:
-                    smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port,
-                                           timeout=self.timeout_s, start_tls=False)
-                    await smtp.connect()
-                try:
-                    await smtp.sendmail(sender, recipients, data, mail_options=options)
-                except aiosmtplib.SMTPServerDisconnected:
-                    smtp = None
-                    if last:
-                        raise
-                    continue  # the relay closed an idle connection: once more, on a new one
-                except BaseException:
-                    smtp.close()
-                    raise
-                self._idle.append(smtp)
-                return
-
-    def close(self) -> None:
-        for smtp in self._idle:
-            smtp.close()
-        self._idle.clear()
-
-
 class Outbound:
     def __init__(self, settings: IntakeSettings, http: httpx.AsyncClient) -> None:
         self.settings = settings
         self.http = http
         self.sender = parseaddr(settings.mail_from)[1] or "help@sportello.localhost"
         self.domain = self.sender.partition("@")[2] or "sportello.localhost"
-        self.relay = (RelayConnections(settings.smtp_relay_url,
-                                       size=settings.smtp_relay_connections)
-                      if settings.smtp_relay_url else None)
+        self.relay: RelayConnections | None = None
+        if settings.smtp_relay_url:
+            relay = urlsplit(settings.smtp_relay_url)
+            self.relay = RelayConnections(relay.hostname or "127.0.0.1", relay.port or 25,
+                                          local_name=self.domain,
+                                          size=settings.smtp_relay_connections)
 
     async def close(self) -> None:
         if self.relay is not None:
@@ -158,13 +123,15 @@ class Outbound:
 
         try:
             await self.relay.send(self.sender, [to_email], data)
-        except (OSError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
+        except RelayUnreachable as exc:
             raise DeliveryDeferred(f"SMTP relay unreachable: {exc}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
+        except RelayRefused as exc:
             failure = DeliveryDeferred if 400 <= exc.code < 500 else DeliveryFailed
             raise failure(f"SMTP relay: {exc}") from exc
-        except aiosmtplib.SMTPException as exc:
+        except RelayCannot as exc:
             raise DeliveryFailed(f"SMTP relay: {exc}") from exc
+        except ValueError as exc:
+            raise NoticeNotBuildable(f"cannot be sent: {exc}") from exc
         return message_id.strip("<>")
 
     async def post_chat(self, conversation_id: str, number: str, notice: Notice) -> None:
