@@ -84,3 +84,21 @@ async def test_with_sla_up_the_acknowledgement_tells_the_announced_time_limit_fi
         events = probe.events
         limits = [e for e in events if e.type == "sla.time_limit_set"]
         assert len({e.ticket_id for e in limits}) == 3
+
+
+async def test_a_person_filing_many_tickets_on_the_form_is_acknowledged_every_time(
+    system: System,
+) -> None:
+    """The hourly cap on acknowledgements guards against mail loops, and only mail can
+    loop: three tickets from the form past a cap of two are all acknowledged."""
+    with MailSink() as relay:
+        await system.start("routing")
+        await system.start("intake", SMTP_RELAY_URL=relay.url, ACK_LIMIT_PER_HOUR="2")
+        async with system.channel_client("web") as web:
+            for n in range(3):
+                body = ticket_body(1, subject=f"La stampante {n} non stampa")
+                assert (await web.post("/tickets", json=body)).status_code == 201
+        for n in range(3):
+            await relay.wait_for(
+                lambda m, n=n: ADDRESS in str(m["To"]) and "ricevuto" in str(m["Subject"])
+                and f"stampante {n}" in str(m["Subject"]), what=f"acknowledgement {n}")

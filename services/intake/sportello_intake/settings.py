@@ -86,8 +86,9 @@ class IntakeSettings(ServiceSettings):
         default=None, description="The requester portal (the gateway): the status page links "
         "there, signing the requester in with the page's own signed token")
     ack_limit_per_hour: int = Field(
-        default=10, ge=1, description="Acknowledgements to one address per hour, at most: the "
-        "last guard against mail loops with autoresponders that do not say they are one")
+        default=10, ge=1, description="Acknowledgements of tickets opened by mail, to one "
+        "address per hour, at most: the last guard against mail loops with autoresponders "
+        "that do not say they are one")
 
     # --- admission: past what the system sustains, refuse quickly rather than queue
     admission_target_s: float = Field(

@@ -267,8 +267,8 @@ class Notifier:
                 values = {**values, "suggestions": format_suggestions(
                     list(ticket.suggestions), language_of(ticket.requester.language))}
         route, unreachable = self._route(ticket)
-        if route is not None and kind is NoticeKind.ACKNOWLEDGED and await self._too_many_acks(
-                route[1], nid):
+        if route is not None and kind is NoticeKind.ACKNOWLEDGED and (
+                ticket.channel is Channel.EMAIL) and await self._too_many_acks(route[1], nid):
             route, unreachable = None, (
                 f"more than {self._settings.ack_limit_per_hour} acknowledgements to this "
                 "address this hour (a mail loop?)")
@@ -324,8 +324,11 @@ class Notifier:
             raise
 
     async def _too_many_acks(self, address: str, nid: str) -> bool:
-        """Automatic answers to one address are capped per hour: an autoresponder that does not
-        say it is one (no Auto-Submitted) would otherwise loop with us forever."""
+        """Acknowledgements of tickets opened by mail are capped per address and hour: an
+        autoresponder that does not say it is one (no Auto-Submitted) would otherwise loop
+        with us forever. Only mail can loop (an answer to an acknowledgement comes back as
+        mail), so a person filing many tickets through the form or the API is acknowledged
+        every time, and those acknowledgements cost no count."""
         rank = await self._notices.acknowledgement_rank(address.lower(), nid, utc_now())
         return rank >= self._settings.ack_limit_per_hour
 
