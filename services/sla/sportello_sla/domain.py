@@ -463,13 +463,25 @@ def stop(clock: Clock, calendar: Calendar, now: datetime) -> tuple[Clock, Firing
     if clock.state == ClockState.STOPPED:
         return clock, None
     spent = spent_at(clock, calendar, now)
-    in_time = not clock.breached and spent <= clock.target
+    in_time = _in_time(clock, calendar, spent, now)
     stopped = replace(clock, state=ClockState.STOPPED, spent=spent, running_since=None,
                       stopped_at=now, met=in_time, version=clock.version + 1)
     if not in_time:
         return stopped, None
     due = add_business_time(calendar, now, clock.target - spent)
     return stopped, Firing("met", None, due, now)
+
+
+def _in_time(clock: Clock, calendar: Calendar, spent: timedelta, now: datetime) -> bool:
+    """The target reached at or before the due instant. Counting alone does not say it: a
+    target reached as business hours close counts no further after, yet a stop a moment
+    later is late (the breach has fired)."""
+    if clock.breached or spent > clock.target:
+        return False
+    if spent < clock.target:
+        return True
+    due = due_at(clock, calendar)
+    return due is None or now <= due
 
 
 def announce(clock: Clock, firings: Iterable[Firing]) -> Change[Clock]:

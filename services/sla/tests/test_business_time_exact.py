@@ -322,6 +322,24 @@ def sunday_only(opens: time, closes: time, zone: str = "Europe/Rome") -> Calenda
     return Calendar("night", zone, {6: ((opens, closes),)})
 
 
+def test_a_target_reached_at_closing_time_is_late_a_moment_after_though_no_more_counts() -> None:
+    """Found by the property above: the business time stops growing at the close, so
+    counting alone called a stop after the due instant "met" while the breach fired."""
+    calendar = sunday_only(time(0, 0), time(0, 1))  # one minute a week
+    clock = domain.start_clock("c", ticket_id="t", metric=SlaMetric.RESOLUTION,
+                               priority=Priority.P1, policy=DEFAULT_POLICY,
+                               started_at=z("2026-03-29T01:00:00Z"))
+    assert clock is not None
+    clock = domain.Clock(**{**clock.__dict__, "target_s": 60})
+    due = domain.due_at(clock, calendar)
+    assert due == z("2026-04-04T22:01:00Z")  # Sunday 00:01 in Rome, summer time
+    assert domain.stop(clock, calendar, due)[0].met is True
+    late, firing = domain.stop(clock, calendar, due + US)
+    assert late.spent == late.target
+    assert (late.met, firing) == (False, None)
+    assert [f.kind for f in domain.fire(clock, calendar, due + US)[1]][-1] == "breach"
+
+
 def test_hours_in_a_spring_forward_gap_are_placed_at_the_change() -> None:
     day = (z("2026-03-28T12:00:00Z"), z("2026-03-30T00:00:00Z"))
     assert domain.business_seconds(sunday_only(time(1, 30), time(2, 30)), *day) == 1800
