@@ -7,14 +7,14 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import Binary
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from sportello_contracts import EventEnvelope, utc_now
 from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
@@ -29,7 +29,7 @@ from sportello_runtime.outbox import (
     outbox_fields,
     with_outbox,
 )
-from sportello_runtime.store import Document, MongoStore
+from sportello_runtime.store import Document, MongoStore, duplicates_in
 
 TICKETS = "tickets"
 COUNTERS = "counters"
@@ -394,6 +394,34 @@ DONE = (*FINAL, NoticeStatus.FAILED)
 """Past the point where a later notice should wait for it."""
 
 
+@dataclass(frozen=True)
+class SentNotice:
+    """A notice that went out, as its record says it."""
+
+    notice_id: str
+    ticket_id: str
+    message_id: str | None
+    with_suggestions: bool
+    sent_as: dict[str, str]
+    """channel, to, subject, language."""
+
+
+@dataclass(frozen=True)
+class NoticeClaim:
+    notice_id: str
+    ticket_id: str
+    kind: str
+    at: datetime
+    owner: str
+
+
+def _sent(sent: SentNotice) -> Document:
+    """The record's update: the Message-ID kept, so that a reply that lost the [number] tag
+    is threaded by it (``TicketStore.ticket_for_mail_ids``)."""
+    return {"$set": {**sent.sent_as, "status": NoticeStatus.SENT, "sent_at": utc_now(),
+                     "message_id": sent.message_id, "with_suggestions": sent.with_suggestions}}
+
+
 class NoticeStore:
     """The record of every notice: one document per notice id, claimed before sending so that
     two handlers (or a redelivery) never send the same notice twice."""
@@ -438,19 +466,40 @@ class NoticeStore:
         made under the same name is taken again: its answer may have been lost with the
         database's connection after it was written."""
         try:
-            await self._notices.update_one(
-                {"_id": notice_id, "$or": [
-                    {"status": {"$nin": [*FINAL, NoticeStatus.SENDING]}},
-                    {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
-                    {"status": NoticeStatus.SENDING, "claimed_by": owner},
-                ]},
-                {"$set": {"ticket_id": ticket_id, "kind": kind, "claimed_by": owner,
-                          "status": NoticeStatus.SENDING, "at": now},
-                 "$unset": {"wait_until": ""}, "$inc": {"attempts": 1}},
-                upsert=True)
+            await self._notices.update_one(*self._claiming(notice_id, ticket_id, kind, now, owner),
+                                           upsert=True)
         except DuplicateKeyError:
             return False
         return True
+
+    async def sent_then_claim(self, sent: SentNotice, claim: NoticeClaim) -> bool:
+        """Record one notice as sent and claim the next in the same round trip (in order: the
+        claim is tried only once the record is written); whether the next was claimed."""
+        try:
+            await self._notices.bulk_write([
+                UpdateOne({"_id": sent.notice_id}, _sent(sent)),
+                UpdateOne(*self._claiming(claim.notice_id, claim.ticket_id, claim.kind,
+                                          claim.at, claim.owner), upsert=True),
+            ], ordered=True)
+        except BulkWriteError as error:
+            if duplicates_in(error) == {1}:
+                return False  # taken by another handler, or done
+            raise
+        return True
+
+    def _claiming(self, notice_id: str, ticket_id: str, kind: str, now: datetime,
+                  owner: str) -> tuple[Document, Document]:
+        """The claim's filter and update (an upsert: a notice's first claim creates it)."""
+        return (
+            {"_id": notice_id, "$or": [
+                {"status": {"$nin": [*FINAL, NoticeStatus.SENDING]}},
+                {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
+                {"status": NoticeStatus.SENDING, "claimed_by": owner},
+            ]},
+            {"$set": {"ticket_id": ticket_id, "kind": kind, "claimed_by": owner,
+                      "status": NoticeStatus.SENDING, "at": now},
+             "$unset": {"wait_until": ""}, "$inc": {"attempts": 1}},
+        )
 
     async def skipped(self, notice_id: str, reason: str) -> None:
         await self._notices.update_one({"_id": notice_id}, {"$set": {
@@ -466,11 +515,8 @@ class NoticeStore:
         await self._notices.update_one({"_id": notice_id}, {"$set": {
             **sent_as, "status": NoticeStatus.UNSENDABLE, "error": error[:500]}})
 
-    async def sent(self, notice_id: str, message_id: str | None, *,
-                   with_suggestions: bool = False, **sent_as: str) -> None:
-        await self._notices.update_one({"_id": notice_id}, {"$set": {
-            **sent_as, "status": NoticeStatus.SENT, "sent_at": utc_now(),
-            "message_id": message_id, "with_suggestions": with_suggestions}})
+    async def sent(self, sent: SentNotice) -> None:
+        await self._notices.update_one({"_id": sent.notice_id}, _sent(sent))
 
     async def acknowledgement_rank(self, address: str, notice_id: str, now: datetime) -> int:
         """How many acknowledgements to ``address`` this hour came before this one. Atomic

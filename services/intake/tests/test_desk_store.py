@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from pymongo import AsyncMongoClient, monitoring
 
-from sportello_contracts import EventEnvelope
+from sportello_contracts import EventEnvelope, parse_payload
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
 from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
 from sportello_contracts.events import TicketAssigned, new_event
@@ -23,7 +24,14 @@ from sportello_intake.requester.notifier import NoticeMetrics, Notifier, notice_
 from sportello_intake.requester.outbound import NoticeNotBuildable, Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import INDEXES, NoticeStore, TicketStore
+from sportello_intake.store import (
+    INDEXES,
+    NoticeClaim,
+    NoticeStatus,
+    NoticeStore,
+    SentNotice,
+    TicketStore,
+)
 from sportello_runtime.bus import Outcome
 from sportello_runtime.concurrency import ConcurrencyConflict
 from sportello_runtime.metrics import ServiceMetrics
@@ -271,8 +279,39 @@ async def test_a_claim_is_taken_again_only_under_the_name_it_was_made(mongo: Mon
     assert await notices.claim("n-1", "t-1", "acknowledged", now, "first")
     assert not await notices.claim("n-1", "t-1", "acknowledged", now, "second")
     assert await notices.claim("n-1", "t-1", "acknowledged", now, "first")
-    await notices.sent("n-1", None)
+    await notices.sent(sent_notice("n-1"))
     assert not await notices.claim("n-1", "t-1", "acknowledged", now, "first")
+
+
+def sent_notice(nid: str) -> SentNotice:
+    return SentNotice(nid, "t-1", f"<{nid}@sportello.localhost>", False,
+                      {"channel": "email", "to": "a@example.com"})
+
+
+async def test_a_record_and_the_next_claim_go_in_one_write_the_claim_only_if_free(
+    mongo: MongoStore,
+) -> None:
+    """The acknowledgement's record claims the assignment notice in the same round trip:
+    claimed when free; refused (the record still written) when another handler holds it
+    or it went already."""
+    notices = NoticeStore(mongo)
+    now = datetime.now(UTC)
+    for n in range(3):
+        assert await notices.claim(f"ack-{n}", "t-1", "acknowledged", now, "me")
+    assert await notices.sent_then_claim(
+        sent_notice("ack-0"), NoticeClaim("next-0", "t-1", "assigned", now, "me"))
+    assert await notices.claim("next-1", "t-1", "assigned", now, "another")
+    assert not await notices.sent_then_claim(
+        sent_notice("ack-1"), NoticeClaim("next-1", "t-1", "assigned", now, "me"))
+    assert await notices.claim("next-2", "t-1", "assigned", now, "another")
+    await notices.sent(sent_notice("next-2"))
+    assert not await notices.sent_then_claim(
+        sent_notice("ack-2"), NoticeClaim("next-2", "t-1", "assigned", now, "me"))
+    for n in range(3):
+        assert await notices.status(f"ack-{n}") == NoticeStatus.SENT
+    assert await notices.status("next-0") == NoticeStatus.SENDING
+    assert not await notices.claim("next-0", "t-1", "assigned", now, "another")
+    assert await notices.claim("next-0", "t-1", "assigned", now, "me")  # its owner's
 
 
 async def test_claims_a_killed_process_left_are_found_once_they_are_stale(
@@ -287,7 +326,7 @@ async def test_claims_a_killed_process_left_are_found_once_they_are_stale(
     assert await notices.abandoned(then + timedelta(seconds=30)) == []
     found = await notices.abandoned(then + timedelta(seconds=61))
     assert sorted(found) == [("t-1", "acknowledged"), ("t-1", "assigned")]
-    await notices.sent("ack", None)
+    await notices.sent(sent_notice("ack"))
     assert await notices.abandoned(then + timedelta(seconds=61)) == [("t-1", "assigned")]
 
 
@@ -310,6 +349,55 @@ async def test_an_acknowledgement_a_killed_process_claimed_is_sent_by_the_sweep_
             await notifier.acknowledge(ticket)  # its event, late: nothing more is sent
     assert [m["To"] for m in relay.messages] == ["Anna <anna@example.com>"]
     assert relay.messages[0]["Message-ID"].startswith(f"<{nid}@")
+
+
+class WritesTo(monitoring.CommandListener):
+    """Counts the write commands sent to one collection."""
+
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete", "findAndModify") and \
+                event.command.get(event.command_name) == self.collection:
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_the_acknowledgements_record_claims_the_assignment_notice_in_the_same_write(
+    desk: Desk, mongo: MongoStore, mongo_url: str
+) -> None:
+    """The usual order: SLA's time limit comes once routing has assigned the ticket. The
+    two notices go in that order, and their records take three writes (claim; record and
+    claim the next; record), not four."""
+    ticket, _ = await desk.open(request())
+    cause = assignment_of(ticket.id)
+    assigned = await desk.apply_assignment(parse_payload(cause, TicketAssigned), cause)
+    assert assigned is not None
+
+    writes = WritesTo("notifications")
+    watched = MongoStore(mongo_url, mongo.db.name, app_name="watched")
+    await watched.client.close()
+    watched.client = AsyncMongoClient(mongo_url, event_listeners=[writes], tz_aware=True)
+    watched.db = watched.client[mongo.db.name]
+    with MailSink() as relay:
+        settings = desk.settings.model_copy(update={"smtp_relay_url": relay.url})
+        async with httpx.AsyncClient() as http:
+            notifier = notifier_for(desk, watched, settings, http)
+            await notifier.acknowledge(assigned)
+            assert writes.count == 3
+            await notifier.first_assignment(assigned)  # its own handler, after: nothing more
+    await watched.close()
+    subjects = [str(m["Subject"]) for m in relay.messages]
+    assert len(subjects) == 2
+    assert "We received your request" in subjects[0]
+    assert "is being handled" in subjects[1]
 
 
 async def test_a_status_change_not_pinned_to_a_version_is_tried_again_on_the_changed_ticket(

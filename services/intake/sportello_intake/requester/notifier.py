@@ -43,7 +43,14 @@ from sportello_intake.requester.notices import (
 )
 from sportello_intake.requester.outbound import DeliveryFailed, NoticeNotBuildable, Outbound
 from sportello_intake.settings import IntakeSettings
-from sportello_intake.store import FINAL, NoticeStatus, NoticeStore, TicketStore
+from sportello_intake.store import (
+    FINAL,
+    NoticeClaim,
+    NoticeStatus,
+    NoticeStore,
+    SentNotice,
+    TicketStore,
+)
 from sportello_runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -77,17 +84,6 @@ def notice_id(key: str, kind: NoticeKind) -> str:
     return str(uuid.uuid5(NOTICE_NAMESPACE, f"{key}:{kind.value}"))
 
 
-@dataclass(frozen=True)
-class Sent:
-    """A notice that went out, as its record says it."""
-
-    notice_id: str
-    ticket_id: str
-    message_id: str | None
-    with_suggestions: bool
-    sent_as: dict[str, str]
-
-
 class NoticeInFlight(Exception):
     """Another handler holds the notice's claim: its event is retried."""
 
@@ -111,8 +107,11 @@ class Notifier:
         """No SLA service to wait for: the acknowledgement goes when the ticket is opened."""
         self._uncertain: dict[str, str] = {}
         """Claims whose answer the database did not deliver, by notice id."""
-        self._unrecorded: dict[str, Sent] = {}
+        self._unrecorded: dict[str, SentNotice] = {}
         """Notices mailed whose record the database did not take, by notice id."""
+        self._claimed: dict[str, str] = {}
+        """Claims written with the record of the notice before (the assignment notice's
+        with the acknowledgement's), by notice id: the owner's name, to send under."""
 
     # --- the acknowledgement and the first assignment, in that order -------------------
 
@@ -139,16 +138,18 @@ class Notifier:
         after saving the assignment, and this reads the ticket (unless the copy in hand is
         assigned already) after recording the acknowledgement: whichever runs second sends
         the assignment notice."""
-        if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
-                                  notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)):
-            return  # another handler is sending it: that one brings the assignment along
+        assigned = notice_id(ticket.id, NoticeKind.ASSIGNED)
         # Assigned already in the copy we hold (the usual order): its handler found the
-        # acknowledgement still to come, so the assignment notice is ours to send.
-        current = ticket if ticket.routing_sequence >= 1 else (
-            await self._tickets.by_id(ticket.id) or ticket)
+        # acknowledgement still to come, so the assignment notice is ours to send, and is
+        # claimed in the same write that records the acknowledgement.
+        then_claim = (assigned, NoticeKind.ASSIGNED) if ticket.routing_sequence >= 1 else None
+        if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
+                                  notice_id(ticket.id, NoticeKind.ACKNOWLEDGED),
+                                  then_claim=then_claim):
+            return  # another handler is sending it: that one brings the assignment along
+        current = ticket if then_claim else (await self._tickets.by_id(ticket.id) or ticket)
         if current.routing_sequence >= 1:
-            await self._notify(current, NoticeKind.ASSIGNED,
-                               notice_id(ticket.id, NoticeKind.ASSIGNED))
+            await self._notify(current, NoticeKind.ASSIGNED, assigned)
 
     async def suggestions_ready(self, ticket_id: str, cause_event_id: str,
                                 suggestions: list[tuple[str, str | None]]) -> None:
@@ -168,8 +169,8 @@ class Notifier:
             return  # the acknowledgement is still to go (or to be retried): it carries them
         await self._notify(ticket, NoticeKind.SUGGESTIONS,
                            notice_id(cause_event_id, NoticeKind.SUGGESTIONS),
-                           suggestions=format_suggestions(list(suggestions),
-                                                          language_of(ticket.requester.language)))
+                           {"suggestions": format_suggestions(
+                               list(suggestions), language_of(ticket.requester.language))})
 
     async def acknowledge_overdue(self) -> int:
         """Acknowledge, with the default time limit, what waited for SLA too long: tickets
@@ -221,7 +222,7 @@ class Notifier:
         """A notice of its own event. Claimed by another handler and not done, it may be
         a killed process's: the event is retried until the notice is sent or that claim is
         stale, and then taken over (what the notice says comes with the event alone)."""
-        if not await self._notify(ticket, kind, notice_id(cause_event_id, kind), **values):
+        if not await self._notify(ticket, kind, notice_id(cause_event_id, kind), values):
             raise NoticeInFlight(f"{kind.value} for {ticket.number}")
 
     def requester_link(self, ticket: Ticket) -> str:
@@ -236,29 +237,40 @@ class Notifier:
             return ticket.created_at + timedelta(seconds=self._settings.default_time_limit_s)
         return ticket.time_limit
 
-    async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str, **values: str) -> bool:
+    async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str,
+                      values: dict[str, str] | None = None, *,
+                      then_claim: tuple[str, NoticeKind] | None = None) -> bool:
         """Send the notice unless it is done or on its way; whether it is done now (sent,
-        skipped, or failed and left to the retry)."""
+        skipped, or failed and left to the retry). ``then_claim``: the notice that follows,
+        claimed with this one's record when it is sent."""
         if (unrecorded := self._unrecorded.pop(nid, None)) is not None:
             await self._record(unrecorded)  # mailed already: only the record was missing
             return True
-        # Taken from the map before the first await: one handler of this process resumes.
-        claim = self._uncertain.pop(nid, None) or uuid.uuid4().hex
+        # Taken from the maps before the first await: one handler of this process resumes.
+        claimed = self._claimed.pop(nid, None)
+        claim = claimed or self._uncertain.pop(nid, None) or uuid.uuid4().hex
         try:
-            if not await self._notices.claim(nid, ticket.id, kind.value, utc_now(), claim):
+            if claimed is None and not await self._notices.claim(nid, ticket.id, kind.value,
+                                                                 utc_now(), claim):
                 # Sent or skipped before, or being sent by another handler right now.
                 return await self._notices.is_done(nid)
-            sent = await self._deliver(ticket, kind, nid, values)
+            sent = await self._deliver(ticket, kind, nid, values or {})
         except PyMongoError:
             # The claim may be written and the notice not sent: the retry claims it again.
             self._uncertain[nid] = claim
             raise
-        if sent is not None:
-            await self._record(sent)
+        if sent is None:
+            return True
+        follower = None
+        if then_claim is not None:
+            follower_id, follower_kind = then_claim
+            owner = self._uncertain.pop(follower_id, None) or uuid.uuid4().hex
+            follower = NoticeClaim(follower_id, ticket.id, follower_kind.value, utc_now(), owner)
+        await self._record(sent, follower)
         return True
 
     async def _deliver(self, ticket: Ticket, kind: NoticeKind, nid: str,
-                       values: dict[str, str]) -> Sent | None:
+                       values: dict[str, str]) -> SentNotice | None:
         """Send a claimed notice: what to record, or ``None`` when it was skipped or cannot
         be built (recorded here)."""
         if kind is NoticeKind.ACKNOWLEDGED:  # articles kept before the claim go with it
@@ -309,18 +321,21 @@ class Notifier:
         self._metrics.sent.labels(kind.value, route[0]).inc()
         log.info("notice %s sent for %s by %s", kind.value, ticket.number, route[0],
                  extra={"ticket_id": ticket.id})
-        return Sent(nid, ticket.id, message_id, bool(values.get("suggestions")), sent_as)
+        return SentNotice(nid, ticket.id, message_id, bool(values.get("suggestions")), sent_as)
 
-    async def _record(self, sent: Sent) -> None:
-        """Write that the notice went; kept for the event's retry when the database does
-        not take it (which then records it and goes on)."""
+    async def _record(self, sent: SentNotice, then_claim: NoticeClaim | None = None) -> None:
+        """Write that the notice went (and claim the one after it, when there is one); kept
+        for the event's retry when the database does not take it (which then records it and
+        goes on, claiming the next under the same name)."""
         try:
-            # The record keeps the Message-ID: a reply that lost the [number] tag is
-            # threaded by it (``TicketStore.ticket_for_mail_ids``).
-            await self._notices.sent(sent.notice_id, sent.message_id,
-                                     with_suggestions=sent.with_suggestions, **sent.sent_as)
+            if then_claim is None:
+                await self._notices.sent(sent)
+            elif await self._notices.sent_then_claim(sent, then_claim):
+                self._claimed[then_claim.notice_id] = then_claim.owner
         except PyMongoError:
             self._unrecorded[sent.notice_id] = sent
+            if then_claim is not None:
+                self._uncertain[then_claim.notice_id] = then_claim.owner
             raise
 
     async def _too_many_acks(self, address: str, nid: str) -> bool:
