@@ -47,5 +47,4 @@ async def test_make_up_stopped_and_started_again_keeps_the_tickets_and_articles(
             assert [h["id"] for h in found.json()["hits"]] == [article.json()["id"]]
         assert secrets_of(up.run_dir) == secrets  # the same keys: channels keep working
     finally:
-        if up.process is not None and up.process.poll() is None:
-            up.stop()
+        await up.forget()

@@ -68,7 +68,7 @@ async def test_a_real_prometheus_scrapes_make_up_and_runs_every_rule_and_panel(
         await up.start()
         await watched(binary, up, tmp_path)
     finally:
-        up.stop()
+        await up.forget()
 
 
 async def watched(binary: str, up: MakeUp, tmp_path: Path) -> None:
