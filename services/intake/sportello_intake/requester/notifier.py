@@ -138,18 +138,18 @@ class Notifier:
         after saving the assignment, and this reads the ticket (unless the copy in hand is
         assigned already) after recording the acknowledgement: whichever runs second sends
         the assignment notice."""
-        assigned = notice_id(ticket.id, NoticeKind.ASSIGNED)
         # Assigned already in the copy we hold (the usual order): its handler found the
         # acknowledgement still to come, so the assignment notice is ours to send, and is
         # claimed in the same write that records the acknowledgement.
-        then_claim = (assigned, NoticeKind.ASSIGNED) if ticket.routing_sequence >= 1 else None
+        then_claim = NoticeKind.ASSIGNED if ticket.routing_sequence >= 1 else None
         if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
                                   notice_id(ticket.id, NoticeKind.ACKNOWLEDGED),
                                   then_claim=then_claim):
             return  # another handler is sending it: that one brings the assignment along
         current = ticket if then_claim else (await self._tickets.by_id(ticket.id) or ticket)
         if current.routing_sequence >= 1:
-            await self._notify(current, NoticeKind.ASSIGNED, assigned)
+            await self._notify(current, NoticeKind.ASSIGNED,
+                               notice_id(ticket.id, NoticeKind.ASSIGNED))
 
     async def suggestions_ready(self, ticket_id: str, cause_event_id: str,
                                 suggestions: list[tuple[str, str | None]]) -> None:
@@ -239,10 +239,10 @@ class Notifier:
 
     async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str,
                       values: dict[str, str] | None = None, *,
-                      then_claim: tuple[str, NoticeKind] | None = None) -> bool:
+                      then_claim: NoticeKind | None = None) -> bool:
         """Send the notice unless it is done or on its way; whether it is done now (sent,
-        skipped, or failed and left to the retry). ``then_claim``: the notice that follows,
-        claimed with this one's record when it is sent."""
+        skipped, or failed and left to the retry). ``then_claim``: the ticket's notice that
+        follows, claimed with this one's record when it is sent."""
         if (unrecorded := self._unrecorded.pop(nid, None)) is not None:
             await self._record(unrecorded)  # mailed already: only the record was missing
             return True
@@ -263,9 +263,9 @@ class Notifier:
             return True
         follower = None
         if then_claim is not None:
-            follower_id, follower_kind = then_claim
+            follower_id = notice_id(ticket.id, then_claim)
             owner = self._uncertain.pop(follower_id, None) or uuid.uuid4().hex
-            follower = NoticeClaim(follower_id, ticket.id, follower_kind.value, utc_now(), owner)
+            follower = NoticeClaim(follower_id, ticket.id, then_claim.value, utc_now(), owner)
         await self._record(sent, follower)
         return True
 

@@ -106,7 +106,7 @@ class RelaySession:
         envelope = [f"MAIL FROM:<{_address(sender)}>{options}",
                     *(f"RCPT TO:<{_address(r)}>" for r in recipients), "DATA"]
         replies = await self._envelope(envelope)
-        started = replies[-1].code == 354 if len(replies) == len(envelope) else False
+        started = len(replies) == len(envelope) and replies[-1].code == 354
         refusal = _first_refusal(envelope, replies)
         if refusal is not None:
             if started:  # a relay that took DATA after refusing a recipient: end it empty
