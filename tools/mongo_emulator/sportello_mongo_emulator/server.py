@@ -33,7 +33,7 @@ import bson
 import mongomock
 from bson import json_util
 from bson.int64 import Int64
-from mockupdb import CODEC_OPTIONS, OPCODES
+from mockupdb import CODEC_OPTIONS, OP_MSG, OP_MSG_FLAGS, OPCODES
 from mongomock import filtering, helpers
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -80,10 +80,9 @@ class Unsupported(CommandError):
 
 SETTLE_HEAP_EVERY_S = 5.0
 
-OP_MSG = 2013
-MORE_TO_COME = 1 << 1
-CHECKSUM_PRESENT = 1
-KNOWN_OP_MSG_FLAGS = CHECKSUM_PRESENT | MORE_TO_COME | 1 << 16  # exhaustAllowed
+MORE_TO_COME = OP_MSG_FLAGS["moreToCome"]
+CHECKSUM_PRESENT = OP_MSG_FLAGS["checksumPresent"]
+KNOWN_OP_MSG_FLAGS = sum(OP_MSG_FLAGS.values())
 _reply_ids = itertools.count(1)
 
 
