@@ -620,7 +620,7 @@ class MongoEmulator:
 
     def _list_indexes(self, db: Db, command: dict[str, Any]) -> dict[str, Any]:
         name = command["listIndexes"]
-        if name not in db.list_collection_names():
+        if not speedups.collection_created(db, name):
             raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {db.name}.{name}")
         specs = []
         for index_name, info in db[name].index_information().items():
@@ -739,7 +739,7 @@ def _count_pipeline(collection: Any, pipeline: list[Any]) -> list[dict[str, Any]
 def _existing(db: Db, name: str) -> Any:
     """A write creates the collection, which then outlives its documents (as in MongoDB;
     mongomock alone forgets a collection once it is empty)."""
-    if name not in db.list_collection_names():
+    if not speedups.collection_created(db, name):
         db.create_collection(name)
     return db[name]
 

@@ -31,7 +31,10 @@ narrows the documents it is asked about:
   into naive UTC milliseconds decides by exact type the same way.
 
 - a collection is taken from mongomock's own map by name, rather than through
-  ``with_options`` comparing every option on every command to return it.
+  ``with_options`` comparing every option on every command to return it; whether
+  a write's collection exists is asked of that map too, instead of listing them all;
+- an index whose fields an update left alone is not re-keyed;
+- the version strings mongomock compares on every insert and update are parsed once.
 
 The hash maps stay exact because every change to a document passes through
 one of three places: the store's ``__setitem__`` (inserts, restores),
@@ -45,6 +48,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
+import functools
 import time
 import types
 import uuid
@@ -111,8 +115,12 @@ class _HashIndex:
         self.ordered: dict[str, list[tuple[Any, Any]]] = {"date": [], "number": []}
 
     def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
-        self.remove(doc_id)
         key = _key_of(document, self.fields)
+        kept = self.key_of.get(doc_id)
+        if kept is not None and kept == key and all(
+                type(a) is type(b) for a, b in zip(kept, key, strict=True)):
+            return  # most updates leave an index's fields alone: nothing to move
+        self.remove(doc_id)
         if any(isinstance(v, (list, dict)) for v in key):
             self.unkeyable.add(doc_id)
             self.key_of[doc_id] = None
@@ -360,6 +368,15 @@ def _key_of(document: Mapping[str, Any], fields: list[str]) -> tuple[Any, ...]:
     return tuple(key)
 
 
+def collection_created(db: Any, name: str) -> bool:
+    """``name in db.list_collection_names()`` without listing every collection, which
+    every write asked (a twenty-fifth of the emulator's time)."""
+    if name.startswith("system."):
+        return name in db.list_collection_names()
+    stored = db._store._collections.get(name)
+    return stored is not None and bool(stored.is_created)
+
+
 def _remove_expired_documents(self: Any) -> None:
     now = time.monotonic()
     if now - getattr(self, "_sportello_last_expiry", 0.0) < 1.0:
@@ -439,6 +456,9 @@ def apply() -> None:
     if _applied:
         return
     mm_collection.Collection._iter_documents = _iter_documents
+    # mongomock parses the same version strings on every insert and update.
+    parse = functools.lru_cache(maxsize=None)(mm_collection.version.parse)  # type: ignore[attr-defined]
+    mm_collection.version = types.SimpleNamespace(parse=parse)  # type: ignore[assignment,attr-defined]
     mm_database.Database.get_collection = _get_collection
     mm_collection.copy = types.SimpleNamespace(  # type: ignore[assignment,attr-defined]
         copy=copy.copy, deepcopy=_copy_document)

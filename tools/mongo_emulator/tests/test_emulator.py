@@ -116,6 +116,22 @@ async def test_hash_indexes_follow_every_kind_of_change(client: AsyncMongoClient
     assert [d["_id"] async for d in db.t.find({"number": 7})] == ["e"]
 
 
+async def test_an_update_that_keeps_an_index_key_keeps_the_document_found(
+    client: AsyncMongoClient[Doc],
+) -> None:
+    """An index whose fields an update left alone is not re-keyed; a value equal in Python
+    but of another BSON type (True and 1) is a new key, and ranges see the change."""
+    db = client.keys_kept
+    await db.k.create_index("level")
+    await db.k.insert_many([{"_id": "flag", "level": True, "note": "a"},
+                            {"_id": "two", "level": 2, "note": "a"}])
+    await db.k.update_one({"_id": "two"}, {"$set": {"note": "b"}})  # the key stays
+    assert [d["_id"] async for d in db.k.find({"level": {"$gte": 1, "$lte": 3}})] == ["two"]
+    await db.k.update_one({"_id": "flag"}, {"$set": {"level": 1}})  # True == 1 in Python
+    found = [d["_id"] async for d in db.k.find({"level": {"$gte": 1, "$lte": 3}})]
+    assert sorted(found) == ["flag", "two"]
+
+
 async def test_compound_unique_index_on_the_dedupe_pattern(
     client: AsyncMongoClient[Doc],
 ) -> None:
