@@ -13,7 +13,9 @@ narrows the documents it is asked about:
 - every declared index is also a hash map from key to ``_id``s, so an
   equality on all of an index's fields, and each unique-index check, looks
   candidates up instead of scanning (documents whose key holds an array or
-  an embedded document are always candidates);
+  an embedded document are always candidates); a compound index also maps
+  each leading part of its key, so that an equality on its first fields
+  (the sweeps' ``status``, a count's group and state) looks them up too;
 - a single-field index also keeps its dates and its numbers sorted, so a
   range (``$lt``/``$lte``/``$gt``/``$gte``) on that field takes the values in
   range by bisection (null and missing never match a range, in MongoDB as in
@@ -113,6 +115,10 @@ class _HashIndex:
         self.unkeyable: set[Any] = set()  # documents whose key holds an array or a document
         # Single-field indexes: (value, id) kept sorted per family of comparable values.
         self.ordered: dict[str, list[tuple[Any, Any]]] = {"date": [], "number": []}
+        # Compound indexes: ids by each leading part of the key, as MongoDB uses an index
+        # for an equality on its first fields (a sweep's status, then a range on a date).
+        self.by_prefix: dict[int, dict[tuple[Any, ...], set[Any]]] = {
+            length: {} for length in range(1, len(fields))}
 
     def put(self, doc_id: Any, document: Mapping[str, Any]) -> None:
         key = _key_of(document, self.fields)
@@ -132,6 +138,8 @@ class _HashIndex:
             self.key_of[doc_id] = None
             return
         self.key_of[doc_id] = key
+        for length, ids in self.by_prefix.items():
+            ids.setdefault(key[:length], set()).add(doc_id)
         family = _family(key[0]) if len(key) == 1 else None
         if family is not None:
             try:
@@ -145,11 +153,13 @@ class _HashIndex:
         key = self.key_of.pop(doc_id)
         self.unkeyable.discard(doc_id)
         if key is not None:
-            bucket = self.ids.get(key)
-            if bucket is not None:
-                bucket.discard(doc_id)
-                if not bucket:
-                    del self.ids[key]
+            for ids, part in [(self.ids, key), *((by, key[:length])
+                                                 for length, by in self.by_prefix.items())]:
+                bucket = ids.get(part)
+                if bucket is not None:
+                    bucket.discard(doc_id)
+                    if not bucket:
+                        del ids[part]
             family = _family(key[0]) if len(key) == 1 else None
             if family is not None:
                 ordered = self.ordered[family]
@@ -185,11 +195,23 @@ class _HashIndex:
         return found | self.unkeyable
 
     def candidates(self, key: tuple[Any, ...]) -> set[Any]:
+        """Ids whose key is ``key``, or starts with it (a leading part of a compound
+        index's fields), plus the unkeyable."""
+        ids = self.ids if len(key) == len(self.fields) else self.by_prefix[len(key)]
         try:
-            found = self.ids.get(key, set())
+            found = ids.get(key, set())
         except TypeError:
             return set(self.key_of)
         return found | self.unkeyable
+
+    def leading(self, fields: Mapping[str, Any]) -> int:
+        """How many of the index's first fields ``fields`` holds."""
+        held = 0
+        for field in self.fields:
+            if field not in fields:
+                break
+            held += 1
+        return held
 
 
 def _family(value: Any) -> str | None:
@@ -312,9 +334,18 @@ def _iter_documents(self: Any, spec: Any) -> Iterator[Any]:
                 ranged = single.in_range(bounds)
                 if ranged is not None:
                     break
+        found: set[Any] | None = None
         if index is not None:
-            key = tuple(by_field[f] for f in index.fields)
-            candidates = [documents[i] for i in index.candidates(key) if i in documents]
+            found = index.candidates(tuple(by_field[f] for f in index.fields))
+        elif equalities and indexes:
+            held, best = max(((ix.leading(by_field), ix) for ix in indexes.values()),
+                             key=lambda pair: pair[0])
+            if held:
+                found = best.candidates(tuple(by_field[f] for f in best.fields[:held]))
+                if ranged is not None and len(ranged) < len(found):
+                    found = ranged  # a date range is often narrower than a status
+        if found is not None:
+            candidates = [documents[i] for i in found if i in documents]
         elif ranged is not None:
             candidates = [documents[i] for i in ranged if i in documents]
         elif equalities:

@@ -132,6 +132,42 @@ async def test_an_update_that_keeps_an_index_key_keeps_the_document_found(
     assert sorted(found) == ["flag", "two"]
 
 
+async def test_an_equality_on_a_compound_indexs_first_fields_finds_what_a_scan_finds(
+    client: AsyncMongoClient[Doc],
+) -> None:
+    """Looked up by the leading part of an index's key (as the sweeps' and counts' queries
+    are), a query matches exactly what mongomock's matcher finds over every document."""
+    db = client.prefixes
+    await db.n.create_index([("status", 1), ("wait_until", 1)])
+    await db.n.create_index([("group", 1), ("state", 1), ("priority", 1)])
+    t0 = datetime(2026, 12, 7, 9, 0)
+    await db.n.insert_many(
+        [{"_id": n, "status": ["sent", "sending", "waiting"][n % 3],
+          "wait_until": t0 + timedelta(minutes=n), "group": f"g{n % 4}",
+          "state": ["queued", "assigned"][n % 2], "priority": n % 5} for n in range(60)]
+        + [{"_id": "array", "status": ["waiting", "sent"], "group": "g1", "state": "queued"},
+           {"_id": "missing"}, {"_id": "none", "status": None, "group": None}])
+    await db.n.update_many({"status": "sending", "priority": {"$lt": 2}},
+                           {"$set": {"status": "waiting"}})  # moved to another bucket
+    await db.n.update_one({"_id": 7}, {"$set": {"group": "g0", "state": "queued"}})
+    await db.n.delete_many({"status": "sent", "group": "g2"})
+    queries: list[Doc] = [
+        {"status": "waiting", "wait_until": {"$lte": t0 + timedelta(minutes=40)}},
+        {"status": "sending"},
+        {"status": "waiting", "group": "g1"},
+        {"group": "g0", "state": "queued"},
+        {"group": "g1", "state": "queued", "priority": {"$gte": 1}},
+        {"group": "g3", "state": "assigned", "priority": 3},
+        {"status": "nothing"},
+    ]
+    for query in queries:
+        looked_up = {d["_id"] async for d in db.n.find(query)}
+        scanned = {d["_id"] async for d in db.n.find({"$and": [query]})}  # no lookup
+        assert looked_up == scanned, query
+        assert await db.n.count_documents(query) == len(scanned), query
+    assert {d["_id"] async for d in db.n.find({"status": "waiting"})} >= {"array", 1}
+
+
 async def test_compound_unique_index_on_the_dedupe_pattern(
     client: AsyncMongoClient[Doc],
 ) -> None:
