@@ -4,7 +4,8 @@ A ticket's journey is a dozen deliveries, and each ack was a frame, a write to t
 and, on a quorum queue, an entry in the broker's log of its own. Messages that finish
 within ``linger_s`` of each other are acknowledged at once: the finished ones below the
 oldest message still running in one ``multiple`` ack, the others one by one (a slow
-handler never holds back the acks of the messages after it). Nothing is acknowledged
+handler never holds back the acks of the messages after it), and at once when half the
+prefetch window is finished and waiting (a burst never stalls on them). Nothing is acknowledged
 before its handler is done, so a crash costs at most a redelivery of what finished in the
 last ``linger_s``, which at-least-once delivery allows for.
 
@@ -26,8 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class Acks:
-    def __init__(self, linger_s: float) -> None:
+    def __init__(self, linger_s: float, *, flush_at: int | None = None) -> None:
+        """``flush_at``: this many finished messages go at once, lingering or not. The
+        broker counts an unacknowledged message against the prefetch window, finished or
+        not: a linger that held half of it would stall the consumer in a burst."""
         self._linger_s = linger_s
+        self._flush_at = flush_at
         self._channel: Any = None
         self._running: set[int] = set()
         """Tags taken on the channel and not finished."""
@@ -53,7 +58,8 @@ class Acks:
         tag = message.delivery_tag or 0
         self._running.discard(tag)
         self._finished[tag] = message
-        if self._linger_s <= 0:
+        if self._linger_s <= 0 or (self._flush_at is not None
+                                   and len(self._finished) >= self._flush_at):
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self.flush)

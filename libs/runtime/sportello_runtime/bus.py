@@ -182,7 +182,7 @@ class EventBus:
         self._metrics = metrics
         self._processed = processed
         self._prefetch = prefetch
-        self._acks = Acks(ack_linger_s)
+        self._acks = Acks(ack_linger_s, flush_at=max(1, prefetch // 2))
         self._max_attempts = max_attempts
         self._publish_timeout = publish_timeout_s
         self._reconnect_interval = reconnect_interval_s

@@ -134,6 +134,27 @@ async def test_without_a_linger_each_ack_goes_at_once() -> None:
     assert acked(channel) == {1, 2}
 
 
+async def test_half_a_prefetch_window_finished_goes_without_waiting_for_the_linger() -> None:
+    """The broker sends no more than the prefetch window unacknowledged: finished
+    messages held for the linger would stall the consumer in a burst."""
+    channel, acks = Channel(), Acks(linger_s=60, flush_at=3)
+    messages: list[Any] = delivered(channel, 1, 2, 3, 4)
+    for message in messages:
+        acks.taken(message)
+    acks.finished(messages[0])
+    acks.finished(messages[1])
+    await asyncio.sleep(0.01)
+    assert channel.frames == []  # two of three: they linger
+    acks.finished(messages[2])
+    await asyncio.sleep(0.01)
+    assert channel.frames == [(3, True)]  # the third: all three go, 60 s early
+    acks.finished(messages[3])
+    await asyncio.sleep(0.01)
+    assert channel.frames == [(3, True)]  # a new batch lingers again
+    await acks.drained()
+    assert acked(channel) == {1, 2, 3, 4}
+
+
 async def test_a_message_whose_channel_closed_meanwhile_is_left_to_come_again() -> None:
     channel, acks = Channel(), Acks(linger_s=60)
     first, second = delivered(channel, 1, 2)
