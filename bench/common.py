@@ -154,27 +154,51 @@ class CommandMeter:
     does not change with the machine's speed. A bulk write is one round trip, as it is
     one command."""
 
-    def __init__(self, client: AsyncMongoClient[Any]) -> None:
+    def __init__(self, client: AsyncMongoClient[Any], databases: str | None = None) -> None:
+        """``databases``: the prefix of the run's databases (``<prefix><service>``), to
+        count their commands by service and collection too, from MongoDB's ``top``."""
         self.client = client
+        self.databases = databases
         self.before: dict[str, int] = {}
         self.used: dict[str, int] = {}
+        self.before_by_collection: dict[str, int] = {}
+        self.used_by_collection: dict[str, int] = {}
 
     async def _counts(self) -> dict[str, int]:
         status = await self.client.admin.command("serverStatus")
         commands = status.get("metrics", {}).get("commands", {})
         return {name: int(commands.get(name, {}).get("total", 0)) for name in DATA_COMMANDS}
 
+    async def _by_collection(self) -> dict[str, int]:
+        """``service.collection`` -> commands run on it so far."""
+        if self.databases is None:
+            return {}
+        totals = (await self.client.admin.command("top"))["totals"]
+        return {namespace.removeprefix(self.databases): int(kinds["total"]["count"])
+                for namespace, kinds in totals.items()
+                if namespace.startswith(self.databases) and isinstance(kinds, dict)}
+
     async def start(self) -> None:
         self.before = await self._counts()
+        self.before_by_collection = await self._by_collection()
 
     async def stop(self) -> None:
         after = await self._counts()
         self.used = {name: after[name] - self.before[name] for name in DATA_COMMANDS}
+        after_by_collection = await self._by_collection()
+        self.used_by_collection = {
+            name: n - self.before_by_collection.get(name, 0)
+            for name, n in after_by_collection.items()
+            if n > self.before_by_collection.get(name, 0)}
 
     def per_item(self, items: int) -> dict[str, float]:
         per = {name: round(n / max(1, items), 2) for name, n in self.used.items() if n}
         per["total"] = round(sum(self.used.values()) / max(1, items), 2)
         return per
+
+    def per_item_by_collection(self, items: int) -> dict[str, float]:
+        return {name: round(n / max(1, items), 2)
+                for name, n in sorted(self.used_by_collection.items(), key=lambda kv: -kv[1])}
 
 
 class GcMeter:
@@ -230,9 +254,9 @@ class RunMeter:
     stretch of a run, per ticket."""
 
     def __init__(self, pids: dict[str, int], mongo: AsyncMongoClient[Any],
-                 service_urls: dict[str, str]) -> None:
+                 service_urls: dict[str, str], databases: str | None = None) -> None:
         self.cpu = CpuMeter(pids)
-        self.commands = CommandMeter(mongo)
+        self.commands = CommandMeter(mongo, databases)
         self.gc = GcMeter(service_urls)
 
     async def start(self) -> None:
@@ -246,8 +270,11 @@ class RunMeter:
         await self.commands.stop()
 
     def per_ticket(self, tickets: int) -> dict[str, Any]:
+        by_collection = self.commands.per_item_by_collection(tickets)
         return {"cpu_ms_per_ticket": self.cpu.per_item_ms(tickets),
                 "mongo_commands_per_ticket": self.commands.per_item(tickets),
+                **({"mongo_commands_per_ticket_by_collection": by_collection}
+                   if by_collection else {}),
                 "garbage_collection": self.gc.report()}
 
 

@@ -21,6 +21,8 @@ otherwise be refused in part; ``bench/overload_bench.py`` measures the admission
    phase was mailed;
 3. idle: --idle-s seconds with nothing offered, CPU and MongoDB commands a second (the
    timers and sweeps every rate pays);
+   (phases 1 and 2 also count MongoDB commands a ticket by service and collection,
+   from MongoDB's ``top``, which the emulator answers too: where a cut would count);
 4. checks: every ticket assigned in intake's store; every requester received the
    acknowledgement, then the assignment notice, and nothing twice;
 5. says whether the run met issue 14's targets (``targets``): at least 80
@@ -152,7 +154,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
         assert catcher.process is not None
         pids["mail catcher"] = catcher.process.pid
         urls = {name: service.url for name, service in system.services.items()}
-        meter = RunMeter(pids, mongo, urls)
+        meter = RunMeter(pids, mongo, urls, databases=system.database(""))
 
         async with intake_client(system, args.concurrency) as client:
             # 1. What the pipeline sustains, from the first POST.

@@ -80,6 +80,9 @@ class Unsupported(CommandError):
 
 SETTLE_HEAP_EVERY_S = 5.0
 
+TOP_KINDS = {"find": "queries", "getMore": "getmore", "insert": "insert", "update": "update",
+             "delete": "remove"}
+"""How ``top`` files a command; any other command on a collection is one of its "commands"."""
 MORE_TO_COME = OP_MSG_FLAGS["moreToCome"]
 CHECKSUM_PRESENT = OP_MSG_FLAGS["checksumPresent"]
 KNOWN_OP_MSG_FLAGS = sum(OP_MSG_FLAGS.values())
@@ -189,9 +192,12 @@ class MongoEmulator:
         self._started = time.monotonic()
         self._counts: dict[str, list[int]] = {}
         """Command name as clients send it -> [total, failed], as in serverStatus."""
+        self._top: dict[str, dict[str, list[int]]] = {}
+        """Namespace -> what ran on it (``TOP_KINDS``) -> [microseconds, count], as ``top``."""
         self._commands: dict[str, Callable[[Db, dict[str, Any]], dict[str, Any]]]
         self._commands = {
             "serverstatus": self._server_status,
+            "top": self._top_report,
             "hello": self._hello,
             "ismaster": self._hello,
             "ping": self._ok,
@@ -357,11 +363,24 @@ class MongoEmulator:
         if counts is None:
             counts = self._counts[name] = [0, 0]
         counts[0] += 1
+        started = time.perf_counter()
         try:
             return handler(self._mongo[database], command)
         except Exception:
             counts[1] += 1
             raise
+        finally:
+            collection = command.get("collection" if name == "getMore" else name)
+            if isinstance(collection, str):
+                self._note_top(f"{database}.{collection}", TOP_KINDS.get(name, "commands"),
+                               time.perf_counter() - started)
+
+    def _note_top(self, namespace: str, kind: str, seconds: float) -> None:
+        kinds = self._top.setdefault(namespace, {})
+        for counted in (kind, "total"):
+            spent = kinds.setdefault(counted, [0, 0])
+            spent[0] += round(seconds * 1_000_000)
+            spent[1] += 1
 
     # -- admin ------------------------------------------------------------------
 
@@ -397,6 +416,15 @@ class MongoEmulator:
                                      for name, (total, failed) in self._counts.items()}},
             "ok": 1.0,
         }
+
+    def _top_report(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
+        """MongoDB's ``top``: per namespace, the time and count of what ran on it (counted
+        per command, a round trip, as ``serverStatus`` counts them here)."""
+        totals: dict[str, Any] = {"note": "all times in microseconds"}
+        for namespace, kinds in self._top.items():
+            totals[namespace] = {kind: {"time": spent, "count": count}
+                                 for kind, (spent, count) in kinds.items()}
+        return {"totals": totals, "ok": 1.0}
 
     def _build_info(self, _: Db, __: dict[str, Any]) -> dict[str, Any]:
         return {"version": "7.0.0-mongomock", "versionArray": [7, 0, 0, 0], "ok": 1.0}

@@ -168,6 +168,28 @@ async def test_an_equality_on_a_compound_indexs_first_fields_finds_what_a_scan_f
     assert {d["_id"] async for d in db.n.find({"status": "waiting"})} >= {"array", 1}
 
 
+async def test_top_tells_what_ran_on_each_collection(client: AsyncMongoClient[Doc]) -> None:
+    """MongoDB's ``top``, which the system benchmark reads for commands a ticket by
+    collection: counted per command (a round trip), filed as MongoDB files them."""
+    db = client.top_counts
+    await db.a.insert_one({"_id": 1, "n": 1})
+    await db.a.insert_many([{"_id": 2}, {"_id": 3}])  # one command
+    await db.a.find_one({"_id": 1})
+    await db.a.update_one({"_id": 1}, {"$set": {"n": 2}})
+    await db.a.find_one_and_update({"_id": 2}, {"$set": {"n": 1}})
+    await db.a.count_documents({})
+    await db.b.delete_one({"_id": 9})
+    with pytest.raises(DuplicateKeyError):
+        await db.a.insert_one({"_id": 1})  # failed, and counted all the same
+    totals = (await client.admin.command("top"))["totals"]
+    a = totals["top_counts.a"]
+    assert {kind: a[kind]["count"] for kind in a} == {
+        "insert": 3, "queries": 1, "update": 1, "commands": 2, "total": 7}
+    assert all(a[kind]["time"] >= 0 for kind in a)
+    assert totals["top_counts.b"]["remove"]["count"] == 1
+    assert not [name for name in totals if name.startswith("admin.")]
+
+
 async def test_compound_unique_index_on_the_dedupe_pattern(
     client: AsyncMongoClient[Doc],
 ) -> None:
