@@ -15,18 +15,11 @@ from pymongo import AsyncMongoClient, monitoring
 
 from sportello_contracts import EventEnvelope, parse_payload
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
-from sportello_contracts.enums import (
-    Author,
-    Channel,
-    Priority,
-    SupportLevel,
-    TicketStatus,
-    Visibility,
-)
-from sportello_contracts.events import SlaTimeLimitSet, TicketAssigned, new_event
+from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
+from sportello_contracts.events import TicketAssigned, new_event
 from sportello_intake.consumers import IntakeConsumers
 from sportello_intake.domain import Message
-from sportello_intake.requester.notices import NoticeKind, format_time_limit
+from sportello_intake.requester.notices import NoticeKind
 from sportello_intake.requester.notifier import NoticeMetrics, Notifier, notice_id
 from sportello_intake.requester.outbound import NoticeNotBuildable, Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
@@ -405,45 +398,6 @@ async def test_the_acknowledgements_record_claims_the_assignment_notice_in_the_s
     assert len(subjects) == 2
     assert "We received your request" in subjects[0]
     assert "is being handled" in subjects[1]
-
-
-async def test_sla_s_time_limit_is_kept_by_the_write_the_acknowledgement_is_written_from(
-    desk: Desk, mongo: MongoStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The usual order: assigned, then SLA's time limit. The acknowledgement is claimed
-    first and written from the ticket that the time limit's own write answers: no other
-    read of the ticket, the limit in the mail, the assignment notice after it. A later
-    announcement, the acknowledgement long gone, is kept all the same."""
-    ticket, _ = await desk.open(request())
-    cause = assignment_of(ticket.id)
-    assert await desk.apply_assignment(parse_payload(cause, TicketAssigned), cause)
-    due, now = datetime(2026, 12, 8, 15, 0, tzinfo=UTC), datetime.now(UTC)
-    first = SlaTimeLimitSet(ticket_id=ticket.id, clock_id="c", priority=Priority.P3,
-                            due_at=due, as_of=now)
-    moved = first.model_copy(update={"due_at": due + timedelta(hours=2),
-                                     "as_of": now + timedelta(minutes=1)})
-    reads: list[str] = []
-    read = desk.tickets.by_id
-
-    async def counted(ticket_id: str) -> Any:
-        reads.append(ticket_id)
-        return await read(ticket_id)
-
-    monkeypatch.setattr(desk.tickets, "by_id", counted)
-    with MailSink() as relay:
-        settings = desk.settings.model_copy(update={"smtp_relay_url": relay.url})
-        async with httpx.AsyncClient() as http:
-            notifier = notifier_for(desk, mongo, settings, http)
-            await notifier.time_limit_known(ticket.id, lambda: desk.note_time_limit(first))
-            assert reads == []
-            await notifier.time_limit_known(ticket.id, lambda: desk.note_time_limit(moved))
-    stored = await read(ticket.id)
-    assert stored is not None
-    assert stored.time_limit == due + timedelta(hours=2)
-    assert [str(m["Subject"]).split("] ")[1][:12] for m in relay.messages] == [
-        "We received ", "Your request"]
-    promised = format_time_limit(due, "en", settings.display_timezone)
-    assert promised in str(relay.messages[0].get_body(("plain",)).get_content())
 
 
 async def test_a_status_change_not_pinned_to_a_version_is_tried_again_on_the_changed_ticket(
