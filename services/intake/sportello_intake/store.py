@@ -413,6 +413,8 @@ class NoticeClaim:
     kind: str
     at: datetime
     owner: str
+    earlier: tuple[str, ...] = ()
+    """Names of this process's earlier claims whose answers were lost: any may be written."""
 
 
 def _sent(sent: SentNotice) -> Document:
@@ -460,14 +462,14 @@ class NoticeStore:
         return [(str(doc["ticket_id"]), str(doc["kind"])) async for doc in cursor]
 
     async def claim(self, notice_id: str, ticket_id: str, kind: str, now: datetime,
-                    owner: str) -> bool:
+                    owner: str, earlier: tuple[str, ...] = ()) -> bool:
         """Take the notice for sending; False when it is sent or skipped, or another handler
         is sending it right now (one that died meanwhile loses it after a minute). A claim
-        made under the same name is taken again: its answer may have been lost with the
-        database's connection after it was written."""
+        made under the same name, or under one of ``earlier``, is taken again: its answer
+        may have been lost with the database's connection after it was written."""
         try:
-            await self._notices.update_one(*self._claiming(notice_id, ticket_id, kind, now, owner),
-                                           upsert=True)
+            await self._notices.update_one(
+                *self._claiming(notice_id, ticket_id, kind, now, (owner, *earlier)), upsert=True)
         except DuplicateKeyError:
             return False
         return True
@@ -479,7 +481,7 @@ class NoticeStore:
             await self._notices.bulk_write([
                 UpdateOne({"_id": sent.notice_id}, _sent(sent)),
                 UpdateOne(*self._claiming(claim.notice_id, claim.ticket_id, claim.kind,
-                                          claim.at, claim.owner), upsert=True),
+                                          claim.at, (claim.owner, *claim.earlier)), upsert=True),
             ], ordered=True)
         except BulkWriteError as error:
             if duplicates_in(error) == {1}:
@@ -488,15 +490,16 @@ class NoticeStore:
         return True
 
     def _claiming(self, notice_id: str, ticket_id: str, kind: str, now: datetime,
-                  owner: str) -> tuple[Document, Document]:
-        """The claim's filter and update (an upsert: a notice's first claim creates it)."""
+                  names: tuple[str, ...]) -> tuple[Document, Document]:
+        """The claim's filter and update (an upsert: a notice's first claim creates it),
+        made under the first of ``names``, retaking a claim made under any of them."""
         return (
             {"_id": notice_id, "$or": [
                 {"status": {"$nin": [*FINAL, NoticeStatus.SENDING]}},
                 {"status": NoticeStatus.SENDING, "at": {"$lt": now - self._stale_sending}},
-                {"status": NoticeStatus.SENDING, "claimed_by": owner},
+                {"status": NoticeStatus.SENDING, "claimed_by": {"$in": list(names)}},
             ]},
-            {"$set": {"ticket_id": ticket_id, "kind": kind, "claimed_by": owner,
+            {"$set": {"ticket_id": ticket_id, "kind": kind, "claimed_by": names[0],
                       "status": NoticeStatus.SENDING, "at": now},
              "$unset": {"wait_until": ""}, "$inc": {"attempts": 1}},
         )

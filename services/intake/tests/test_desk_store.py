@@ -3,6 +3,7 @@ changes that start from this process's copy of a ticket."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import AutoReconnect
 
 from sportello_contracts import EventEnvelope, parse_payload
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
@@ -156,12 +158,12 @@ async def test_saves_that_send_only_changes_leave_the_whole_ticket_stored(desk: 
 
 
 def notifier_for(desk: Desk, mongo: MongoStore, settings: IntakeSettings,
-                 http: httpx.AsyncClient) -> Notifier:
+                 http: httpx.AsyncClient, notices: NoticeStore | None = None) -> Notifier:
     registry = CollectorRegistry()
     metrics = NoticeMetrics(*(Counter(n, n, ["kind", "channel"] if n != "skipped" else ["kind"],
                                       registry=registry) for n in ("sent", "failed", "skipped")))
-    return Notifier(desk.tickets, NoticeStore(mongo), Outbound(settings, http), settings,
-                    metrics, "s" * 32)
+    return Notifier(desk.tickets, notices or NoticeStore(mongo), Outbound(settings, http),
+                    settings, metrics, "s" * 32)
 
 
 @pytest.fixture
@@ -281,6 +283,64 @@ async def test_a_claim_is_taken_again_only_under_the_name_it_was_made(mongo: Mon
     assert await notices.claim("n-1", "t-1", "acknowledged", now, "first")
     await notices.sent(sent_notice("n-1"))
     assert not await notices.claim("n-1", "t-1", "acknowledged", now, "first")
+    # Several lost names (two handlers of one notice): retaken under any, renamed.
+    assert await notices.claim("n-2", "t-1", "acknowledged", now, "lost")
+    assert not await notices.claim("n-2", "t-1", "acknowledged", now, "retry", ("other",))
+    assert await notices.claim("n-2", "t-1", "acknowledged", now, "retry", ("other", "lost"))
+    assert not await notices.claim("n-2", "t-1", "acknowledged", now, "lost")
+    assert await notices.claim("n-2", "t-1", "acknowledged", now, "retry")
+
+
+class ClaimsLostInACut(NoticeStore):
+    """A database cut as two handlers claim one notice: the first claim is written and its
+    answer lost; the second is not written, and fails after the first."""
+
+    def __init__(self, mongo: MongoStore) -> None:
+        super().__init__(mongo)
+        self.cut = True
+        self._one_written = False
+        self._second_in = asyncio.Event()
+        self._first_failed = asyncio.Event()
+
+    async def claim(self, notice_id: str, ticket_id: str, kind: str, now: datetime,
+                    owner: str, earlier: tuple[str, ...] = ()) -> bool:
+        if not self.cut:
+            return await super().claim(notice_id, ticket_id, kind, now, owner, earlier)
+        if not self._one_written:
+            self._one_written = True
+            assert await super().claim(notice_id, ticket_id, kind, now, owner, earlier)
+            await self._second_in.wait()
+            self._first_failed.set()
+            raise AutoReconnect("written, and the answer lost")
+        self._second_in.set()
+        await self._first_failed.wait()
+        raise AutoReconnect("not written")
+
+
+async def test_after_two_handlers_lose_their_claims_in_a_cut_the_retry_sends_the_notice_once(
+    desk: Desk, mongo: MongoStore
+) -> None:
+    """Session 20's finding: each handler kept its own claim's name as the one to retake,
+    the second overwrote the first's, and the claim actually written was then nobody's
+    until the stale-claim sweep (a minute without the acknowledgement). Every lost name is
+    kept now: the event's retry retakes the written claim and sends."""
+    ticket, _ = await desk.open(request())
+    store = ClaimsLostInACut(mongo)
+    with MailSink() as relay:
+        settings = desk.settings.model_copy(update={"smtp_relay_url": relay.url})
+        async with httpx.AsyncClient() as http:
+            notifier = notifier_for(desk, mongo, settings, http, notices=store)
+            outcomes = await asyncio.gather(notifier.acknowledge(ticket),
+                                            notifier.acknowledge(ticket),
+                                            return_exceptions=True)
+            assert all(isinstance(o, AutoReconnect) for o in outcomes), outcomes
+            store.cut = False
+            await notifier.acknowledge(ticket)  # one event's retry
+            await notifier.acknowledge(ticket)  # the other's: nothing more
+            assert await store.status(notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)) == (
+                NoticeStatus.SENT)
+    assert [m["Subject"] for m in relay.messages] == [
+        f"[{ticket.number}] We received your request: Scanner"]
 
 
 def sent_notice(nid: str) -> SentNotice:

@@ -105,8 +105,10 @@ class Notifier:
         self.enabled = settings.notifies
         self.acknowledges_at_once = self.enabled and not settings.sla_url
         """No SLA service to wait for: the acknowledgement goes when the ticket is opened."""
-        self._uncertain: dict[str, str] = {}
-        """Claims whose answer the database did not deliver, by notice id."""
+        self._uncertain: dict[str, set[str]] = {}
+        """Names of claims whose answer the database did not deliver, by notice id. Any of
+        them may be written: two handlers of one notice (the time limit's and the at-once
+        acknowledgement's) can each lose one, and the retry must retake whichever it was."""
         self._unrecorded: dict[str, SentNotice] = {}
         """Notices mailed whose record the database did not take, by notice id."""
         self._claimed: dict[str, str] = {}
@@ -248,24 +250,25 @@ class Notifier:
             return True
         # Taken from the maps before the first await: one handler of this process resumes.
         claimed = self._claimed.pop(nid, None)
-        claim = claimed or self._uncertain.pop(nid, None) or uuid.uuid4().hex
+        earlier = tuple(self._uncertain.pop(nid, ()))
+        claim = claimed or uuid.uuid4().hex
         try:
             if claimed is None and not await self._notices.claim(nid, ticket.id, kind.value,
-                                                                 utc_now(), claim):
+                                                                 utc_now(), claim, earlier):
                 # Sent or skipped before, or being sent by another handler right now.
                 return await self._notices.is_done(nid)
             sent = await self._deliver(ticket, kind, nid, values or {})
         except PyMongoError:
             # The claim may be written and the notice not sent: the retry claims it again.
-            self._uncertain[nid] = claim
+            self._lost(nid, claim, *earlier)
             raise
         if sent is None:
             return True
         follower = None
         if then_claim is not None:
             follower_id = notice_id(ticket.id, then_claim)
-            owner = self._uncertain.pop(follower_id, None) or uuid.uuid4().hex
-            follower = NoticeClaim(follower_id, ticket.id, then_claim.value, utc_now(), owner)
+            follower = NoticeClaim(follower_id, ticket.id, then_claim.value, utc_now(),
+                                   uuid.uuid4().hex, tuple(self._uncertain.pop(follower_id, ())))
         await self._record(sent, follower)
         return True
 
@@ -335,8 +338,12 @@ class Notifier:
         except PyMongoError:
             self._unrecorded[sent.notice_id] = sent
             if then_claim is not None:
-                self._uncertain[then_claim.notice_id] = then_claim.owner
+                self._lost(then_claim.notice_id, then_claim.owner, *then_claim.earlier)
             raise
+
+    def _lost(self, nid: str, *names: str) -> None:
+        """Claims that may have been written under these names: the next try retakes them."""
+        self._uncertain.setdefault(nid, set()).update(names)
 
     async def _too_many_acks(self, address: str, nid: str) -> bool:
         """Acknowledgements of tickets opened by mail are capped per address and hour: an
