@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/mail_bench.py
 	$(BIN)/python bench/bus_bench.py
 	$(BIN)/python bench/emulator_bench.py
+	$(BIN)/python bench/clock_bench.py
 	$(BIN)/python bench/system_bench.py
 	$(BIN)/python bench/queue_bench.py
 	$(BIN)/python bench/gateway_bench.py

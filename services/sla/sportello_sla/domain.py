@@ -46,6 +46,10 @@ class InvalidSla(ValueError):
 # --- calendars --------------------------------------------------------------------------
 
 
+OPEN_DAYS_KEPT = 1024
+"""Days of open intervals a calendar remembers (about three years of them)."""
+
+
 @dataclass(frozen=True)
 class Calendar:
     """Open hours per weekday (0 = Monday) in a time zone, minus holidays; or always open."""
@@ -56,10 +60,25 @@ class Calendar:
     holidays: frozenset[date] = frozenset()
     holiday_country: str | None = None
     always_open: bool = False
+    _open_spans: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
+    """``open_on``'s answers: a ticket's clocks ask for the same few days dozens of times
+    (each target, each threshold, each next firing), and the zone's arithmetic is most
+    of SLA's own work on a clock."""
 
     @property
     def zone(self) -> ZoneInfo:
         return _zone(self.timezone)
+
+    def open_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The day's open intervals in UTC; none on a holiday."""
+        spans = self._open_spans.get(day)
+        if spans is None:
+            if len(self._open_spans) >= OPEN_DAYS_KEPT:
+                self._open_spans.clear()
+            spans = () if self.is_holiday(day) else tuple(_open_on(self, day, self.zone))
+            self._open_spans[day] = spans
+        return spans
 
     def is_holiday(self, day: date) -> bool:
         if day in self.holidays:
@@ -160,11 +179,10 @@ def open_intervals(calendar: Calendar, start: datetime, end: datetime
     day = start.astimezone(zone).date() - timedelta(days=1)
     last = end.astimezone(zone).date() + timedelta(days=1)
     while day <= last:
-        if not calendar.is_holiday(day):
-            for lo, hi in _open_on(calendar, day, zone):
-                lo, hi = max(lo, start), min(hi, end)
-                if lo < hi:
-                    yield lo, hi
+        for lo, hi in calendar.open_on(day):
+            lo, hi = max(lo, start), min(hi, end)
+            if lo < hi:
+                yield lo, hi
         day += timedelta(days=1)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -63,6 +63,23 @@ def test_daylight_saving_changes_keep_wall_clock_office_hours() -> None:
     start, end = rome(2026, 10, 25, 0), rome(2026, 10, 26, 0)
     assert business_seconds(ROUND_THE_CLOCK, start, end) == 25 * H
     assert business_seconds(OFFICE_HOURS, rome(2026, 10, 23, 9), rome(2026, 10, 26, 18)) == 16 * H
+
+
+def test_a_calendar_remembers_its_days_and_answers_the_same_past_what_it_keeps() -> None:
+    """``Calendar.open_on`` keeps each day's open intervals (a ticket's clocks ask for the
+    same days dozens of times); a calendar that has answered for more days than it keeps
+    still answers as a fresh one does, holidays and daylight-saving changes included."""
+    used = Calendar("office", "Europe/Rome", OFFICE_HOURS.hours, holiday_country="IT")
+    start = rome(2025, 1, 1, 8)
+    for day in range(domain.OPEN_DAYS_KEPT + 40):
+        at = start + timedelta(days=day)
+        fresh = Calendar("office", "Europe/Rome", OFFICE_HOURS.hours, holiday_country="IT")
+        assert business_seconds(used, at, at + timedelta(days=3)) == business_seconds(
+            fresh, at, at + timedelta(days=3))
+    assert 0 < len(used._open_spans) <= domain.OPEN_DAYS_KEPT  # it was cleared once
+    assert used.open_on(date(2026, 12, 25)) == ()  # Christmas
+    assert used.open_on(date(2026, 3, 29)) == ()  # a Sunday (and a DST change)
+    assert len(used.open_on(date(2026, 3, 30))) == 2  # the Monday after: two spans
 
 
 def test_a_round_the_clock_calendar_counts_everything() -> None:
