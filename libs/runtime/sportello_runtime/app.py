@@ -30,6 +30,7 @@ from sportello_runtime.http import (
     BodySizeLimit,
     HttpMetrics,
     LoadShedding,
+    LoopLag,
     document_errors,
     install_error_handlers,
     service_token_guard,
@@ -54,6 +55,9 @@ class Service:
     bus: EventBus
     relay: OutboxRelay
     processed: ProcessedEvents
+    loop_lag: LoopLag = field(default_factory=LoopLag)
+    """How late this process's event loop runs: one timer for whoever asks (LoadShedding
+    with ``MAX_LOOP_LAG_MS``, intake's admission); each starts it, stopped at shutdown."""
 
 
 class Consumers(Protocol):
@@ -207,7 +211,7 @@ def create_service_app(
     if settings.max_in_flight_requests or settings.max_loop_lag_ms or wiring.refused_early:
         app.add_middleware(LoadShedding, max_in_flight=settings.max_in_flight_requests,
                            max_loop_lag_s=settings.max_loop_lag_ms / 1000,
-                           refused_early=wiring.refused_early)
+                           refused_early=wiring.refused_early, lag=service.loop_lag)
     app.add_middleware(HttpMetrics, metrics=service.metrics)
     return app
 

@@ -256,14 +256,17 @@ class LoadShedding:
 
     def __init__(self, app: ASGIApp, max_in_flight: int, max_loop_lag_s: float = 0.0,
                  retry_after_s: int = 1,
-                 refused_early: Callable[[Scope], str | None] | None = None) -> None:
+                 refused_early: Callable[[Scope], str | None] | None = None,
+                 lag: LoopLag | None = None) -> None:
+        """``lag``: the process's own measure (``Service.loop_lag``), shared with whatever
+        else reads it; a new one by default."""
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_loop_lag_s = max_loop_lag_s
         self.refused_early = refused_early
         self.retry_after = str(retry_after_s)
         self.in_flight = 0
-        self.lag = LoopLag()
+        self.lag = lag or LoopLag()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan" and self.max_loop_lag_s:

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Scope
 
+from sportello_runtime.app import Service, ServiceWiring, create_service_app
 from sportello_runtime.http import LoadShedding, install_error_handlers
+from sportello_runtime.settings import ServiceSettings
 from support.wait import eventually
 
 
@@ -221,3 +223,25 @@ async def test_a_door_the_service_refuses_early_is_refused_before_its_body_is_re
         assert (await client.get("/quick")).status_code == 200
         assert (await client.get("/health/live")).status_code == 200
     assert asked == ["/slow", "/quick"]  # health is never asked about
+
+
+def test_a_service_measures_its_loop_once_whoever_reads_the_lag() -> None:
+    """LoadShedding (``MAX_LOOP_LAG_MS``) and intake's admission read the same measure, the
+    service's own: two timers on one loop would say the same thing twice as often."""
+    built: list[Service] = []
+
+    def wire(service: Service) -> ServiceWiring:
+        built.append(service)
+        return ServiceWiring()
+
+    settings = ServiceSettings(service_name="lagged", service_port=1, mongo_database="db",
+                               max_loop_lag_ms=200)
+    app = create_service_app(settings, wire, title="lagged", description="one measure")
+    layer: object = app.build_middleware_stack()
+    sheds = []
+    while layer is not None:
+        if isinstance(layer, LoadShedding):
+            sheds.append(layer)
+        layer = getattr(layer, "app", None)
+    assert len(sheds) == 1
+    assert sheds[0].lag is built[0].loop_lag

@@ -47,7 +47,7 @@ def wire(service: Service) -> ServiceWiring:
     m = service.metrics
     tickets = TicketStore(service.store, service.relay, recent_capacity=settings.recent_tickets,
                           numbers_ahead_s=settings.ticket_numbers_ahead_s)
-    loop_lag = LoopLag()  # measured while the app runs: started and stopped with it
+    loop_lag = service.loop_lag  # measured while the app runs: started and stopped with it
     desk = Desk(tickets, settings, DeskMetrics.registered_on(m), loop_lag)
     if settings.status_token_secret is not None:
         token_secret = settings.status_token_secret.get_secret_value()
