@@ -98,9 +98,15 @@ class IntakeConsumers:
         return Outcome.OK
 
     async def on_time_limit_set(self, envelope: EventEnvelope) -> None:
-        ticket = await self._desk.note_time_limit(parse_payload(envelope, SlaTimeLimitSet))
-        if self._notifier.enabled:
-            await self._notifier.time_limit_known(ticket)
+        announced = parse_payload(envelope, SlaTimeLimitSet)
+
+        async def note() -> Ticket:
+            return await self._desk.note_time_limit(announced)
+
+        if self._notifier.enabled:  # noted once the acknowledgement is claimed
+            await self._notifier.time_limit_known(announced.ticket_id, note)
+        else:
+            await note()
 
     # --- keeping the requester informed ------------------------------------------
 

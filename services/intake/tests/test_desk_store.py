@@ -17,11 +17,18 @@ from pymongo.errors import AutoReconnect
 
 from sportello_contracts import EventEnvelope, parse_payload
 from sportello_contracts.api import AttachmentUpload, TicketCreateRequest
-from sportello_contracts.enums import Author, Channel, SupportLevel, TicketStatus, Visibility
-from sportello_contracts.events import TicketAssigned, new_event
+from sportello_contracts.enums import (
+    Author,
+    Channel,
+    Priority,
+    SupportLevel,
+    TicketStatus,
+    Visibility,
+)
+from sportello_contracts.events import SlaTimeLimitSet, TicketAssigned, new_event
 from sportello_intake.consumers import IntakeConsumers
 from sportello_intake.domain import Message
-from sportello_intake.requester.notices import NoticeKind
+from sportello_intake.requester.notices import NoticeKind, format_time_limit
 from sportello_intake.requester.notifier import NoticeMetrics, Notifier, notice_id
 from sportello_intake.requester.outbound import NoticeNotBuildable, Outbound
 from sportello_intake.service import Desk, DeskMetrics, decode_uploads
@@ -411,6 +418,24 @@ async def test_an_acknowledgement_a_killed_process_claimed_is_sent_by_the_sweep_
     assert relay.messages[0]["Message-ID"].startswith(f"<{nid}@")
 
 
+async def test_a_claim_left_on_a_ticket_not_stored_here_is_skipped_not_swept_forever(
+    desk: Desk, mongo: MongoStore
+) -> None:
+    """SLA's time limit is claimed before the ticket is read: about a ticket this intake
+    does not have (its database restored from an older backup), the claim stays behind.
+    The sweep marks it skipped once; left, it would be found first by every sweep, and a
+    hundred of them would hide the real abandoned notices."""
+    nid = notice_id("not-here", NoticeKind.ACKNOWLEDGED)
+    notices = NoticeStore(mongo, stale_sending_s=60)
+    assert await notices.claim(nid, "not-here", "acknowledged",
+                               datetime.now(UTC) - timedelta(minutes=2), "killed")
+    async with httpx.AsyncClient() as http:
+        notifier = notifier_for(desk, mongo, desk.settings, http)
+        assert await notifier.resume_abandoned() == 0
+    assert await notices.abandoned(datetime.now(UTC)) == []
+    assert await notices.status(nid) == NoticeStatus.SKIPPED
+
+
 class WritesTo(monitoring.CommandListener):
     """Counts the write commands sent to one collection."""
 
@@ -458,6 +483,47 @@ async def test_the_acknowledgements_record_claims_the_assignment_notice_in_the_s
     assert len(subjects) == 2
     assert "We received your request" in subjects[0]
     assert "is being handled" in subjects[1]
+
+
+async def test_sla_s_time_limit_is_kept_by_the_write_the_acknowledgement_is_written_from(
+    desk: Desk, mongo: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual order: assigned, then SLA's time limit. The acknowledgement is claimed
+    first and written from the ticket that the time limit's own write answers: no other
+    read of the ticket, the limit in the mail, the assignment notice after it. A later
+    announcement, the acknowledgement long gone, is kept all the same."""
+    ticket, _ = await desk.open(request())
+    cause = assignment_of(ticket.id)
+    assert await desk.apply_assignment(parse_payload(cause, TicketAssigned), cause)
+    due, now = datetime(2026, 12, 8, 15, 0, tzinfo=UTC), datetime.now(UTC)
+    first = SlaTimeLimitSet(ticket_id=ticket.id, clock_id="c", priority=Priority.P3,
+                            due_at=due, as_of=now)
+    moved = first.model_copy(update={"due_at": due + timedelta(hours=2),
+                                     "as_of": now + timedelta(minutes=1)})
+    reads: list[str] = []
+    read = desk.tickets.by_id
+
+    async def counted(ticket_id: str) -> Any:
+        reads.append(ticket_id)
+        return await read(ticket_id)
+
+    monkeypatch.setattr(desk.tickets, "by_id", counted)
+    with MailSink() as relay:
+        settings = desk.settings.model_copy(update={"smtp_relay_url": relay.url})
+        async with httpx.AsyncClient() as http:
+            notifier = notifier_for(desk, mongo, settings, http)
+            await notifier.time_limit_known(ticket.id, lambda: desk.note_time_limit(first))
+            assert reads == []
+            await notifier.time_limit_known(ticket.id, lambda: desk.note_time_limit(moved))
+    stored = await read(ticket.id)
+    assert stored is not None
+    assert stored.time_limit == due + timedelta(hours=2)
+    assert [str(m["Subject"]).split("] ")[1][:12] for m in relay.messages] == [
+        "We received ", "Your request"]
+    promised = format_time_limit(due, "en", settings.display_timezone)
+    body = relay.messages[0].get_body(("plain",))
+    assert body is not None
+    assert promised in str(body.get_content())
 
 
 async def test_a_status_change_not_pinned_to_a_version_is_tried_again_on_the_changed_ticket(

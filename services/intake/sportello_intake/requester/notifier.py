@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -84,6 +85,30 @@ def notice_id(key: str, kind: NoticeKind) -> str:
     return str(uuid.uuid5(NOTICE_NAMESPACE, f"{key}:{kind.value}"))
 
 
+TicketRead = Callable[[], Awaitable[Ticket]]
+
+
+class ReadOnce:
+    """How a notice's ticket is read once the notice is claimed (so that what was kept on
+    the ticket before the claim goes with it), and what that read answered: ``None`` until
+    it ran, and for good when the notice was not this handler's to send."""
+
+    def __init__(self, read: TicketRead) -> None:
+        self._read = read
+        self.answer: Ticket | None = None
+
+    async def __call__(self) -> Ticket:
+        self.answer = await self._read()
+        return self.answer
+
+
+def _assignment_if_assigned(ticket: Ticket) -> NoticeKind | None:
+    """Assigned already when the acknowledgement was claimed (the usual order): the
+    assignment handler found the acknowledgement still to come, so the assignment notice
+    is the acknowledgement's to send, claimed in the write that records it."""
+    return NoticeKind.ASSIGNED if ticket.routing_sequence >= 1 else None
+
+
 class NoticeInFlight(Exception):
     """Another handler holds the notice's claim: its event is retried."""
 
@@ -123,43 +148,57 @@ class Notifier:
         ``SLA_WAIT_S`` after creation: SLA's time limit, or the sweep past that, sends it.)"""
         await self._acknowledge_by_id(ticket_id)
 
-    async def time_limit_known(self, ticket: Ticket) -> None:
-        """SLA announced the time limit: the acknowledgement can say it."""
-        await self.acknowledge(ticket)
+    async def time_limit_known(self, ticket_id: str, note: TicketRead) -> None:
+        """SLA announced the time limit: the acknowledgement can say it. ``note`` keeps the
+        limit and answers the ticket; it runs once the acknowledgement is claimed, so that
+        one round trip both keeps the limit and reads what the acknowledgement says (and
+        always runs, the acknowledgement sent before or not)."""
+        noting = ReadOnce(note)
+        await self._acknowledge(ticket_id, noting)
+        if noting.answer is None:
+            await note()
 
     async def first_assignment(self, ticket: Ticket) -> None:
         """Told after the acknowledgement: if that is still to come, it brings this along."""
         if await self._notices.is_done(notice_id(ticket.id, NoticeKind.ACKNOWLEDGED)):
             current = await self._tickets.by_id(ticket.id) or ticket  # with SLA's time limit
-            await self._notify(current, NoticeKind.ASSIGNED,
-                               notice_id(ticket.id, NoticeKind.ASSIGNED))
+            await self._notify(current.id, NoticeKind.ASSIGNED,
+                               notice_id(ticket.id, NoticeKind.ASSIGNED), ticket=current)
 
     async def acknowledge(self, ticket: Ticket) -> None:
         """Send the acknowledgement (once), then the assignment notice if routing has
-        assigned the ticket. The assignment handler reads the acknowledgement's record
-        after saving the assignment, and this reads the ticket (unless the copy in hand is
-        assigned already) after recording the acknowledgement: whichever runs second sends
-        the assignment notice."""
-        # Assigned already in the copy we hold (the usual order): its handler found the
-        # acknowledgement still to come, so the assignment notice is ours to send, and is
-        # claimed in the same write that records the acknowledgement.
-        then_claim = NoticeKind.ASSIGNED if ticket.routing_sequence >= 1 else None
-        if not await self._notify(ticket, NoticeKind.ACKNOWLEDGED,
-                                  notice_id(ticket.id, NoticeKind.ACKNOWLEDGED),
-                                  then_claim=then_claim):
+        assigned the ticket (``_acknowledge``); the ticket is read again once the
+        acknowledgement is claimed."""
+        async def again() -> Ticket:
+            return await self._tickets.by_id(ticket.id) or ticket
+
+        await self._acknowledge(ticket.id, ReadOnce(again))
+
+    async def _acknowledge(self, ticket_id: str, read: ReadOnce) -> None:
+        """The acknowledgement, written from the ticket as ``read`` answers it once the
+        acknowledgement is claimed (articles kept before the claim go with it), then the
+        assignment notice. The assignment handler reads the acknowledgement's record after
+        saving the assignment, and this reads the ticket after claiming the acknowledgement
+        (and again after recording it, unless assigned already then): whichever runs second
+        sends the assignment notice."""
+        if not await self._notify(ticket_id, NoticeKind.ACKNOWLEDGED,
+                                  notice_id(ticket_id, NoticeKind.ACKNOWLEDGED), ticket=read,
+                                  then_claim=_assignment_if_assigned):
             return  # another handler is sending it: that one brings the assignment along
-        current = ticket if then_claim else (await self._tickets.by_id(ticket.id) or ticket)
-        if current.routing_sequence >= 1:
-            await self._notify(current, NoticeKind.ASSIGNED,
-                               notice_id(ticket.id, NoticeKind.ASSIGNED))
+        current = read.answer
+        if current is None or current.routing_sequence < 1:
+            current = await self._tickets.by_id(ticket_id) or current
+        if current is not None and current.routing_sequence >= 1:
+            await self._notify(ticket_id, NoticeKind.ASSIGNED,
+                               notice_id(ticket_id, NoticeKind.ASSIGNED), ticket=current)
 
     async def suggestions_ready(self, ticket_id: str, cause_event_id: str,
                                 suggestions: list[tuple[str, str | None]]) -> None:
         """Articles for the requester: in the acknowledgement when it has not gone yet
         (the usual order: knowledge answers in tens of milliseconds, SLA's time limit
         waits for triage), else in a mail of their own. The acknowledgement reads the
-        ticket again after claiming its send, so articles kept before the claim go with
-        it; while it is being sent, this waits (a retry) to learn whether they went."""
+        ticket once its send is claimed, so articles kept before the claim go with it;
+        while it is being sent, this waits (a retry) to learn whether they went."""
         ticket = await self._tickets.note_suggestions(ticket_id, suggestions)
         if ticket is None:
             return  # the caller found it; it cannot have gone
@@ -169,10 +208,11 @@ class Notifier:
             raise AcknowledgementInFlight(ticket.number)
         if status not in FINAL or await self._notices.carried_suggestions(ack):
             return  # the acknowledgement is still to go (or to be retried): it carries them
-        await self._notify(ticket, NoticeKind.SUGGESTIONS,
+        await self._notify(ticket.id, NoticeKind.SUGGESTIONS,
                            notice_id(cause_event_id, NoticeKind.SUGGESTIONS),
                            {"suggestions": format_suggestions(
-                               list(suggestions), language_of(ticket.requester.language))})
+                               list(suggestions), language_of(ticket.requester.language))},
+                           ticket=ticket)
 
     async def acknowledge_overdue(self) -> int:
         """Acknowledge, with the default time limit, what waited for SLA too long: tickets
@@ -208,8 +248,10 @@ class Notifier:
         resumed = 0
         for ticket_id, kind in await self._notices.abandoned(utc_now()):
             ticket = await self._tickets.by_id(ticket_id)
-            if ticket is None:
-                continue
+            if ticket is None:  # claimed on an event about a ticket not stored here
+                await self._notices.skipped(notice_id(ticket_id, NoticeKind(kind)),
+                                            "the ticket is not known here")
+                continue  # and not found by every sweep after, ahead of the real ones
             if kind == NoticeKind.ACKNOWLEDGED.value:
                 await self.acknowledge(ticket)
             else:
@@ -224,7 +266,8 @@ class Notifier:
         """A notice of its own event. Claimed by another handler and not done, it may be
         a killed process's: the event is retried until the notice is sent or that claim is
         stale, and then taken over (what the notice says comes with the event alone)."""
-        if not await self._notify(ticket, kind, notice_id(cause_event_id, kind), values):
+        if not await self._notify(ticket.id, kind, notice_id(cause_event_id, kind), values,
+                                  ticket=ticket):
             raise NoticeInFlight(f"{kind.value} for {ticket.number}")
 
     def requester_link(self, ticket: Ticket) -> str:
@@ -239,12 +282,14 @@ class Notifier:
             return ticket.created_at + timedelta(seconds=self._settings.default_time_limit_s)
         return ticket.time_limit
 
-    async def _notify(self, ticket: Ticket, kind: NoticeKind, nid: str,
-                      values: dict[str, str] | None = None, *,
-                      then_claim: NoticeKind | None = None) -> bool:
+    async def _notify(self, ticket_id: str, kind: NoticeKind, nid: str,
+                      values: dict[str, str] | None = None, *, ticket: Ticket | TicketRead,
+                      then_claim: Callable[[Ticket], NoticeKind | None] | None = None) -> bool:
         """Send the notice unless it is done or on its way; whether it is done now (sent,
-        skipped, or failed and left to the retry). ``then_claim``: the ticket's notice that
-        follows, claimed with this one's record when it is sent."""
+        skipped, or failed and left to the retry). Written from ``ticket``, or from what it
+        answers when it is a read (run once the notice is claimed). ``then_claim``: the
+        ticket's notice that follows (if any, as the ticket stands), claimed with this
+        one's record."""
         if (unrecorded := self._unrecorded.pop(nid, None)) is not None:
             await self._record(unrecorded)  # mailed already: only the record was missing
             return True
@@ -253,10 +298,12 @@ class Notifier:
         earlier = tuple(self._uncertain.pop(nid, ()))
         claim = claimed or uuid.uuid4().hex
         try:
-            if claimed is None and not await self._notices.claim(nid, ticket.id, kind.value,
+            if claimed is None and not await self._notices.claim(nid, ticket_id, kind.value,
                                                                  utc_now(), claim, earlier):
                 # Sent or skipped before, or being sent by another handler right now.
                 return await self._notices.is_done(nid)
+            if not isinstance(ticket, Ticket):
+                ticket = await ticket()
             sent = await self._deliver(ticket, kind, nid, values or {})
         except PyMongoError:
             # The claim may be written and the notice not sent: the retry claims it again.
@@ -265,9 +312,9 @@ class Notifier:
         if sent is None:
             return True
         follower = None
-        if then_claim is not None:
-            follower_id = notice_id(ticket.id, then_claim)
-            follower = NoticeClaim(follower_id, ticket.id, then_claim.value, utc_now(),
+        if then_claim is not None and (follows := then_claim(ticket)) is not None:
+            follower_id = notice_id(ticket_id, follows)
+            follower = NoticeClaim(follower_id, ticket_id, follows.value, utc_now(),
                                    uuid.uuid4().hex, tuple(self._uncertain.pop(follower_id, ())))
         await self._record(sent, follower)
         return True
@@ -276,11 +323,9 @@ class Notifier:
                        values: dict[str, str]) -> SentNotice | None:
         """Send a claimed notice: what to record, or ``None`` when it was skipped or cannot
         be built (recorded here)."""
-        if kind is NoticeKind.ACKNOWLEDGED:  # articles kept before the claim go with it
-            ticket = await self._tickets.by_id(ticket.id) or ticket
-            if ticket.suggestions:
-                values = {**values, "suggestions": format_suggestions(
-                    list(ticket.suggestions), language_of(ticket.requester.language))}
+        if kind is NoticeKind.ACKNOWLEDGED and ticket.suggestions:  # read once claimed
+            values = {**values, "suggestions": format_suggestions(
+                list(ticket.suggestions), language_of(ticket.requester.language))}
         route, unreachable = self._route(ticket)
         if route is not None and kind is NoticeKind.ACKNOWLEDGED and (
                 ticket.channel is Channel.EMAIL) and await self._too_many_acks(route[1], nid):
