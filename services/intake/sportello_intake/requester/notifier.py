@@ -235,8 +235,9 @@ class Notifier:
         return True
 
     async def sweep_overdue(self) -> None:
-        if await self.acknowledge_overdue():
-            log.warning("acknowledged without SLA's time limit: is SLA running?")
+        if acknowledged := await self.acknowledge_overdue():
+            log.warning("acknowledged %s tickets with the default time limit: SLA announced "
+                        "none within SLA_WAIT_S (is it down, or behind?)", acknowledged)
         if resumed := await self.resume_abandoned():
             log.warning("resumed %s notices a stopped process had claimed", resumed)
 
