@@ -17,25 +17,21 @@ from datetime import UTC, datetime, timedelta
 from common import report, write_report
 
 from sportello_contracts.enums import Priority, SlaMetric, SupportLevel
-from sportello_sla import domain
 from sportello_sla.defaults import DEFAULT_POLICY
+from sportello_sla.service import ClockKeeper
 
 CLOCKS = ((SlaMetric.FIRST_RESPONSE, None), (SlaMetric.RESOLUTION, None),
           (SlaMetric.LEVEL_TIME_BOX, SupportLevel.L1))
 
 
 def start_clocks(n: int, opened: datetime) -> None:
-    """Ticket ``n`` of a stream opened one every 20 ms from ``opened``."""
+    """Ticket ``n`` of a stream opened one every 20 ms from ``opened``: each clock started
+    as SLA starts it (``ClockKeeper._starting``, the pure part before its writes)."""
     at = opened + timedelta(milliseconds=20 * n)
     for metric, level in CLOCKS:
-        clock = domain.start_clock(f"t{n}:{metric.value}", ticket_id=f"t{n}", metric=metric,
-                                   priority=Priority.P3, policy=DEFAULT_POLICY,
-                                   started_at=at, level=level, contract_tier=None)
-        assert clock is not None
-        calendar = DEFAULT_POLICY.calendars[clock.calendar]
-        domain.next_fire_at(clock, calendar)
-        if domain.time_limit_moved(None, clock, calendar):
-            domain.time_limit_told(clock, calendar, at)
+        started = ClockKeeper._starting(f"t{n}:{metric.value}", f"t{n}", metric, Priority.P3,
+                                        DEFAULT_POLICY, at, level, None)
+        assert started is not None
 
 
 def main() -> None:
