@@ -124,6 +124,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def wakeups(pid: int) -> int:
+    """Times a process's threads gave up the CPU to wait (voluntary context switches, Linux
+    /proc): each time it went back to waiting on a socket or a timer with nothing left to do."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+class WakeupMeter:
+    """Wake-ups by process between ``start`` and ``stop``. Unlike CPU time they do not
+    change with this VM's speed from hour to hour, and every crossing between processes
+    (a MongoDB command, a delivery, an ack, an SMTP reply) costs one on each side unless
+    it finds work already waiting: where batching helps, this count falls."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, int] = {}
+        self.used: dict[str, int] = {}
+
+    def start(self) -> None:
+        self.before = {name: wakeups(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        self.used = {name: wakeups(pid) - self.before[name] for name, pid in self.pids.items()}
+
+    def per_item(self, items: int) -> dict[str, float]:
+        per = {name: round(n / max(1, items), 1) for name, n in self.used.items()}
+        per["total"] = round(sum(self.used.values()) / max(1, items), 1)
+        return per
+
+
 class CpuMeter:
     """CPU used by named processes between ``start`` and ``stop``: where a run's time went."""
 
@@ -254,28 +292,32 @@ class GcMeter:
 
 
 class RunMeter:
-    """CPU by process, MongoDB commands and the services' garbage collection over the same
-    stretch of a run, per ticket."""
+    """CPU and wake-ups by process, MongoDB commands and the services' garbage collection
+    over the same stretch of a run, per ticket."""
 
     def __init__(self, pids: dict[str, int], mongo: AsyncMongoClient[Any],
                  service_urls: dict[str, str], databases: str | None = None) -> None:
         self.cpu = CpuMeter(pids)
+        self.wakeups = WakeupMeter(pids)
         self.commands = CommandMeter(mongo, databases)
         self.gc = GcMeter(service_urls)
 
     async def start(self) -> None:
         await self.commands.start()
         await self.gc.start()
+        self.wakeups.start()
         self.cpu.start()
 
     async def stop(self) -> None:
         self.cpu.stop()
+        self.wakeups.stop()
         await self.gc.stop()
         await self.commands.stop()
 
     def per_ticket(self, tickets: int) -> dict[str, Any]:
         by_collection = self.commands.per_item_by_collection(tickets)
         return {"cpu_ms_per_ticket": self.cpu.per_item_ms(tickets),
+                "wakeups_per_ticket": self.wakeups.per_item(tickets),
                 "mongo_commands_per_ticket": self.commands.per_item(tickets),
                 **({"mongo_commands_per_ticket_by_collection": by_collection}
                    if by_collection else {}),

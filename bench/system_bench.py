@@ -185,10 +185,10 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
             lat["notices_after_assigned_s"] = await every_notice(
                 catcher, told + 2 * lat["tickets"])
             await meter.stop()
-            tail = meter.per_ticket(lat["tickets"])["cpu_ms_per_ticket"]
-            lat["cpu_ms_per_ticket"] = {
-                name: round(lat["cpu_ms_per_ticket"].get(name, 0.0) + tail.get(name, 0.0), 2)
-                for name in {*lat["cpu_ms_per_ticket"], *tail}}
+            tail = meter.per_ticket(lat["tickets"])
+            for key in ("cpu_ms_per_ticket", "wakeups_per_ticket"):
+                lat[key] = {name: round(lat[key].get(name, 0.0) + tail[key].get(name, 0.0), 2)
+                            for name in {*lat[key], *tail[key]}}
 
             # 3. Nothing offered: what the system costs a second, every ticket kept (timers,
             # sweeps, the emulator's scans over what they find), which the steady rate pays
@@ -200,6 +200,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
             per_second = meter.per_ticket(args.idle_s)
             idle = {"seconds": args.idle_s,
                     "cpu_ms_per_s": per_second["cpu_ms_per_ticket"],
+                    "wakeups_per_s": per_second["wakeups_per_ticket"],
                     "mongo_commands_per_s": per_second["mongo_commands_per_ticket"]}
 
         tickets = mongo[system.database("intake")]["tickets"]
