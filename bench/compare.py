@@ -35,6 +35,8 @@ FIGURES = {
     "cpu_ms_per_ticket_at_rate": ("latency_at_rate", "cpu_ms_per_ticket", "total"),
     "mongo_commands_per_ticket_at_rate": ("latency_at_rate", "mongo_commands_per_ticket",
                                           "total"),
+    "wakeups_per_ticket_at_rate": ("latency_at_rate", "wakeups_per_ticket", "total"),
+    "broker_wakeups_per_ticket_at_rate": ("latency_at_rate", "wakeups_per_ticket", "rabbitmq"),
     "idle_cpu_ms_per_s": ("idle", "cpu_ms_per_s", "total"),
     "lost": ("checks", "lost"),
 }
