@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,48 +139,50 @@ def wakeups(pid: int) -> int:
     return total
 
 
-class WakeupMeter:
-    """Wake-ups by process between ``start`` and ``stop``. Unlike CPU time they do not
-    change with this VM's speed from hour to hour, and every crossing between processes
-    (a MongoDB command, a delivery, an ack, an SMTP reply) costs one on each side unless
-    it finds work already waiting: where batching helps, this count falls."""
+class ProcessMeter:
+    """A count each named process keeps (CPU time, wake-ups), between ``start`` and ``stop``."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], read: Callable[[int], float]) -> None:
         self.pids = pids
-        self.before: dict[str, int] = {}
-        self.used: dict[str, int] = {}
-
-    def start(self) -> None:
-        self.before = {name: wakeups(pid) for name, pid in self.pids.items()}
-
-    def stop(self) -> None:
-        self.used = {name: wakeups(pid) - self.before[name] for name, pid in self.pids.items()}
-
-    def per_item(self, items: int) -> dict[str, float]:
-        per = {name: round(n / max(1, items), 1) for name, n in self.used.items()}
-        per["total"] = round(sum(self.used.values()) / max(1, items), 1)
-        return per
-
-
-class CpuMeter:
-    """CPU used by named processes between ``start`` and ``stop``: where a run's time went."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
+        self.read = read
         self.before: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
     def start(self) -> None:
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = {name: self.read(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> dict[str, float]:
-        self.used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        self.used = {name: self.read(pid) - self.before[name] for name, pid in self.pids.items()}
         return self.used
 
-    def per_item_ms(self, items: int) -> dict[str, float]:
-        per = {name: round(1000 * used / max(1, items), 2) for name, used in self.used.items()}
-        per["total"] = round(sum(per.values()), 2)
+    def _per_item(self, items: int, scale: float, digits: int) -> dict[str, float]:
+        per = {name: round(scale * used / max(1, items), digits)
+               for name, used in self.used.items()}
+        per["total"] = round(scale * sum(self.used.values()) / max(1, items), digits)
         return per
+
+
+class CpuMeter(ProcessMeter):
+    """CPU used by named processes: where a run's time went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(pids, cpu_seconds)
+
+    def per_item_ms(self, items: int) -> dict[str, float]:
+        return self._per_item(items, 1000, 2)
+
+
+class WakeupMeter(ProcessMeter):
+    """Wake-ups by process. Unlike CPU time they do not change with this VM's speed from
+    hour to hour, and every crossing between processes (a MongoDB command, a delivery, an
+    ack, an SMTP reply) costs one on each side unless it finds work already waiting: where
+    batching helps, this count falls."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(pids, wakeups)
+
+    def per_item(self, items: int) -> dict[str, float]:
+        return self._per_item(items, 1, 1)
 
 
 DATA_COMMANDS = ("insert", "update", "delete", "find", "findAndModify", "getMore",
