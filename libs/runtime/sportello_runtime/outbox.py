@@ -191,23 +191,29 @@ class OutboxRelay:
             await self._clear(collection, doc_id, sent, read=entries)
 
     async def _publish_entries(self, entries: Sequence[dict[str, Any]]) -> list[str]:
-        """Publish in order, up to the first that fails; the event ids that went out."""
-        sent: list[str] = []
-        for entry in entries:
-            envelope = EventEnvelope.from_json(entry["body"])
-            token = context.attach(propagate.extract(entry.get("trace") or {}))
-            try:
-                await self._bus.publish(envelope)
-            except (BusNotConnected, TimeoutError, OSError) as exc:
-                log.info("outbox: %s kept for later (%s)", envelope.type, exc)
-                break
-            except Exception:
-                log.exception("outbox: could not publish %s", envelope.type)
-                break
-            finally:
-                context.detach(token)
-            sent.append(entry["event_id"])
-        return sent
+        """Publish every entry at once and wait for the confirms together; the event ids
+        that went out. A routing decision brings three events: waited for one by one, each
+        cost a wait for the broker's commit (and its log write of its own); sent together
+        they are taken in one. They leave in order (the channel writes publishes in the
+        order they ask); one that fails is kept for the sweep, which may then deliver it
+        after a later one, as any redelivery can (consumers order by sequence)."""
+        went_out = await asyncio.gather(*(self._publish_entry(entry) for entry in entries))
+        return [entry["event_id"] for entry, ok in zip(entries, went_out, strict=True) if ok]
+
+    async def _publish_entry(self, entry: dict[str, Any]) -> bool:
+        envelope = EventEnvelope.from_json(entry["body"])
+        token = context.attach(propagate.extract(entry.get("trace") or {}))
+        try:
+            await self._bus.publish(envelope)
+        except (BusNotConnected, TimeoutError, OSError) as exc:
+            log.info("outbox: %s kept for later (%s)", envelope.type, exc)
+            return False
+        except Exception:
+            log.exception("outbox: could not publish %s", envelope.type)
+            return False
+        finally:
+            context.detach(token)
+        return True
 
     async def _clear(self, collection: AsyncCollection[Document], doc_id: Any, sent: list[str],
                      *, read: Sequence[dict[str, Any]]) -> None:

@@ -43,9 +43,15 @@ class GatedBus:
         self.gates: dict[str, asyncio.Event] = {}
         self.time_out_once: set[str] = set()
         self.holding = asyncio.Event()
+        self.asked: list[str] = []
+        """Every publish in the order it was asked for, confirmed or not."""
+        self.asking = asyncio.Condition()
 
     async def publish(self, envelope: EventEnvelope) -> None:
         event_id = str(envelope.event_id)
+        self.asked.append(event_id)
+        async with self.asking:
+            self.asking.notify_all()
         if event_id in self.time_out_once:
             self.time_out_once.discard(event_id)
             raise TimeoutError("publish confirm timed out")
@@ -207,6 +213,41 @@ async def test_lingering_clears_of_one_ticket_s_successive_events_empty_it_in_on
 
     assert sorted(bus.published) == sorted([first["event_id"], second["event_id"]])
     assert updates.count == 1
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)
+
+
+async def test_a_change_s_events_go_out_together_and_a_failed_one_stays_for_the_sweep(
+    tickets: AsyncCollection[Doc],
+) -> None:
+    """A routing decision's three events: the second and third are sent while the broker
+    still holds the first's confirm (one wait, not three), in the order they were written;
+    one that times out stays in the outbox, still marked, and the sweep sends it."""
+    bus = GatedBus()
+    relay = relay_for(bus, stale_after_s=0)
+    relay.watch(tickets)
+    entries = [outbox_entry(event(TicketResolved)), outbox_entry(event(TicketReopened)),
+               outbox_entry(event(TicketResolved))]
+    ids = [entry["event_id"] for entry in entries]
+    await tickets.insert_one({"_id": "t-1", "version": 1, **outbox_fields(entries)})
+    bus.gates[ids[0]] = first_confirm = asyncio.Event()
+    bus.time_out_once.add(ids[1])
+    relay.publish_soon(tickets, "t-1", entries)
+    await asyncio.wait_for(bus.holding.wait(), 5)
+    async with bus.asking:
+        await asyncio.wait_for(bus.asking.wait_for(lambda: len(bus.asked) == 3), 5)
+    assert bus.asked == ids  # asked for before the first was confirmed, in order
+    assert bus.published == [ids[2]]
+    first_confirm.set()
+    await asyncio.wait_for(_settled(relay), 5)
+
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert [e["event_id"] for e in doc[OUTBOX_FIELD]] == [ids[1]]
+    assert doc[PENDING_FIELD] is not None
+    assert await relay.sweep() == 1
+    assert sorted(bus.published) == sorted(ids)
     doc = await tickets.find_one({"_id": "t-1"})
     assert doc is not None
     assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)
