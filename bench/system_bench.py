@@ -23,7 +23,7 @@ otherwise be refused in part; ``bench/overload_bench.py`` measures the admission
    timers and sweeps every rate pays);
    (phases 1 and 2 also count MongoDB commands a ticket by service and collection,
    from MongoDB's ``top``, which the emulator answers too: where a cut would count; and
-   wake-ups a ticket by process, which unlike CPU time do not move with this VM's speed);
+   wake-ups a ticket by process, which move with this VM's speed less than CPU time does);
 4. checks: every ticket assigned in intake's store; every requester received the
    acknowledgement, then the assignment notice, and nothing twice;
 5. says whether the run met issue 14's targets (``targets``): at least 80
