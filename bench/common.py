@@ -139,6 +139,11 @@ def wakeups(pid: int) -> int:
     return total
 
 
+LOAD_GENERATOR = "bench"
+"""The benchmark's own process in ``processes``: it posts the tickets and watches them
+assigned, as requesters and their clients do, and is not part of the system measured."""
+
+
 class ProcessMeter:
     """A count each named process keeps (CPU time, wake-ups), between ``start`` and ``stop``."""
 
@@ -156,9 +161,14 @@ class ProcessMeter:
         return self.used
 
     def _per_item(self, items: int, scale: float, digits: int) -> dict[str, float]:
+        """Each process, ``total`` over all of them, and ``system`` over all but the
+        benchmark's own process (the load generator: the requesters' side)."""
         per = {name: round(scale * used / max(1, items), digits)
                for name, used in self.used.items()}
         per["total"] = round(scale * sum(self.used.values()) / max(1, items), digits)
+        if LOAD_GENERATOR in self.used:
+            system = sum(used for name, used in self.used.items() if name != LOAD_GENERATOR)
+            per["system"] = round(scale * system / max(1, items), digits)
         return per
 
 
@@ -332,7 +342,7 @@ async def until_quiet(pids: dict[str, int], *, below_cores: float = 0.2,
     """Wait until these processes together use less than ``below_cores`` over a window:
     the work a phase left behind (outbox clears, acks, sweeps) is done before the next
     phase is measured. Returns the seconds waited."""
-    watched = {name: pid for name, pid in pids.items() if name != "bench"}
+    watched = {name: pid for name, pid in pids.items() if name != LOAD_GENERATOR}
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
         before = {name: cpu_seconds(pid) for name, pid in watched.items()}
@@ -360,7 +370,7 @@ async def outbox_drained(collection: AsyncCollection[Any], *,
 
 def processes(system: System, emulator: Backend | None) -> dict[str, int]:
     """Every process the run's CPU goes to on this machine (RabbitMQ when it is local)."""
-    pids = {"bench": os.getpid()}
+    pids = {LOAD_GENERATOR: os.getpid()}
     for name, service in system.services.items():
         assert service.process is not None
         pids[name] = service.process.pid

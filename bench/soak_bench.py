@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import uvloop
-from common import BenchRun, isolated_system, processes, write_report
+from common import LOAD_GENERATOR, BenchRun, isolated_system, processes, write_report
 from overload_bench import RawClient
 from system_bench import AS_USERS_RUN_IT, MailCatcher
 
@@ -96,7 +96,7 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                            SLA_URL=sla.url, **AS_USERS_RUN_IT)
         await system.start("gateway", **AS_USERS_RUN_IT)
         pids = processes(system, run.emulator)
-        pids.pop("bench")
+        pids.pop(LOAD_GENERATOR)
         samples: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in pids}
         mongo_port = urlsplit(system.mongo_url).port or 27017
         client = RawClient(system.services["intake"].url, CHANNEL_KEYS["web"])

@@ -16,9 +16,10 @@ otherwise be refused in part; ``bench/overload_bench.py`` measures the admission
    assigned (what the pipeline sustains), and until its last notice was mailed;
 2. latency: posts --latency-tickets tickets at --rate tickets/s (open loop) and
    measures POST-to-assigned per ticket (the assignment's status change reaching
-   the bench), and CPU per ticket over every process (the bench, the services,
-   the mail catcher, the MongoDB emulator, RabbitMQ) until the last notice of the
-   phase was mailed;
+   the bench), and CPU per ticket by process (the bench, the services, the mail
+   catcher, the MongoDB emulator, RabbitMQ) until the last notice of the phase was
+   mailed: ``total`` over all of them, ``system`` over all but the bench (the
+   load generator, as the requesters' side is not the help desk's);
 3. idle: --idle-s seconds with nothing offered, CPU and MongoDB commands a second (the
    timers and sweeps every rate pays);
    (phases 1 and 2 also count MongoDB commands a ticket by service and collection,
@@ -28,7 +29,7 @@ otherwise be refused in part; ``bench/overload_bench.py`` measures the admission
    acknowledgement, then the assignment notice, and nothing twice;
 5. says whether the run met issue 14's targets (``targets``): at least 80
    tickets/s sustained, p99 under 250 ms at 50/s, at most 25 ms of CPU per ticket
-   (in the burst, and at the steady rate).
+   over the system's processes (in the burst, and at the steady rate).
 
     .venv/bin/python bench/system_bench.py [--tickets 1000 --concurrency 32 --rate 50]
 """
@@ -222,9 +223,11 @@ async def measure(run: BenchRun, args: argparse.Namespace) -> dict[str, Any]:
                                                  else None),
                 # The issue measured its 78 ms posting as fast as tickets were taken: the
                 # burst is that measurement; the steady rate costs more (less shared work).
-                "cpu_at_most_25_ms_per_ticket_in_the_burst": tp["cpu_ms_per_ticket"]["total"]
+                # Over the system's processes, as the issue counted them (its client's CPU
+                # was not in its list): the bench's own is reported beside, not judged.
+                "cpu_at_most_25_ms_per_ticket_in_the_burst": tp["cpu_ms_per_ticket"]["system"]
                 <= 25,
-                "cpu_at_most_25_ms_per_ticket_at_the_rate": lat["cpu_ms_per_ticket"]["total"]
+                "cpu_at_most_25_ms_per_ticket_at_the_rate": lat["cpu_ms_per_ticket"]["system"]
                 <= 25,
                 "nothing_lost": lost == 0,
                 "every_requester_told_in_order": notices["otherwise"] == 0
