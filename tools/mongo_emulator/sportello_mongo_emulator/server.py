@@ -592,10 +592,14 @@ class MongoEmulator:
         sort = _sort_spec(command.get("sort"))
         fields = command.get("fields") or None
         existing = collection.find_one(query, {"_id": 1}, sort=sort)
-        if command.get("remove"):
-            value = collection.find_one_and_delete(query, projection=fields, sort=sort)
-            return {"lastErrorObject": {"n": int(value is not None)}, "value": value, "ok": 1.0}
         update = command.get("update")
+        # mongomock finds the document again from the query, then updates it by its id:
+        # once found here, it is found by its id (the filter is evaluated once, as the
+        # server does).
+        target = query if existing is None else {"_id": existing["_id"]}
+        if command.get("remove"):
+            value = collection.find_one_and_delete(target, projection=fields, sort=sort)
+            return {"lastErrorObject": {"n": int(value is not None)}, "value": value, "ok": 1.0}
         if isinstance(update, list):
             raise Unsupported("pipeline-style updates")
         if not isinstance(update, dict):
@@ -609,7 +613,7 @@ class MongoEmulator:
             method = collection.find_one_and_replace
         else:
             method = collection.find_one_and_update
-        value = method(query, update, projection=fields, sort=sort, upsert=upsert,
+        value = method(target, update, projection=fields, sort=sort, upsert=upsert,
                        return_document=return_document, **kwargs)
         last_error: dict[str, Any] = {"n": 1 if existing is not None or upsert else 0,
                                       "updatedExisting": existing is not None}
@@ -773,6 +777,8 @@ def _existing(db: Db, name: str) -> Any:
 
 
 def _refuse_options(command: dict[str, Any], what: str, refused: set[str]) -> None:
+    if refused.isdisjoint(command):
+        return  # the usual case, asked on every command: no option of the kind named
     present = sorted(k for k in refused if command.get(k) not in (None, False, {}, []))
     if present:
         raise Unsupported(f"{what} with {', '.join(present)}")
