@@ -197,23 +197,28 @@ class OutboxRelay:
         they are taken in one. They leave in order (the channel writes publishes in the
         order they ask); one that fails is kept for the sweep, which may then deliver it
         after a later one, as any redelivery can (consumers order by sequence)."""
-        went_out = await asyncio.gather(*(self._publish_entry(entry) for entry in entries))
-        return [entry["event_id"] for entry, ok in zip(entries, went_out, strict=True) if ok]
+        outcomes = await asyncio.gather(*(self._publish_entry(entry) for entry in entries))
+        kept = [(event_type, why) for event_type, why in outcomes if why is not None]
+        if kept:  # one line for the change, not one for each of its events
+            log.info("outbox: %s kept for later (%s)",
+                     ", ".join(event_type for event_type, _ in kept), kept[0][1])
+        return [entry["event_id"] for entry, (_, why) in zip(entries, outcomes, strict=True)
+                if why is None]
 
-    async def _publish_entry(self, entry: dict[str, Any]) -> bool:
+    async def _publish_entry(self, entry: dict[str, Any]) -> tuple[str, str | None]:
+        """The event's type, and why it was kept for later (``None``: it went out)."""
         envelope = EventEnvelope.from_json(entry["body"])
         token = context.attach(propagate.extract(entry.get("trace") or {}))
         try:
             await self._bus.publish(envelope)
         except (BusNotConnected, TimeoutError, OSError) as exc:
-            log.info("outbox: %s kept for later (%s)", envelope.type, exc)
-            return False
-        except Exception:
+            return envelope.type, str(exc) or type(exc).__name__
+        except Exception as exc:
             log.exception("outbox: could not publish %s", envelope.type)
-            return False
+            return envelope.type, type(exc).__name__
         finally:
             context.detach(token)
-        return True
+        return envelope.type, None
 
     async def _clear(self, collection: AsyncCollection[Document], doc_id: Any, sent: list[str],
                      *, read: Sequence[dict[str, Any]]) -> None:

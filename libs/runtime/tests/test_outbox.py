@@ -327,3 +327,28 @@ async def test_a_sweep_that_fails_halfway_still_clears_what_it_sent(
     doc = await tickets.find_one({"_id": "t-1"})
     assert doc is not None
     assert (doc[OUTBOX_FIELD], doc[PENDING_FIELD]) == ([], None)  # not sent again next time
+
+
+async def test_a_change_kept_for_later_is_logged_once_and_kept_whole(
+    tickets: AsyncCollection[Doc], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the broker gone, a change's events stay in its outbox for the sweep, and the
+    relay says so in one line naming them, not one line for each."""
+    bus = GatedBus()
+    events = [event(TicketResolved), event(TicketReopened), event(TicketResolved)]
+    bus.time_out_once.update(str(e.event_id) for e in events)
+    relay = relay_for(bus, stale_after_s=60)
+    relay.watch(tickets)
+    entries = [outbox_entry(e) for e in events]
+    await tickets.insert_one({"_id": "t-1", "version": 1, **outbox_fields(entries)})
+    with caplog.at_level("INFO", logger="sportello_runtime.outbox"):
+        relay.publish_soon(tickets, "t-1", entries)
+        await asyncio.wait_for(_settled(relay), 5)
+
+    kept = [r.getMessage() for r in caplog.records if "kept for later" in r.getMessage()]
+    assert kept == ["outbox: ticket.resolved, ticket.reopened, ticket.resolved kept for later "
+                    "(publish confirm timed out)"]
+    doc = await tickets.find_one({"_id": "t-1"})
+    assert doc is not None
+    assert [e["event_id"] for e in doc[OUTBOX_FIELD]] == [str(e.event_id) for e in events]
+    assert bus.published == []
