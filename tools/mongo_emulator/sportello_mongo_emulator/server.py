@@ -592,7 +592,6 @@ class MongoEmulator:
         sort = _sort_spec(command.get("sort"))
         fields = command.get("fields") or None
         existing = collection.find_one(query, {"_id": 1}, sort=sort)
-        update = command.get("update")
         # mongomock finds the document again from the query, then updates it by its id:
         # once found here, it is found by its id (the filter is evaluated once, as the
         # server does).
@@ -600,6 +599,7 @@ class MongoEmulator:
         if command.get("remove"):
             value = collection.find_one_and_delete(target, projection=fields, sort=sort)
             return {"lastErrorObject": {"n": int(value is not None)}, "value": value, "ok": 1.0}
+        update = command.get("update")
         if isinstance(update, list):
             raise Unsupported("pipeline-style updates")
         if not isinstance(update, dict):
